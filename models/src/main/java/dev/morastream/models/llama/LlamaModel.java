@@ -1,0 +1,370 @@
+package dev.morastream.models.llama;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.ndarray.types.SparseFormat;
+import ai.djl.nn.Activation;
+import ai.djl.nn.core.Embedding;
+import dev.morastream.models.checkpoint.CheckpointException;
+import dev.morastream.models.checkpoint.DType;
+import dev.morastream.models.checkpoint.HfCheckpoint;
+import dev.morastream.models.checkpoint.Tensor;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * A Llama-family decoder computed with DJL NDArrays: token embedding, RMSNorm, rotary position
+ * embedding (HF rotate-half convention), grouped-query attention, SwiGLU MLP, tied or untied
+ * {@code lm_head}, causal mask.
+ *
+ * <p>Weights keep their HuggingFace names and live in this model's manager. Every forward pass
+ * writes its temporaries into the manager of its input ids: give each step or request its own
+ * sub-manager. All ops are written input-first so that results never attach to the weights'
+ * manager.
+ */
+public final class LlamaModel implements AutoCloseable {
+    private final LlamaConfig config;
+    private final NDManager manager;
+    private final Map<String, NDArray> weights; // HF name -> tensor, in checkpoint order
+    private final float[] invFreq; // (headDim/2)
+    private volatile LinearOp linearOp = LinearOp.PLAIN;
+
+    private LlamaModel(LlamaConfig config, NDManager manager, Map<String, NDArray> weights) {
+        this.config = config;
+        this.manager = manager;
+        this.weights = weights;
+        this.invFreq = config.inverseFrequencies();
+    }
+
+    public LlamaConfig config() {
+        return config;
+    }
+
+    /** The manager owning the weights. */
+    public NDManager manager() {
+        return manager;
+    }
+
+    public Device device() {
+        return manager.getDevice();
+    }
+
+    /** All weights by HuggingFace name (live arrays, not copies). */
+    public Map<String, NDArray> weights() {
+        return java.util.Collections.unmodifiableMap(weights);
+    }
+
+    public NDArray weight(String name) {
+        NDArray w = weights.get(name);
+        if (w == null) {
+            throw new IllegalArgumentException("no weight " + name);
+        }
+        return w;
+    }
+
+    /** Installs how linear layers are applied (adapters); {@link LinearOp#PLAIN} restores. */
+    public void setLinearOp(LinearOp op) {
+        this.linearOp = op == null ? LinearOp.PLAIN : op;
+    }
+
+    public LinearOp linearOp() {
+        return linearOp;
+    }
+
+    public long parameterCount() {
+        return weights.values().stream().mapToLong(NDArray::size).sum();
+    }
+
+    /** The linear modules of one layer, in HF order: q, k, v, o, gate, up, down. */
+    public static final List<String> LINEAR_MODULES =
+            List.of("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj");
+
+    /** Every weight name this config needs, with its HF shape. */
+    public static Map<String, long[]> expectedWeights(LlamaConfig c) {
+        Map<String, long[]> m = new LinkedHashMap<>();
+        long d = c.hiddenSize();
+        long q = (long) c.numAttentionHeads() * c.headDim();
+        long kv = (long) c.numKeyValueHeads() * c.headDim();
+        long f = c.intermediateSize();
+        m.put("model.embed_tokens.weight", new long[] {c.vocabSize(), d});
+        for (int i = 0; i < c.numHiddenLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            m.put(p + "input_layernorm.weight", new long[] {d});
+            m.put(p + "self_attn.q_proj.weight", new long[] {q, d});
+            m.put(p + "self_attn.k_proj.weight", new long[] {kv, d});
+            m.put(p + "self_attn.v_proj.weight", new long[] {kv, d});
+            m.put(p + "self_attn.o_proj.weight", new long[] {d, q});
+            if (c.attentionBias()) {
+                m.put(p + "self_attn.q_proj.bias", new long[] {q});
+                m.put(p + "self_attn.k_proj.bias", new long[] {kv});
+                m.put(p + "self_attn.v_proj.bias", new long[] {kv});
+                m.put(p + "self_attn.o_proj.bias", new long[] {d});
+            }
+            m.put(p + "post_attention_layernorm.weight", new long[] {d});
+            m.put(p + "mlp.gate_proj.weight", new long[] {f, d});
+            m.put(p + "mlp.up_proj.weight", new long[] {f, d});
+            m.put(p + "mlp.down_proj.weight", new long[] {d, f});
+            if (c.mlpBias()) {
+                m.put(p + "mlp.gate_proj.bias", new long[] {f});
+                m.put(p + "mlp.up_proj.bias", new long[] {f});
+                m.put(p + "mlp.down_proj.bias", new long[] {d});
+            }
+        }
+        m.put("model.norm.weight", new long[] {d});
+        if (!c.tieWordEmbeddings()) {
+            m.put("lm_head.weight", new long[] {c.vocabSize(), d});
+        }
+        return m;
+    }
+
+    /** A freshly initialised model: normal(0, 0.02) matrices, unit norms; same seed, same weights. */
+    public static LlamaModel random(LlamaConfig config, long seed, NDManager parent) {
+        NDManager m = parent.newSubManager();
+        Random rnd = new Random(seed);
+        Map<String, NDArray> w = new LinkedHashMap<>();
+        for (Map.Entry<String, long[]> e : expectedWeights(config).entrySet()) {
+            int n = (int) Tensor.numel(e.getValue());
+            float[] data = new float[n];
+            if (e.getKey().endsWith("norm.weight")) {
+                Arrays.fill(data, 1f);
+            } else if (!e.getKey().endsWith(".bias")) {
+                for (int i = 0; i < n; i++) {
+                    data[i] = (float) (rnd.nextGaussian() * 0.02);
+                }
+            }
+            NDArray a = m.create(data, new Shape(e.getValue()));
+            a.setName(e.getKey());
+            w.put(e.getKey(), a);
+        }
+        return new LlamaModel(config, m, w);
+    }
+
+    /** Builds a model from in-memory tensors (checked against the config). */
+    public static LlamaModel fromTensors(LlamaConfig config, Map<String, Tensor> tensors, NDManager parent) {
+        NDManager m = parent.newSubManager();
+        Map<String, NDArray> w = new LinkedHashMap<>();
+        for (Map.Entry<String, long[]> e : expectedWeights(config).entrySet()) {
+            Tensor t = tensors.get(e.getKey());
+            if (t == null) {
+                m.close();
+                throw new IllegalArgumentException("missing tensor " + e.getKey());
+            }
+            NDArray a = m.create(t.data(), new Shape(e.getValue()));
+            a.setName(e.getKey());
+            w.put(e.getKey(), a);
+        }
+        return new LlamaModel(config, m, w);
+    }
+
+    /** Loads a HuggingFace-layout directory ({@code config.json} + safetensors). */
+    public static LlamaModel load(Path dir, NDManager parent) {
+        LlamaConfig config = LlamaConfig.read(dir);
+        Map<String, long[]> expected = expectedWeights(config);
+        Map<String, Path> files = HfCheckpoint.tensorFiles(dir);
+        NDManager m = parent.newSubManager();
+        Map<String, NDArray> w = new LinkedHashMap<>();
+        try {
+            HfCheckpoint.read(dir, new ArrayList<>(expected.keySet()), t -> {
+                long[] want = expected.get(t.name());
+                if (!Arrays.equals(want, t.shape())) {
+                    throw new CheckpointException(files.get(t.name()), t.name(),
+                            "wrong shape " + Arrays.toString(t.shape()) + ", config.json implies " + Arrays.toString(want));
+                }
+                NDArray a = m.create(t.data(), new Shape(t.shape()));
+                a.setName(t.name());
+                w.put(t.name(), a);
+            });
+        } catch (RuntimeException e) {
+            m.close();
+            throw e;
+        }
+        // keep HF order regardless of shard order
+        Map<String, NDArray> ordered = new LinkedHashMap<>();
+        expected.keySet().forEach(k -> ordered.put(k, w.get(k)));
+        return new LlamaModel(config, m, ordered);
+    }
+
+    /** Copies of all weights as in-memory tensors, HF order. */
+    public List<Tensor> toTensors() {
+        List<Tensor> out = new ArrayList<>();
+        for (Map.Entry<String, NDArray> e : weights.entrySet()) {
+            out.add(new Tensor(e.getKey(), e.getValue().getShape().getShape(), e.getValue().toFloatArray()));
+        }
+        return out;
+    }
+
+    /** Writes {@code config.json} and the weights in HF layout. */
+    public void save(Path dir, DType dtype, long maxShardBytes, Map<String, String> metadata) throws IOException {
+        Files.createDirectories(dir);
+        config.write(dir);
+        HfCheckpoint.write(dir, toTensors(), dtype, maxShardBytes, metadata);
+    }
+
+    /**
+     * Forward pass.
+     *
+     * @param ids token ids {@code (B, T)} int64; its manager receives every temporary
+     * @param cache keys/values of earlier positions, extended in place; {@code null} for a plain
+     *     causal pass over {@code ids}
+     * @return logits {@code (B, T, V)}
+     */
+    public NDArray forward(NDArray ids, KvCache cache) {
+        NDArray h = hidden(ids, cache); // (B, T, d)
+        NDArray head = config.tieWordEmbeddings() ? weight("model.embed_tokens.weight") : weight("lm_head.weight");
+        return linearOp.apply("lm_head", h, head, null); // (B, T, V)
+    }
+
+    /** Final hidden states after {@code model.norm}: {@code (B, T, d)}. */
+    public NDArray hidden(NDArray ids, KvCache cache) {
+        NDManager m = ids.getManager();
+        long[] s = ids.getShape().getShape();
+        long b = s[0];
+        int t = (int) s[1];
+        int start = cache == null ? 0 : cache.length();
+        int total = start + t;
+        int hd = config.headDim();
+        int nh = config.numAttentionHeads();
+        int nkv = config.numKeyValueHeads();
+
+        NDArray h = Embedding.embedding(ids, weight("model.embed_tokens.weight"), SparseFormat.DENSE)
+                .singletonOrThrow(); // (B, T, d)
+        NDArray[] rope = ropeTables(m, start, t); // cos, sin: (1, 1, T, D)
+        NDArray mask = causalMask(m, start, t); // (1, 1, T, S)
+        float scale = (float) (1.0 / Math.sqrt(hd));
+
+        for (int i = 0; i < config.numHiddenLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            NDArray x = rmsNorm(h, weight(p + "input_layernorm.weight")); // (B, T, d)
+            NDArray q = linear(p + "self_attn.q_proj", x)
+                    .reshape(b, t, nh, hd).transpose(0, 2, 1, 3); // (B, H, T, D)
+            NDArray k = linear(p + "self_attn.k_proj", x)
+                    .reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
+            NDArray v = linear(p + "self_attn.v_proj", x)
+                    .reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
+            q = applyRope(q, rope[0], rope[1]);
+            k = applyRope(k, rope[0], rope[1]);
+            if (cache != null) {
+                NDList kv = cache.append(i, k, v);
+                k = kv.get(0); // (B, KV, S, D)
+                v = kv.get(1); // (B, KV, S, D)
+            }
+            NDArray kx = repeatKv(k, b, total); // (B, H, S, D)
+            NDArray vx = repeatKv(v, b, total); // (B, H, S, D)
+            NDArray scores = q.matMul(kx.transpose(0, 1, 3, 2)).mul(scale).add(mask); // (B, H, T, S)
+            NDArray probs = scores.softmax(-1); // (B, H, T, S)
+            NDArray o = probs.matMul(vx).transpose(0, 2, 1, 3).reshape(b, t, (long) nh * hd); // (B, T, H*D)
+            h = h.add(linear(p + "self_attn.o_proj", o)); // (B, T, d)
+
+            x = rmsNorm(h, weight(p + "post_attention_layernorm.weight")); // (B, T, d)
+            NDArray g = linear(p + "mlp.gate_proj", x); // (B, T, F)
+            NDArray u = linear(p + "mlp.up_proj", x); // (B, T, F)
+            NDArray act = g.mul(Activation.sigmoid(g)).mul(u); // SiLU(g) * u: (B, T, F)
+            h = h.add(linear(p + "mlp.down_proj", act)); // (B, T, d)
+        }
+        if (cache != null) {
+            cache.advance(t);
+        }
+        return rmsNorm(h, weight("model.norm.weight")); // (B, T, d)
+    }
+
+    private NDArray linear(String module, NDArray x) {
+        NDArray bias = weights.get(module + ".bias");
+        return linearOp.apply(module, x, weight(module + ".weight"), bias);
+    }
+
+    /** RMSNorm over the last axis: {@code x / sqrt(mean(x^2) + eps) * w}. */
+    private NDArray rmsNorm(NDArray x, NDArray w) {
+        NDArray rms = x.square().mean(new int[] {-1}, true).add((float) config.rmsNormEps()).sqrt(); // (..., 1)
+        return x.div(rms).mul(w);
+    }
+
+    /** HF rotate-half: {@code cat(-x[D/2:], x[:D/2])}. */
+    private static NDArray rotateHalf(NDArray x, int hd) {
+        int half = hd / 2;
+        NDArray x1 = x.get(new NDIndex("..., :" + half));
+        NDArray x2 = x.get(new NDIndex("..., " + half + ":"));
+        return NDArrays.concat(new NDList(x2.neg(), x1), -1);
+    }
+
+    private NDArray applyRope(NDArray x, NDArray cos, NDArray sin) {
+        return x.mul(cos).add(rotateHalf(x, config.headDim()).mul(sin));
+    }
+
+    /** cos and sin of {@code pos * invFreq}, duplicated over both halves: {@code (1, 1, T, D)}. */
+    private NDArray[] ropeTables(NDManager m, int start, int t) {
+        int hd = config.headDim();
+        int half = hd / 2;
+        float[] cos = new float[t * hd];
+        float[] sin = new float[t * hd];
+        for (int i = 0; i < t; i++) {
+            for (int k = 0; k < half; k++) {
+                double a = (double) (start + i) * invFreq[k];
+                float c = (float) Math.cos(a);
+                float s = (float) Math.sin(a);
+                cos[i * hd + k] = c;
+                cos[i * hd + k + half] = c;
+                sin[i * hd + k] = s;
+                sin[i * hd + k + half] = s;
+            }
+        }
+        Shape shape = new Shape(1, 1, t, hd);
+        return new NDArray[] {m.create(cos, shape).toDevice(device(), false), m.create(sin, shape).toDevice(device(), false)};
+    }
+
+    /** Additive causal mask for queries {@code start..start+t-1} over keys {@code 0..start+t-1}. */
+    private NDArray causalMask(NDManager m, int start, int t) {
+        int total = start + t;
+        float[] mask = new float[t * total];
+        for (int i = 0; i < t; i++) {
+            for (int j = start + i + 1; j < total; j++) {
+                mask[i * total + j] = -1e9f;
+            }
+        }
+        return m.create(mask, new Shape(1, 1, t, total)).toDevice(device(), false);
+    }
+
+    /** Grouped-query attention: each KV head serves {@code groups} consecutive query heads. */
+    private NDArray repeatKv(NDArray kv, long b, int s) {
+        int g = config.groups();
+        if (g == 1) {
+            return kv;
+        }
+        int nkv = config.numKeyValueHeads();
+        int hd = config.headDim();
+        return kv.expandDims(2) // (B, KV, 1, S, D)
+                .broadcast(b, nkv, g, s, hd) // (B, KV, G, S, D)
+                .reshape(b, (long) nkv * g, s, hd); // (B, H, S, D)
+    }
+
+    /** Creates int64 ids {@code (B, T)} in a manager on this model's device. */
+    public NDArray ids(NDManager m, int[][] batch) {
+        int b = batch.length;
+        int t = batch[0].length;
+        long[] flat = new long[b * t];
+        for (int i = 0; i < b; i++) {
+            for (int j = 0; j < t; j++) {
+                flat[i * t + j] = batch[i][j];
+            }
+        }
+        return m.create(flat, new Shape(b, t)).toType(DataType.INT64, false).toDevice(device(), false);
+    }
+
+    @Override
+    public void close() {
+        manager.close();
+    }
+}
