@@ -185,7 +185,15 @@ public final class Safetensors {
         }
         long begin = off.get(0).asLong(-1);
         long end = off.get(1).asLong(-1);
-        long want = Tensor.numel(shape) * dtype.bytes();
+        long want;
+        try {
+            want = dtype.bytes();
+            for (long d : shape) {
+                want = Math.multiplyExact(want, d);
+            }
+        } catch (ArithmeticException overflow) {
+            throw new CheckpointException(file, name, "corrupt shape " + sh + ": size overflows");
+        }
         if (begin < 0 || end < begin || end - begin != want) {
             throw new CheckpointException(
                     file, name, "corrupt data_offsets " + off + ": shape " + sh + " of " + dtype + " needs " + want + " bytes");

@@ -1,0 +1,98 @@
+package dev.morastream.models.adapters;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.core.Linear;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * LoRA with PEFT semantics: {@code y += (alpha / r) * B A x}, {@code A (r, d_in)} Kaiming-uniform
+ * ({@code U(-1/sqrt(d_in), 1/sqrt(d_in))}, PEFT's default), {@code B (d_out, r)} zero.
+ */
+public final class LoraLayer implements AdapterLayer {
+    private final String module;
+    private final int dIn;
+    private final int dOut;
+    private final int r;
+    private final float scale;
+    private final NDArray a; // (r, d_in)
+    private final NDArray b; // (d_out, r)
+
+    public LoraLayer(String module, int dIn, int dOut, int r, double alpha, long seed, NDManager manager) {
+        this.module = module;
+        this.dIn = dIn;
+        this.dOut = dOut;
+        this.r = r;
+        this.scale = (float) (alpha / r);
+        Random rnd = new Random(seed ^ module.hashCode());
+        float bound = (float) (1.0 / Math.sqrt(dIn));
+        float[] ad = new float[r * dIn];
+        for (int i = 0; i < ad.length; i++) {
+            ad[i] = (rnd.nextFloat() * 2 - 1) * bound;
+        }
+        this.a = manager.create(ad, new Shape(r, dIn));
+        this.b = manager.zeros(new Shape(dOut, r));
+    }
+
+    public float scale() {
+        return scale;
+    }
+
+    public int rank() {
+        return r;
+    }
+
+    @Override
+    public String module() {
+        return module;
+    }
+
+    @Override
+    public int dIn() {
+        return dIn;
+    }
+
+    @Override
+    public int dOut() {
+        return dOut;
+    }
+
+    @Override
+    public NDArray delta(NDArray x) {
+        NDArray h = Linear.linear(x, a).singletonOrThrow(); // (N, r)
+        return Linear.linear(h, b).singletonOrThrow().mul(scale); // (N, d_out)
+    }
+
+    @Override
+    public float[] explicitDelta() {
+        float[] ad = a.toFloatArray();
+        float[] bd = b.toFloatArray();
+        float[] dw = new float[dOut * dIn];
+        for (int o = 0; o < dOut; o++) {
+            for (int i = 0; i < dIn; i++) {
+                double s = 0;
+                for (int k = 0; k < r; k++) {
+                    s += (double) bd[o * r + k] * ad[k * dIn + i];
+                }
+                dw[o * dIn + i] = (float) (s * scale);
+            }
+        }
+        return dw;
+    }
+
+    @Override
+    public Map<String, NDArray> parameters() {
+        Map<String, NDArray> p = new LinkedHashMap<>();
+        p.put("lora_A.weight", a);
+        p.put("lora_B.weight", b);
+        return p;
+    }
+
+    @Override
+    public void zero() {
+        b.subi(b);
+    }
+}

@@ -1,0 +1,49 @@
+package dev.morastream.ops.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code mora} command line. */
+@Command(
+        name = "mora",
+        mixinStandardHelpOptions = true,
+        versionProvider = MoraCli.Version.class,
+        description = "morastream: keep a language model learning MoRA adapters from a live stream.",
+        subcommands = {
+            PretrainCommand.class,
+            CommandLine.HelpCommand.class
+        })
+public final class MoraCli implements Runnable {
+    @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.err);
+    }
+
+    public static void main(String[] args) {
+        System.exit(commandLine().execute(args));
+    }
+
+    /** The configured command line (tests call it without exiting the JVM). */
+    public static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(new MoraCli());
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            cmd.getErr().println("error: " + ex.getMessage());
+            if (Boolean.getBoolean("mora.debug")) {
+                ex.printStackTrace(cmd.getErr());
+            }
+            return 1;
+        });
+        return cl;
+    }
+
+    /** Version from the jar manifest. */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = MoraCli.class.getPackage().getImplementationVersion();
+            return new String[] {"morastream " + (v == null ? "dev" : v)};
+        }
+    }
+}
