@@ -171,7 +171,7 @@ public final class MoraLayer implements AdapterLayer {
             return y.get(new NDIndex(":, :" + dOut));
         }
         long reps = (dOut + len - 1) / len;
-        return y.tile(1, reps).get(new NDIndex(":, :" + dOut));
+        return y.tile(new long[] {1, reps}).get(new NDIndex(":, :" + dOut));
     }
 
     /** Repeat-interleave decompression with the contiguous grouping of {@code d_out}. */

@@ -10,6 +10,9 @@ import picocli.CommandLine.Command;
         versionProvider = MoraCli.Version.class,
         description = "morastream: keep a language model learning MoRA adapters from a live stream.",
         subcommands = {
+            RunCommand.class,
+            GenerateCommand.class,
+            EvalCommand.class,
             PretrainCommand.class,
             CommandLine.HelpCommand.class
         })

@@ -1,0 +1,189 @@
+package dev.morastream.models.adapters;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.morastream.models.llama.LinearOp;
+import dev.morastream.models.llama.LlamaModel;
+import java.nio.FloatBuffer;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The adapters of one model: one {@link AdapterLayer} per targeted linear module, installed as the
+ * model's {@link LinearOp}. Handles dropout (training only), merge/unmerge into the base weights,
+ * and names trainable arrays the PEFT way ({@code base_model.model.<module>.lora_A.weight}).
+ */
+public final class AdapterSet implements AutoCloseable {
+    /** PEFT prefix of every adapter tensor name. */
+    public static final String PREFIX = "base_model.model.";
+
+    private final LlamaModel model;
+    private final AdapterSpec spec;
+    private final NDManager manager;
+    private final Map<String, AdapterLayer> layers; // module -> layer, model order
+    private volatile boolean training;
+    private volatile boolean merged;
+
+    private AdapterSet(LlamaModel model, AdapterSpec spec, NDManager manager, Map<String, AdapterLayer> layers) {
+        this.model = model;
+        this.spec = spec;
+        this.manager = manager;
+        this.layers = layers;
+    }
+
+    /** Creates fresh adapters for {@code spec} on {@code model} and installs them. */
+    public static AdapterSet attach(LlamaModel model, AdapterSpec spec) {
+        NDManager m = model.manager().newSubManager();
+        Map<String, AdapterLayer> layers = new LinkedHashMap<>();
+        for (int i = 0; i < model.config().numHiddenLayers(); i++) {
+            for (String lin : LlamaModel.LINEAR_MODULES) {
+                String module = "model.layers." + i + "." + lin;
+                if (!spec.targets(module)) {
+                    continue;
+                }
+                NDArray w = model.weight(module + ".weight");
+                int dOut = (int) w.getShape().get(0);
+                int dIn = (int) w.getShape().get(1);
+                AdapterLayer layer = switch (spec.method()) {
+                    case MORA -> new MoraLayer(module, MoraGeometry.of(spec.resolvedVariant(), dIn, dOut, spec.r()), m);
+                    case LORA -> new LoraLayer(module, dIn, dOut, spec.r(), spec.alpha(), spec.seed(), m);
+                    case FULL -> new FullLayer(module, w);
+                };
+                layers.put(module, layer);
+            }
+        }
+        if (layers.isEmpty()) {
+            m.close();
+            throw new IllegalArgumentException("no module of the model matches target_modules " + spec.targetModules());
+        }
+        AdapterSet set = new AdapterSet(model, spec, m, layers);
+        model.setLinearOp(set::apply);
+        return set;
+    }
+
+    public AdapterSpec spec() {
+        return spec;
+    }
+
+    public LlamaModel model() {
+        return model;
+    }
+
+    public Map<String, AdapterLayer> layers() {
+        return Collections.unmodifiableMap(layers);
+    }
+
+    /** Trainable arrays by PEFT name. */
+    public Map<String, NDArray> trainable() {
+        Map<String, NDArray> out = new LinkedHashMap<>();
+        layers.forEach((module, l) -> l.parameters().forEach((k, a) -> out.put(PREFIX + module + "." + k, a)));
+        return out;
+    }
+
+    public long trainableParameters() {
+        return layers.values().stream().mapToLong(AdapterLayer::trainableParameters).sum();
+    }
+
+    /** Dropout applies only while training. */
+    public void setTraining(boolean training) {
+        this.training = training;
+    }
+
+    public boolean merged() {
+        return merged;
+    }
+
+    private NDArray apply(String module, NDArray x, NDArray w, NDArray b) {
+        NDArray y = LinearOp.PLAIN.apply(module, x, w, b); // (..., d_out)
+        AdapterLayer l = layers.get(module);
+        if (l == null || merged || spec.method() == AdapterSpec.Method.FULL) {
+            return y;
+        }
+        Shape s = x.getShape();
+        NDArray x2 = x.reshape(-1, l.dIn()); // (N, d_in)
+        if (training && spec.dropout() > 0) {
+            float keep = (float) (1 - spec.dropout());
+            NDArray u = x2.getManager().randomUniform(0f, 1f, x2.getShape(), x2.getDataType(), x2.getDevice()); // (N, d_in)
+            x2 = x2.mul(u.lt(keep).toType(x2.getDataType(), false)).div(keep);
+        }
+        NDArray d = l.delta(x2); // (N, d_out)
+        long[] out = s.getShape().clone();
+        out[out.length - 1] = l.dOut();
+        return y.add(d.reshape(new Shape(out)));
+    }
+
+    /**
+     * Seeds the engine's generator, from which dropout masks are drawn, from the spec's seed and
+     * the step, so that a resumed run draws the same masks as an uninterrupted one.
+     */
+    public void seedDropout(long step) {
+        if (training && spec.dropout() > 0) {
+            Engine.getInstance().setRandomSeed((int) ((spec.seed() * 0x9E3779B97F4A7C15L + step) >>> 33));
+        }
+    }
+
+    /** Adds every layer's {@code dW} into its base weight; the forward pass then skips adapters. */
+    public synchronized void merge() {
+        if (merged) {
+            return;
+        }
+        if (spec.method() != AdapterSpec.Method.FULL) {
+            addDeltas(1f);
+        }
+        merged = true;
+    }
+
+    /** Subtracts every layer's {@code dW} from its base weight again. */
+    public synchronized void unmerge() {
+        if (!merged) {
+            return;
+        }
+        if (spec.method() != AdapterSpec.Method.FULL) {
+            addDeltas(-1f);
+        }
+        merged = false;
+    }
+
+    private void addDeltas(float sign) {
+        for (AdapterLayer l : layers.values()) {
+            NDArray w = model.weight(l.module() + ".weight");
+            float[] wd = w.toFloatArray();
+            float[] dw = l.explicitDelta();
+            for (int i = 0; i < wd.length; i++) {
+                wd[i] += sign * dw[i];
+            }
+            w.set(FloatBuffer.wrap(wd));
+        }
+    }
+
+    /**
+     * Adds the current update into the base weights for good and zeroes the adapters (ReMoRA /
+     * ReLoRA): the model's output is unchanged, the adapters start again from zero.
+     */
+    public synchronized void absorb() {
+        if (merged) {
+            merged = false; // the deltas are in the weights already
+        } else if (spec.method() != AdapterSpec.Method.FULL) {
+            addDeltas(1f);
+        }
+        if (spec.method() != AdapterSpec.Method.FULL) {
+            zero();
+        }
+    }
+
+    /** Zeroes every adapter (the model equals its base again, or for FULL, the weights return to W0). */
+    public void zero() {
+        layers.values().forEach(AdapterLayer::zero);
+    }
+
+    /** Removes the adapters from the model (unmerged first) and frees them. */
+    @Override
+    public void close() {
+        unmerge();
+        model.setLinearOp(LinearOp.PLAIN);
+        manager.close();
+    }
+}

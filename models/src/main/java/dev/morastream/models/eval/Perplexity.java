@@ -1,0 +1,99 @@
+package dev.morastream.models.eval;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.models.train.Losses;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Mean next-token cross-entropy (nats) and perplexity of a model on text.
+ *
+ * <p>The token sequence {@code x_0 .. x_{n-1}} is cut into consecutive, non-overlapping windows of
+ * at most {@code window} predictions: window {@code i} feeds {@code x[s, s+w)} and predicts {@code
+ * x[s+1, s+w+1)}, the next starts at {@code s+w}. Every token after the first is predicted exactly
+ * once, from the tokens of its own window before it (no context carries over between windows). Each
+ * window runs in its own sub-manager.
+ */
+public final class Perplexity {
+    private Perplexity() {}
+
+    /**
+     * @param tokens number of predictions (tokens scored)
+     * @param loss mean negative log-likelihood per prediction, in nats
+     * @param perplexity {@code exp(loss)}
+     */
+    public record Result(long tokens, double loss, double perplexity) {}
+
+    /** Scores {@code text} with BOS (when the tokenizer has one) in front. */
+    public static Result evaluate(LlamaModel model, TextTokenizer tok, String text, int window) {
+        return evaluate(model, withBos(tok, text), window);
+    }
+
+    /** Scores pre-tokenized ids as they are (nothing is added). */
+    public static Result evaluate(LlamaModel model, int[] tokens, int window) {
+        Sum sum = new Sum();
+        accumulate(model, tokens, window, sum);
+        return sum.result();
+    }
+
+    /** Pooled mean over many texts, each tokenized on its own with its own BOS. */
+    public static Result evaluate(LlamaModel model, TextTokenizer tok, List<String> texts, int window) {
+        Sum sum = new Sum();
+        for (String text : texts) {
+            accumulate(model, withBos(tok, text), window, sum);
+        }
+        return sum.result();
+    }
+
+    private static void accumulate(LlamaModel model, int[] tokens, int window, Sum sum) {
+        int context = model.config().maxPositionEmbeddings();
+        if (window < 1 || window > context) {
+            throw new IllegalArgumentException("window must be in [1, " + context + "] (the context), got " + window);
+        }
+        try (NDManager root = NDManager.newBaseManager(model.device())) {
+            for (int s = 0; s + 1 < tokens.length; ) {
+                int w = Math.min(window, tokens.length - 1 - s);
+                try (NDManager m = root.newSubManager()) {
+                    NDArray in = model.ids(m, new int[][] {Arrays.copyOfRange(tokens, s, s + w)}); // (1, w)
+                    NDArray target = model.ids(m, new int[][] {Arrays.copyOfRange(tokens, s + 1, s + w + 1)}); // (1, w)
+                    NDArray logits = model.forward(in, null); // (1, w, V)
+                    sum.add(Losses.nllSum(logits, target, null).getFloat(), w);
+                }
+                s += w;
+            }
+        }
+    }
+
+    private static int[] withBos(TextTokenizer tok, String text) {
+        int[] ids = tok.encode(text);
+        if (tok.bos() < 0) {
+            return ids;
+        }
+        int[] out = new int[ids.length + 1];
+        out[0] = tok.bos();
+        System.arraycopy(ids, 0, out, 1, ids.length);
+        return out;
+    }
+
+    /** Running sum of losses and count of predictions. */
+    private static final class Sum {
+        private double nll;
+        private long count;
+
+        void add(double windowNll, long predictions) {
+            nll += windowNll;
+            count += predictions;
+        }
+
+        Result result() {
+            if (count == 0) {
+                throw new IllegalArgumentException("nothing to score: perplexity needs at least two tokens");
+            }
+            double loss = nll / count;
+            return new Result(count, loss, Math.exp(loss));
+        }
+    }
+}
