@@ -26,6 +26,7 @@ public final class AdapterSet implements AutoCloseable {
     private final Map<String, AdapterLayer> layers; // module -> layer, model order
     private volatile boolean training;
     private volatile boolean merged;
+    private final LinearOp op = this::apply;
 
     private AdapterSet(LlamaModel model, AdapterSpec spec, NDManager manager, Map<String, AdapterLayer> layers) {
         this.model = model;
@@ -60,7 +61,7 @@ public final class AdapterSet implements AutoCloseable {
             throw new IllegalArgumentException("no module of the model matches target_modules " + spec.targetModules());
         }
         AdapterSet set = new AdapterSet(model, spec, m, layers);
-        model.setLinearOp(set::apply);
+        model.setLinearOp(set.op);
         return set;
     }
 
@@ -183,7 +184,9 @@ public final class AdapterSet implements AutoCloseable {
     @Override
     public void close() {
         unmerge();
-        model.setLinearOp(LinearOp.PLAIN);
+        if (model.linearOp() == op) {
+            model.setLinearOp(LinearOp.PLAIN);
+        }
         manager.close();
     }
 }

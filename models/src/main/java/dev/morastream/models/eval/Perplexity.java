@@ -54,16 +54,38 @@ public final class Perplexity {
             throw new IllegalArgumentException("window must be in [1, " + context + "] (the context), got " + window);
         }
         try (NDManager root = NDManager.newBaseManager(model.device())) {
+            // full windows go through the model in batches of up to BATCH rows; the last, shorter one alone
+            java.util.List<int[]> batch = new java.util.ArrayList<>();
             for (int s = 0; s + 1 < tokens.length; ) {
                 int w = Math.min(window, tokens.length - 1 - s);
-                try (NDManager m = root.newSubManager()) {
-                    NDArray in = model.ids(m, new int[][] {Arrays.copyOfRange(tokens, s, s + w)}); // (1, w)
-                    NDArray target = model.ids(m, new int[][] {Arrays.copyOfRange(tokens, s + 1, s + w + 1)}); // (1, w)
-                    NDArray logits = model.forward(in, null); // (1, w, V)
-                    sum.add(Losses.nllSum(logits, target, null).getFloat(), w);
-                }
+                batch.add(Arrays.copyOfRange(tokens, s, s + w + 1));
                 s += w;
+                boolean last = s + 1 >= tokens.length;
+                if (batch.size() == BATCH || last || (tokens.length - 1 - s) < window) {
+                    score(model, root, batch, sum);
+                    batch.clear();
+                }
             }
+        }
+    }
+
+    private static final int BATCH = 8;
+
+    /** Scores equally long windows (each {@code w + 1} tokens) as one batch. */
+    private static void score(LlamaModel model, NDManager root, java.util.List<int[]> windows, Sum sum) {
+        if (windows.isEmpty()) {
+            return;
+        }
+        int w = windows.get(0).length - 1;
+        int[][] in = new int[windows.size()][];
+        int[][] out = new int[windows.size()][];
+        for (int i = 0; i < in.length; i++) {
+            in[i] = Arrays.copyOf(windows.get(i), w);
+            out[i] = Arrays.copyOfRange(windows.get(i), 1, w + 1);
+        }
+        try (NDManager m = root.newSubManager()) {
+            NDArray logits = model.forward(model.ids(m, in), null); // (B, w, V)
+            sum.add(Losses.nllSum(logits, model.ids(m, out), null).getFloat(), (long) w * in.length);
         }
     }
 

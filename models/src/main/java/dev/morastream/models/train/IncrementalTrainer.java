@@ -1,0 +1,264 @@
+package dev.morastream.models.train;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.training.GradientCollector;
+import dev.morastream.models.adapters.AdapterSet;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.adapters.MoraVariant;
+import dev.morastream.models.llama.LlamaModel;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Trains the adapters (or, for FULL, the target weights) of a frozen base one batch at a time, as
+ * the streaming trainer actors drive it: AdamW, gradient clipping, warmup + cosine/linear/constant
+ * schedule, gradient accumulation, completion-only loss, ReMoRA/ReLoRA restarts. Every call runs
+ * in its own NDManager. Not thread-safe: one caller at a time.
+ */
+public final class IncrementalTrainer implements AutoCloseable {
+    /** ReMoRA's cycle of grouping types (reference default 1 -> 2 -> 3 -> 4). */
+    static final List<MoraVariant> REMORA_CYCLE =
+            List.of(MoraVariant.SHARING, MoraVariant.CONTIGUOUS, MoraVariant.TYPE3, MoraVariant.TYPE4);
+
+    private final LlamaModel model;
+    private final AdapterSpec baseSpec;
+    private final TrainerConfig cfg;
+    private final AdamW opt;
+    private AdapterSet adapters;
+    private long step; // optimizer steps
+    private long microStep; // micro-batches
+    private long scheduleStart; // optimizer step at which the current schedule (re)started
+    private int restarts; // ReMoRA/ReLoRA restarts done
+    private double accumulatedLoss;
+
+    public IncrementalTrainer(LlamaModel model, AdapterSpec spec, TrainerConfig cfg) {
+        this.model = model;
+        this.baseSpec = spec;
+        this.cfg = cfg;
+        if (cfg.remoraEvery() > 0 && spec.method() == AdapterSpec.Method.MORA
+                && (spec.resolvedVariant() == MoraVariant.ROTATION || spec.resolvedVariant() == MoraVariant.DECOUPLING)) {
+            throw new IllegalArgumentException("ReMoRA switches grouping types 1-4; rotation (type 6) is not used with it");
+        }
+        this.adapters = AdapterSet.attach(model, specForRestart(0));
+        this.opt = AdamW.withDefaults(model.manager(), cfg.weightDecay());
+        markTrainable();
+    }
+
+    /** The spec in effect after {@code n} restarts: ReMoRA switches type, ReLoRA re-seeds A. */
+    AdapterSpec specForRestart(int n) {
+        if (cfg.remoraEvery() <= 0 || n == 0) {
+            return baseSpec;
+        }
+        return switch (baseSpec.method()) {
+            case MORA -> {
+                MoraVariant first = baseSpec.resolvedVariant();
+                int at = Math.max(0, REMORA_CYCLE.indexOf(first));
+                yield baseSpec.withVariant(REMORA_CYCLE.get((at + n) % REMORA_CYCLE.size()));
+            }
+            case LORA -> baseSpec.withSeed(baseSpec.seed() + 7919L * n);
+            case FULL -> baseSpec;
+        };
+    }
+
+    private void markTrainable() {
+        adapters.trainable().values().forEach(a -> a.setRequiresGradient(true));
+    }
+
+    public AdapterSet adapters() {
+        return adapters;
+    }
+
+    public LlamaModel model() {
+        return model;
+    }
+
+    public TrainerConfig config() {
+        return cfg;
+    }
+
+    public AdapterSpec spec() {
+        return baseSpec;
+    }
+
+    public long step() {
+        return step;
+    }
+
+    public long microStep() {
+        return microStep;
+    }
+
+    public int restarts() {
+        return restarts;
+    }
+
+    /** Learning rate of the next optimizer step. */
+    public double currentLr() {
+        long local = step - scheduleStart;
+        if (restarts == 0) {
+            return new LrSchedule(cfg.schedule(), cfg.lr(), cfg.warmupSteps(), cfg.totalSteps(), cfg.minLrRatio()).lr(local);
+        }
+        int total = Math.max(cfg.remoraEvery(), cfg.remoraWarmup() + 1);
+        return new LrSchedule(cfg.schedule(), cfg.lr(), cfg.remoraWarmup(), total, cfg.minLrRatio()).lr(local);
+    }
+
+    /** One micro-batch: forward, backward, and (at the end of an accumulation) the update. */
+    public StepResult step(TrainBatch batch) {
+        long t0 = System.nanoTime();
+        Map<String, NDArray> trainable = adapters.trainable();
+        double lossBefore;
+        boolean updated = false;
+        boolean skipped = false;
+        double lr = 0;
+        double gradNorm = Double.NaN;
+        double lossAfter = Double.NaN;
+        try (NDManager sm = model.manager().newSubManager()) {
+            Inputs in = inputs(batch, sm);
+            adapters.setTraining(true);
+            adapters.seedDropout(microStep);
+            try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                NDArray loss = Losses.mean(model.forward(in.x, null), in.y, in.mask); // ()
+                lossBefore = loss.getFloat();
+                gc.backward(cfg.gradAccum() == 1 ? loss : loss.div(cfg.gradAccum()));
+            } finally {
+                adapters.setTraining(false);
+            }
+            microStep++;
+            accumulatedLoss += lossBefore;
+            if (microStep % cfg.gradAccum() == 0) {
+                updated = true;
+                lr = currentLr();
+                List<NDArray> grads = Gradients.collect(trainable, sm);
+                gradNorm = Gradients.clip(grads, cfg.clipNorm());
+                boolean finite = Double.isFinite(accumulatedLoss) && Double.isFinite(gradNorm);
+                if (finite) {
+                    List<AdamW.Slot> slots = new ArrayList<>();
+                    int i = 0;
+                    for (Map.Entry<String, NDArray> e : trainable.entrySet()) {
+                        slots.add(new AdamW.Slot(e.getKey(), e.getValue(), grads.get(i++), e.getValue().getShape().dimension() == 2));
+                    }
+                    opt.update(slots, lr, sm);
+                    step++;
+                } else {
+                    skipped = true;
+                }
+                Gradients.zero(trainable.values());
+                accumulatedLoss = 0;
+                if (finite && cfg.measureAfter()) {
+                    lossAfter = Losses.mean(model.forward(in.x, null), in.y, in.mask).getFloat();
+                }
+                if (finite && cfg.remoraEvery() > 0 && step % cfg.remoraEvery() == 0) {
+                    restart();
+                }
+            }
+        }
+        return new StepResult(step, microStep, lossBefore, lossAfter, lr, gradNorm, updated, skipped,
+                batch.predictions(), (System.nanoTime() - t0) / 1e6);
+    }
+
+    /** Mean loss of a batch without training (no dropout, no gradients). */
+    public double evaluate(TrainBatch batch) {
+        try (NDManager sm = model.manager().newSubManager()) {
+            Inputs in = inputs(batch, sm);
+            return Losses.mean(model.forward(in.x, null), in.y, in.mask).getFloat();
+        }
+    }
+
+    /**
+     * ReMoRA / ReLoRA: merge the update into the base weights, switch the grouping type (MoRA) or
+     * re-draw A (LoRA), start again from zero, forget the adapters' optimizer state, and restart
+     * the schedule with a short warmup.
+     */
+    public void restart() {
+        Map<String, NDArray> old = adapters.trainable();
+        adapters.absorb();
+        opt.reset(old.keySet());
+        if (baseSpec.method() != AdapterSpec.Method.FULL) {
+            old.values().forEach(a -> a.setRequiresGradient(false));
+            adapters.close();
+            restarts++;
+            adapters = AdapterSet.attach(model, specForRestart(restarts));
+            markTrainable();
+        } else {
+            restarts++;
+        }
+        scheduleStart = step;
+    }
+
+    /** Restores counters (checkpoint resume). */
+    void restoreCounters(long step, long microStep, long scheduleStart, int restarts) {
+        this.step = step;
+        this.microStep = microStep;
+        this.scheduleStart = scheduleStart;
+        this.restarts = restarts;
+    }
+
+    /** Replaces the adapters after the restart count is known (checkpoint resume). */
+    void replaceAdapters(AdapterSet set) {
+        adapters.trainable().values().forEach(a -> a.setRequiresGradient(false));
+        adapters.close();
+        adapters = set;
+        markTrainable();
+    }
+
+    long scheduleStart() {
+        return scheduleStart;
+    }
+
+    AdamW optimizer() {
+        return opt;
+    }
+
+    private record Inputs(NDArray x, NDArray y, NDArray mask) {}
+
+    private Inputs inputs(TrainBatch b, NDManager sm) {
+        int rows = b.tokens().length;
+        int t = b.tokens()[0].length - 1;
+        int[][] x = new int[rows][];
+        int[][] y = new int[rows][];
+        float[] mask = null;
+        boolean useCompletion = cfg.completionOnly() && b.completionMask() != null;
+        if (b.targetMask() != null || useCompletion) {
+            mask = new float[rows * t];
+        }
+        for (int i = 0; i < rows; i++) {
+            x[i] = java.util.Arrays.copyOf(b.tokens()[i], t);
+            y[i] = java.util.Arrays.copyOfRange(b.tokens()[i], 1, t + 1);
+            if (mask != null) {
+                for (int j = 0; j < t; j++) {
+                    float m = b.targetMask() == null ? 1f : b.targetMask()[i][j];
+                    if (useCompletion) {
+                        m *= b.completionMask()[i][j];
+                    }
+                    mask[i * t + j] = m;
+                }
+            }
+        }
+        NDArray maskArr = mask == null ? null
+                : sm.create(mask, new Shape(rows, t)).toDevice(model.device(), false); // (B, T)
+        return new Inputs(model.ids(sm, x), model.ids(sm, y), maskArr);
+    }
+
+    /** Detaches the adapters (unmerged) from the model and frees the optimizer. */
+    @Override
+    public void close() {
+        adapters.trainable().values().forEach(a -> a.setRequiresGradient(false));
+        adapters.close();
+        opt.close();
+    }
+
+    /** Values of the trainer state for checkpoints and logs. */
+    Map<String, Object> counters() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("step", step);
+        m.put("micro_step", microStep);
+        m.put("schedule_start", scheduleStart);
+        m.put("restarts", restarts);
+        return m;
+    }
+}

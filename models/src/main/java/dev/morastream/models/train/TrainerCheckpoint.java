@@ -1,0 +1,230 @@
+package dev.morastream.models.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.morastream.models.adapters.AdapterFiles;
+import dev.morastream.models.adapters.AdapterLayer;
+import dev.morastream.models.adapters.AdapterSet;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.checkpoint.CheckpointException;
+import dev.morastream.models.checkpoint.DType;
+import dev.morastream.models.checkpoint.Safetensors;
+import dev.morastream.models.checkpoint.Tensor;
+import dev.morastream.models.llama.LlamaModel;
+import ai.djl.ndarray.NDArray;
+import java.io.IOException;
+import java.nio.FloatBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * Checkpoints that resume a trainer exactly: adapter (PEFT layout), optimizer moments, step,
+ * schedule position, ReMoRA restarts, base weights changed by ReMoRA merges, and an opaque
+ * metadata map (the stream stores Kafka offsets there).
+ *
+ * <p>Layout: {@code root/step-00000042/{trainer_state.json, adapter/, optimizer.safetensors,
+ * base_delta.safetensors}} and {@code root/LATEST} naming the newest. Each checkpoint is written
+ * into a temporary directory, every file fsynced, then renamed into place; {@code LATEST} is
+ * replaced the same way, so a crash leaves either the old or the new checkpoint, never half.
+ */
+public final class TrainerCheckpoint {
+    public static final int FORMAT_VERSION = 1;
+    public static final String STATE = "trainer_state.json";
+    public static final String LATEST = "LATEST";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private TrainerCheckpoint() {}
+
+    /** What a checkpoint holds besides tensors. */
+    public record Info(Path dir, long step, long microStep, Map<String, String> metadata) {}
+
+    /**
+     * Writes a checkpoint of {@code trainer} under {@code root} and points {@code LATEST} at it.
+     *
+     * @param keep how many checkpoints to retain (older ones are deleted), at least 1
+     */
+    public static Path save(IncrementalTrainer trainer, Path root, Map<String, String> metadata, int keep) throws IOException {
+        if (trainer.microStep() % trainer.config().gradAccum() != 0) {
+            throw new IllegalStateException("checkpoint in the middle of a gradient accumulation (micro step "
+                    + trainer.microStep() + ", accumulation " + trainer.config().gradAccum() + ")");
+        }
+        Files.createDirectories(root);
+        String name = String.format("step-%08d", trainer.step());
+        Path fin = root.resolve(name);
+        Path tmp = root.resolve(name + ".tmp-" + System.nanoTime());
+        Files.createDirectories(tmp);
+        AdapterSet set = trainer.adapters();
+        AdapterFiles.save(set, tmp.resolve("adapter"), "");
+        // optimizer moments
+        AdamW.State st = trainer.optimizer().state();
+        List<Tensor> opt = new ArrayList<>();
+        st.m().forEach((k, v) -> opt.add(new Tensor("m." + k, st.shapes().get(k), v)));
+        st.v().forEach((k, v) -> opt.add(new Tensor("v." + k, st.shapes().get(k), v)));
+        Safetensors.write(tmp.resolve("optimizer.safetensors"), opt, DType.F32, Map.of("written_by", "morastream"));
+        // base weights changed by ReMoRA merges (or trained by FULL): the current values
+        if (trainer.restarts() > 0 && set.spec().method() != AdapterSpec.Method.FULL) {
+            List<Tensor> base = new ArrayList<>();
+            for (AdapterLayer l : set.layers().values()) {
+                NDArray w = trainer.model().weight(l.module() + ".weight");
+                base.add(new Tensor(l.module() + ".weight", w.getShape().getShape(), w.toFloatArray()));
+            }
+            Safetensors.write(tmp.resolve("base_delta.safetensors"), base, DType.F32, Map.of("written_by", "morastream"));
+        }
+        ObjectNode s = JSON.createObjectNode();
+        s.put("format_version", FORMAT_VERSION);
+        s.put("written_by", "morastream");
+        s.put("step", trainer.step());
+        s.put("micro_step", trainer.microStep());
+        s.put("schedule_start", trainer.scheduleStart());
+        s.put("restarts", trainer.restarts());
+        s.put("optimizer_step", st.step());
+        s.put("method", trainer.spec().method().id());
+        s.put("label", trainer.spec().label());
+        s.put("created_at", java.time.Instant.now().toString());
+        ObjectNode md = s.putObject("metadata");
+        metadata.forEach(md::put);
+        JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.resolve(STATE).toFile(), s);
+        fsyncTree(tmp);
+        if (Files.exists(fin)) {
+            deleteTree(fin);
+        }
+        move(tmp, fin);
+        fsync(root);
+        Path latestTmp = root.resolve(LATEST + ".tmp");
+        Files.writeString(latestTmp, name + "\n");
+        fsync(latestTmp);
+        move(latestTmp, root.resolve(LATEST));
+        fsync(root);
+        prune(root, Math.max(1, keep));
+        return fin;
+    }
+
+    /** The newest complete checkpoint under {@code root}, if any. */
+    public static java.util.Optional<Path> latest(Path root) throws IOException {
+        Path l = root.resolve(LATEST);
+        if (!Files.isRegularFile(l)) {
+            return java.util.Optional.empty();
+        }
+        Path dir = root.resolve(Files.readString(l).strip());
+        if (!Files.isRegularFile(dir.resolve(STATE))) {
+            throw new CheckpointException(l, LATEST, "points at " + dir.getFileName() + ", which has no " + STATE);
+        }
+        return java.util.Optional.of(dir);
+    }
+
+    /** Reads a checkpoint's state without loading tensors. */
+    public static Info info(Path dir) throws IOException {
+        JsonNode s = readState(dir);
+        Map<String, String> md = new LinkedHashMap<>();
+        s.path("metadata").fields().forEachRemaining(e -> md.put(e.getKey(), e.getValue().asText()));
+        return new Info(dir, s.path("step").asLong(), s.path("micro_step").asLong(), md);
+    }
+
+    private static JsonNode readState(Path dir) throws IOException {
+        Path f = dir.resolve(STATE);
+        JsonNode s = JSON.readTree(f.toFile());
+        int v = s.path("format_version").asInt(-1);
+        if (v != FORMAT_VERSION) {
+            throw new CheckpointException(f, "format_version", "unsupported checkpoint format " + v + " (this build reads " + FORMAT_VERSION + ")");
+        }
+        return s;
+    }
+
+    /**
+     * Rebuilds a trainer from a checkpoint on {@code model} (the same base it was trained on):
+     * the next {@link IncrementalTrainer#step} continues exactly where the saved run stopped.
+     */
+    public static IncrementalTrainer resume(LlamaModel model, AdapterSpec spec, TrainerConfig cfg, Path dir) throws IOException {
+        JsonNode s = readState(dir);
+        Path base = dir.resolve("base_delta.safetensors");
+        if (Files.isRegularFile(base)) {
+            for (Tensor t : Safetensors.readAll(base)) {
+                model.weight(t.name()).set(FloatBuffer.wrap(t.data()));
+            }
+        }
+        IncrementalTrainer tr = new IncrementalTrainer(model, spec, cfg);
+        int restarts = s.path("restarts").asInt();
+        tr.restoreCounters(s.path("step").asLong(), s.path("micro_step").asLong(), s.path("schedule_start").asLong(), restarts);
+        AdapterSet loaded = AdapterFiles.load(dir.resolve("adapter"), model);
+        AdapterSpec want = tr.specForRestart(restarts);
+        if (!loaded.spec().label().equals(want.label())) {
+            loaded.close();
+            tr.close();
+            throw new CheckpointException(dir.resolve("adapter"), "adapter_config.json",
+                    "checkpoint adapter is " + loaded.spec().label() + " but the trainer expects " + want.label());
+        }
+        tr.replaceAdapters(loaded);
+        Map<String, float[]> m = new LinkedHashMap<>();
+        Map<String, float[]> v = new LinkedHashMap<>();
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        for (Tensor t : Safetensors.readAll(dir.resolve("optimizer.safetensors"))) {
+            String key = t.name().substring(2);
+            (t.name().startsWith("m.") ? m : v).put(key, t.data());
+            shapes.put(key, t.shape());
+        }
+        tr.optimizer().restore(new AdamW.State(s.path("optimizer_step").asLong(), m, v, shapes));
+        return tr;
+    }
+
+    private static void prune(Path root, int keep) throws IOException {
+        List<Path> all;
+        try (Stream<Path> s = Files.list(root)) {
+            all = s.filter(p -> p.getFileName().toString().startsWith("step-")).sorted(Comparator.comparing(Path::toString)).toList();
+        }
+        for (int i = 0; i < all.size() - keep; i++) {
+            deleteTree(all.get(i));
+        }
+    }
+
+    private static void move(Path from, Path to) throws IOException {
+        try {
+            Files.move(from, to, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (AtomicMoveNotSupportedException e) {
+            Files.move(from, to, StandardCopyOption.REPLACE_EXISTING);
+        }
+    }
+
+    static void fsyncTree(Path dir) throws IOException {
+        try (Stream<Path> s = Files.walk(dir)) {
+            for (Path p : s.toList()) {
+                fsync(p);
+            }
+        }
+    }
+
+    static void fsync(Path p) throws IOException {
+        if (Files.isDirectory(p)) {
+            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+                ch.force(true);
+            } catch (IOException ignored) {
+                // some file systems cannot fsync a directory; the files themselves are synced
+            }
+        } else {
+            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
+                ch.force(true);
+            }
+        }
+    }
+
+    static void deleteTree(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(dir)) {
+            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(p);
+            }
+        }
+    }
+}
