@@ -1,0 +1,250 @@
+package dev.morastream.models.adapters;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.morastream.models.checkpoint.CheckpointException;
+import dev.morastream.models.checkpoint.DType;
+import dev.morastream.models.checkpoint.Safetensors;
+import dev.morastream.models.checkpoint.Tensor;
+import dev.morastream.models.llama.LlamaConfig;
+import dev.morastream.models.llama.LlamaModel;
+import java.nio.FloatBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class AdapterModelTest {
+    static final LlamaConfig C = LlamaConfig.micro(61);
+    static final int[] IDS = {1, 5, 9, 33, 2, 60, 7, 7, 12};
+
+    static Map<String, Tensor> base() {
+        Random r = new Random(11);
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        LlamaModel.expectedWeights(C).forEach((name, shape) -> {
+            float[] d = new float[(int) Tensor.numel(shape)];
+            for (int i = 0; i < d.length; i++) {
+                d[i] = name.endsWith("norm.weight") ? 1f : (float) (r.nextGaussian() * 0.2);
+            }
+            m.put(name, new Tensor(name, shape, d));
+        });
+        return m;
+    }
+
+    static float[] logits(LlamaModel model) {
+        try (NDManager m = model.manager().newSubManager()) {
+            return model.forward(model.ids(m, new int[][] {IDS}), null).toFloatArray();
+        }
+    }
+
+    static double maxDiff(float[] a, float[] b) {
+        double d = 0;
+        for (int i = 0; i < a.length; i++) {
+            d = Math.max(d, Math.abs(a[i] - b[i]));
+        }
+        return d;
+    }
+
+    static void randomize(AdapterSet set, long seed) {
+        Random r = new Random(seed);
+        for (NDArray p : set.trainable().values()) {
+            float[] v = new float[(int) p.size()];
+            for (int i = 0; i < v.length; i++) {
+                v[i] = (float) (r.nextGaussian() * 0.05);
+            }
+            p.set(FloatBuffer.wrap(v));
+        }
+    }
+
+    static List<AdapterSpec> everyMethod() {
+        List<AdapterSpec> out = new ArrayList<>();
+        for (MoraVariant v : MoraVariant.values()) {
+            out.add(AdapterSpec.mora(3, v));
+        }
+        out.add(AdapterSpec.lora(3, 6));
+        return out;
+    }
+
+    @Test
+    void mergedEqualsUnmergedAndUnmergeRestoresTheBase() {
+        for (AdapterSpec spec : everyMethod()) {
+            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root)) {
+                List<Tensor> base = model.toTensors();
+                float[] plain = logits(model);
+                try (AdapterSet set = AdapterSet.attach(model, spec)) {
+                    assertTrue(maxDiff(plain, logits(model)) == 0, spec.label() + ": zero-initialised adapter changed the output");
+                    randomize(set, 3);
+                    float[] unmerged = logits(model);
+                    assertTrue(maxDiff(plain, unmerged) > 1e-3, spec.label() + ": adapter has no effect");
+                    set.merge();
+                    assertTrue(maxDiff(unmerged, logits(model)) < 1e-4,
+                            spec.label() + ": merged differs from unmerged by " + maxDiff(unmerged, logits(model)));
+                    set.unmerge();
+                    List<Tensor> after = model.toTensors();
+                    for (int i = 0; i < base.size(); i++) {
+                        assertTrue(maxDiff(base.get(i).data(), after.get(i).data()) < 1e-6,
+                                spec.label() + ": unmerge did not restore " + base.get(i).name());
+                    }
+                    assertTrue(maxDiff(unmerged, logits(model)) < 1e-5);
+                }
+                assertTrue(maxDiff(plain, logits(model)) < 1e-4, spec.label() + ": detaching did not restore the base (up to float error)");
+            }
+        }
+    }
+
+    @Test
+    void trainableParametersMatchLoraBudget() {
+        int[][] shapes = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 1024}, {2048, 8192}, {256, 704}, {256, 128}, {576, 1536}};
+        int[] ranks = {1, 4, 8, 16, 64, 256};
+        for (MoraVariant v : MoraVariant.values()) {
+            for (int[] s : shapes) {
+                for (int r : ranks) {
+                    MoraGeometry g = MoraGeometry.of(v, s[0], s[1], r);
+                    long lora = (long) r * (s[0] + s[1]);
+                    long mora = g.trainableParameters();
+                    // R rounds sqrt(lora) to the nearest integer (|R^2 - lora| <= R); rounding that
+                    // down to even moves R by up to 1.5 more, so |R^2 - lora| <= 3R + 3
+                    long bound = v.evenRank() ? 3L * g.rank() + 3 : g.rank();
+                    assertTrue(Math.abs(mora - lora) <= bound, v + " " + s[0] + "x" + s[1] + " r=" + r + ": R^2=" + mora + " vs " + lora);
+                    if (lora >= 100_000) {
+                        assertTrue(Math.abs(mora - lora) / (double) lora < 0.01, "parity beyond 1% at " + s[0] + "x" + s[1] + " r=" + r);
+                    }
+                }
+            }
+        }
+        assertEquals(348, MoraGeometry.of(MoraVariant.SHARING, 4096, 11008, 8).rank(), "spec example: round half up");
+        assertEquals(348, MoraGeometry.of(MoraVariant.ROTATION, 4096, 11008, 8).rank());
+        assertEquals(256 * 256, MoraGeometry.of(MoraVariant.SHARING, 4096, 4096, 8).trainableParameters());
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
+                AdapterSet mora = AdapterSet.attach(model, AdapterSpec.mora(8, MoraVariant.SHARING))) {
+            long lora = 0;
+            for (AdapterLayer l : mora.layers().values()) {
+                lora += 8L * (l.dIn() + l.dOut());
+            }
+            assertTrue(Math.abs(mora.trainableParameters() - lora) / (double) lora < 0.05,
+                    "model-level MoRA " + mora.trainableParameters() + " vs LoRA " + lora);
+        }
+    }
+
+    @Test
+    void updateRankOfMoraFarExceedsLoraOfTheSameBudget() {
+        int dIn = 64;
+        int dOut = 64;
+        int r = 4;
+        Random rnd = new Random(5);
+        try (NDManager m = NDManager.newBaseManager()) {
+            for (MoraVariant v : List.of(MoraVariant.ROTATION, MoraVariant.DECOUPLING, MoraVariant.SHARING)) {
+                AdapterLayer mora = MoraEquivalenceTest.layer(v.id(), dIn, dOut, r, m, rnd);
+                AdapterLayer lora = MoraEquivalenceTest.layer("lora", dIn, dOut, r, m, rnd);
+                int rm = Rank.numericRank(mora.explicitDelta(), dOut, dIn, 1e-4);
+                int rl = Rank.numericRank(lora.explicitDelta(), dOut, dIn, 1e-4);
+                assertTrue(rl <= r, "LoRA rank " + rl);
+                int big = ((MoraLayer) mora).geometry().rank();
+                if (v != MoraVariant.SHARING) {
+                    assertTrue(rm >= 3 * rl, v + ": MoRA rank " + rm + " vs LoRA " + rl);
+                }
+                assertTrue(rm >= Math.min(big, dIn) - 1, v + ": rank " + rm + " below R=" + big);
+            }
+        }
+    }
+
+    @Test
+    void peftRoundTripKeepsOutputAndNames(@TempDir Path dir) throws Exception {
+        for (AdapterSpec spec : everyMethod()) {
+            Path d = dir.resolve(spec.label());
+            float[] want;
+            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
+                    AdapterSet set = AdapterSet.attach(model, spec)) {
+                randomize(set, 9);
+                want = logits(model);
+                AdapterFiles.save(set, d, "tiny");
+            }
+            JsonNode cfg = new ObjectMapper().readTree(d.resolve(AdapterFiles.CONFIG).toFile());
+            assertEquals("LORA", cfg.get("peft_type").asText());
+            if (spec.method() == AdapterSpec.Method.MORA) {
+                assertTrue(cfg.get("use_mora").asBoolean());
+                assertTrue(cfg.has("mora_type"));
+            }
+            try (Safetensors.Reader r = Safetensors.open(d.resolve(AdapterFiles.WEIGHTS))) {
+                assertTrue(r.entries().containsKey("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+                assertTrue(r.entries().containsKey("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"));
+            }
+            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
+                    AdapterSet set = AdapterFiles.load(d, model)) {
+                assertEquals(spec.label(), set.spec().label());
+                assertEquals(0.0, maxDiff(want, logits(model)), spec.label() + " after reload");
+            }
+        }
+    }
+
+    @Test
+    void handWrittenPeftLoraFileGivesTheExpectedOutput(@TempDir Path dir) throws Exception {
+        // A LoRA on layer 0's v_proj only, r = 2, alpha = 4 (scale 2), with known A and B.
+        Files.writeString(dir.resolve("adapter_config.json"), """
+                {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 4, "lora_dropout": 0.0,
+                 "target_modules": ["v_proj"], "base_model_name_or_path": "micro", "bias": "none"}
+                """);
+        int dIn = C.hiddenSize();
+        int dOut = C.numKeyValueHeads() * C.headDim();
+        float[] a = new float[2 * dIn];
+        float[] b = new float[dOut * 2];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = ((i % 7) - 3) * 0.01f;
+        }
+        for (int i = 0; i < b.length; i++) {
+            b[i] = ((i % 5) - 2) * 0.1f;
+        }
+        List<Tensor> ts = new ArrayList<>();
+        for (int layer = 0; layer < C.numHiddenLayers(); layer++) {
+            String p = "base_model.model.model.layers." + layer + ".self_attn.v_proj.";
+            ts.add(new Tensor(p + "lora_A.weight", new long[] {2, dIn}, layer == 0 ? a : new float[a.length]));
+            ts.add(new Tensor(p + "lora_B.weight", new long[] {dOut, 2}, layer == 0 ? b : new float[b.length]));
+        }
+        Safetensors.write(dir.resolve("adapter_model.safetensors"), ts, DType.F32, Map.of("format", "pt"));
+        // expected: the base with W_v0 += 2 * B A, computed here by hand
+        Map<String, Tensor> merged = base();
+        String wv = "model.layers.0.self_attn.v_proj.weight";
+        float[] w = merged.get(wv).data().clone();
+        for (int o = 0; o < dOut; o++) {
+            for (int i = 0; i < dIn; i++) {
+                w[o * dIn + i] += 2 * (b[o * 2] * a[i] + b[o * 2 + 1] * a[dIn + i]);
+            }
+        }
+        merged.put(wv, new Tensor(wv, merged.get(wv).shape(), w));
+        float[] want;
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, merged, root)) {
+            want = logits(model);
+        }
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
+                AdapterSet set = AdapterFiles.load(dir, model)) {
+            assertEquals(AdapterSpec.Method.LORA, set.spec().method());
+            assertEquals(2, set.layers().size());
+            assertTrue(maxDiff(want, logits(model)) < 1e-5, "hand-written LoRA: " + maxDiff(want, logits(model)));
+        }
+    }
+
+    @Test
+    void adapterOfTheWrongShapeIsAClearError(@TempDir Path dir) throws Exception {
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
+                AdapterSet set = AdapterSet.attach(model, AdapterSpec.lora(3, 6))) {
+            AdapterFiles.save(set, dir, "micro");
+        }
+        LlamaConfig wider = new LlamaConfig(48, 48, 2, 4, 2, 12, 61, 64, 1e-5, 10000, null, true, false, false, -1, List.of());
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.random(wider, 1, root)) {
+            CheckpointException e = assertThrows(CheckpointException.class, () -> AdapterFiles.load(dir, model));
+            assertTrue(e.getMessage().contains("wrong shape"), e.getMessage());
+            assertEquals(0.0, maxDiff(logits(model), logits(model)));
+        }
+    }
+}
