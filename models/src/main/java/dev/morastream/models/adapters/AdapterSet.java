@@ -180,10 +180,16 @@ public final class AdapterSet implements AutoCloseable {
         layers.values().forEach(AdapterLayer::zero);
     }
 
-    /** Removes the adapters from the model (unmerged first) and frees them. */
+    /**
+     * Removes the adapters from the model (unmerged first; for FULL the trained weights return to
+     * W0) and frees them.
+     */
     @Override
     public void close() {
         unmerge();
+        if (spec.method() == AdapterSpec.Method.FULL) {
+            zero();
+        }
         if (model.linearOp() == op) {
             model.setLinearOp(LinearOp.PLAIN);
         }

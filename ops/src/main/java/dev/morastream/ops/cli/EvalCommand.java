@@ -36,6 +36,8 @@ public final class EvalCommand implements Runnable {
     public static final class PerplexityCommand implements Callable<Integer> {
         @Mixin ModelOptions modelOptions;
 
+    @Mixin AdapterOption adapterOption;
+
         @Option(names = "--file", required = true, paramLabel = "TEXTFILE", description = "UTF-8 text file.")
         Path file;
 
@@ -54,7 +56,8 @@ public final class EvalCommand implements Runnable {
             long t0 = System.nanoTime();
             try (NDManager root = NDManager.newBaseManager();
                     LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
-                    TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config())) {
+                    TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config());
+                dev.morastream.models.adapters.AdapterSet adapters = adapterOption.attach(model)) {
                 int w = window == null ? model.config().maxPositionEmbeddings() : window;
                 Perplexity.Result r = Perplexity.evaluate(model, tok, text, w);
                 Map<String, Object> o = new LinkedHashMap<>();
@@ -81,6 +84,8 @@ public final class EvalCommand implements Runnable {
     public static final class TasksCommand implements Callable<Integer> {
         @Mixin ModelOptions modelOptions;
 
+    @Mixin AdapterOption adapterOption;
+
         @Option(names = "--file", paramLabel = "JSONL", description = "Task file (default: MODEL/eval/tasks.jsonl).")
         Path file;
 
@@ -95,7 +100,8 @@ public final class EvalCommand implements Runnable {
             Path f = file != null ? file : modelOptions.dir().resolve("eval").resolve("tasks.jsonl");
             try (NDManager root = NDManager.newBaseManager();
                     LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
-                    TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config())) {
+                    TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config());
+                dev.morastream.models.adapters.AdapterSet adapters = adapterOption.attach(model)) {
                 for (TaskSet.Score s : TaskSet.evaluate(new Generator(model, tok), TaskSet.load(f), maxTokens)) {
                     if (json) {
                         System.out.println(Json.line(s));

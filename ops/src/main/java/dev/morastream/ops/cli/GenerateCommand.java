@@ -21,6 +21,8 @@ import picocli.CommandLine.Option;
 public final class GenerateCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
 
+    @Mixin AdapterOption adapterOption;
+
     @Option(names = "--prompt", required = true, description = "Text to complete.")
     String prompt;
 
@@ -49,7 +51,8 @@ public final class GenerateCommand implements Callable<Integer> {
         }
         try (NDManager root = NDManager.newBaseManager();
                 LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
-                TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config())) {
+                TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config());
+                dev.morastream.models.adapters.AdapterSet adapters = adapterOption.attach(model)) {
             Generator gen = new Generator(model, tok);
             GenerationConfig cfg = new GenerationConfig(maxTokens, temperature, topP, seed, stop, true);
             GenerationResult r = gen.generate(prompt, cfg, json ? s -> { } : s -> {

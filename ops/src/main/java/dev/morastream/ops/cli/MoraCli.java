@@ -14,6 +14,8 @@ import picocli.CommandLine.Command;
             GenerateCommand.class,
             EvalCommand.class,
             PretrainCommand.class,
+            AdaptersCommand.class,
+            BenchCommand.class,
             CommandLine.HelpCommand.class
         })
 public final class MoraCli implements Runnable {

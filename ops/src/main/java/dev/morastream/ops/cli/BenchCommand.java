@@ -1,0 +1,150 @@
+package dev.morastream.ops.cli;
+
+import ai.djl.ndarray.NDManager;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.adapters.MoraVariant;
+import dev.morastream.models.bench.MemorizeBench;
+import dev.morastream.models.bench.StepBench;
+import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.models.train.LrSchedule;
+import dev.morastream.models.train.TrainBatch;
+import dev.morastream.models.train.TrainerConfig;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** Benchmarks that print JSON lines. */
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (JSON lines with --json).",
+        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, PlotCommand.class})
+public final class BenchCommand implements Runnable {
+    @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.err);
+    }
+
+    /** The paper's UUID memorisation task. */
+    @Command(name = "memorize", mixinStandardHelpOptions = true,
+            description = {"The MoRA paper's memorisation task on a base model: N random UUID pairs as key:value text,",
+                "all trained every step; every --eval-every steps prints method, variant, rank, trainable_params,",
+                "step, loss, char_acc and exact_match of the greedy completion of each key."})
+    public static final class Memorize implements Callable<Integer> {
+        @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--method", required = true, description = "mora, lora or full.")
+        String method;
+
+        @Option(names = "--variant", description = "MoRA variant: sharing, contiguous, type3, type4, rotation, decoupling, truncation (default: rotation below r=128, sharing above).")
+        String variant;
+
+        @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
+        int rank;
+
+        @Option(names = "--alpha", description = "LoRA alpha (default 2r).")
+        Double alpha;
+
+        @Option(names = "--pairs", defaultValue = "32", description = "UUID pairs (default ${DEFAULT-VALUE}).")
+        int pairs;
+
+        @Option(names = "--steps", defaultValue = "200", description = "Training steps (default ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--lr", description = "Learning rate (default: 3e-3 for mora/lora, 3e-4 for full).")
+        Double lr;
+
+        @Option(names = "--seed", defaultValue = "0", description = "Seed of the UUID pairs (default ${DEFAULT-VALUE}).")
+        long seed;
+
+        @Option(names = "--eval-every", defaultValue = "25", description = "Steps between evaluations (default ${DEFAULT-VALUE}).")
+        int evalEvery;
+
+        @Option(names = "--json", description = "JSON lines on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() {
+            AdapterSpec.Method m = AdapterSpec.Method.parse(method);
+            MoraVariant v = variant == null ? null : MoraVariant.parse(variant);
+            AdapterSpec spec = new AdapterSpec(m, v, rank, alpha != null ? alpha : 2.0 * rank, 0.0, AdapterSpec.ALL_LINEAR,
+                    AdapterSpec.DEFAULT_ROTATION_THRESHOLD, seed);
+            double rate = lr != null ? lr : (m == AdapterSpec.Method.FULL ? 3e-4 : 3e-3);
+            TrainerConfig cfg = new TrainerConfig(rate, LrSchedule.Kind.CONSTANT, Math.min(10, steps / 10), steps, 1, 0, 1.0, 1,
+                    false, false, 0, 50);
+            try (NDManager root = NDManager.newBaseManager();
+                    LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
+                    TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config())) {
+                MemorizeBench.run(model, tok, spec, cfg, pairs, steps, evalEvery, seed, p -> {
+                    if (json) {
+                        System.out.println(Json.line(p));
+                    } else {
+                        System.out.printf(Locale.ROOT, "%s %s r=%d params=%d step %d loss %.4f char_acc %.3f exact %.3f (%.0f s)%n",
+                                p.method(), p.variant(), p.rank(), p.trainableParams(), p.step(), p.loss(), p.charAcc(),
+                                p.exactMatch(), p.seconds());
+                    }
+                    System.out.flush();
+                });
+            }
+            return 0;
+        }
+    }
+
+    /** Step cost of every method on the same model and batch. */
+    @Command(name = "step", mixinStandardHelpOptions = true,
+            description = "Time of one training step for LoRA, each MoRA variant and full fine-tuning, same model, batch and sequence length, after warm-up.")
+    public static final class Step implements Callable<Integer> {
+        @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
+        int rank;
+
+        @Option(names = "--batch-size", defaultValue = "8", description = "Sequences (default ${DEFAULT-VALUE}).")
+        int batchSize;
+
+        @Option(names = "--seq-len", defaultValue = "128", description = "Tokens per sequence (default ${DEFAULT-VALUE}).")
+        int seqLen;
+
+        @Option(names = "--warmup", defaultValue = "3", description = "Untimed steps (default ${DEFAULT-VALUE}).")
+        int warmup;
+
+        @Option(names = "--steps", defaultValue = "10", description = "Timed steps; the median is reported (default ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--json", description = "JSON lines on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() {
+            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(modelOptions.dir(), root)) {
+                TrainBatch batch = StepBench.randomBatch(batchSize, Math.min(seqLen, model.config().maxPositionEmbeddings()),
+                        model.config().vocabSize(), 1);
+                List<AdapterSpec> specs = new ArrayList<>();
+                specs.add(AdapterSpec.lora(rank, 2.0 * rank));
+                for (MoraVariant v : MoraVariant.values()) {
+                    specs.add(AdapterSpec.mora(rank, v));
+                }
+                specs.add(AdapterSpec.full());
+                for (AdapterSpec s : specs) {
+                    StepBench.Result r = StepBench.measure(model, s, batch, warmup, steps);
+                    if (json) {
+                        System.out.println(Json.line(new Row(r.method(), r.variant(), r.trainableParams(), r.msPerStep(), r.tokensPerS())));
+                    } else {
+                        System.out.printf(Locale.ROOT, "%-5s %-11s %,10d params  %8.1f ms/step  %,8.0f tokens/s%n",
+                                r.method(), r.variant(), r.trainableParams(), r.msPerStep(), r.tokensPerS());
+                    }
+                    System.out.flush();
+                }
+            }
+            return 0;
+        }
+    }
+
+    /** JSON field names as the issue gives them. */
+    record Row(String method, String variant, long trainable_params, double ms_per_step, double tokens_per_s) {}
+}

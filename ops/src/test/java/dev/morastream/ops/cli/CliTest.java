@@ -1,0 +1,168 @@
+package dev.morastream.ops.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.ndarray.NDManager;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.morastream.models.adapters.AdapterFiles;
+import dev.morastream.models.adapters.AdapterSet;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.adapters.MoraVariant;
+import dev.morastream.models.llama.LlamaModel;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.FloatBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** The command line against the shipped tiny model, in-process. */
+class CliTest {
+    static final Path TINY = Path.of("..", "base-models", "tiny").toAbsolutePath().normalize();
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    /** Runs the CLI, returning exit code and stdout. */
+    static String[] run(String... args) {
+        PrintStream old = System.out;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        StringWriter err = new StringWriter();
+        int code;
+        try {
+            System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+            CommandLine cl = MoraCli.commandLine();
+            cl.setErr(new PrintWriter(err));
+            code = cl.execute(args);
+        } finally {
+            System.setOut(old);
+        }
+        return new String[] {String.valueOf(code), buf.toString(StandardCharsets.UTF_8), err.toString()};
+    }
+
+    static List<JsonNode> jsonLines(String out) throws Exception {
+        List<JsonNode> l = new ArrayList<>();
+        for (String line : out.split("\n")) {
+            if (line.startsWith("{")) {
+                l.add(JSON.readTree(line));
+            }
+        }
+        return l;
+    }
+
+    @Test
+    void everyCommandHasHelp() {
+        List<String[]> paths = new ArrayList<>();
+        collect(MoraCli.commandLine(), new ArrayList<>(), paths);
+        assertTrue(paths.size() >= 10, "commands found: " + paths.size());
+        for (String[] p : paths) {
+            String[] args = java.util.Arrays.copyOf(p, p.length + 1);
+            args[p.length] = "--help";
+            String[] r = run(args);
+            assertEquals("0", r[0], String.join(" ", p) + " --help failed: " + r[2]);
+            assertTrue(r[1].contains("Usage:"), String.join(" ", p) + " --help printed no usage");
+        }
+    }
+
+    private static void collect(CommandLine cl, List<String> prefix, List<String[]> out) {
+        out.add(prefix.toArray(new String[0]));
+        cl.getSubcommands().forEach((name, sub) -> {
+            if (!name.equals("help")) {
+                List<String> p = new ArrayList<>(prefix);
+                p.add(name);
+                collect(sub, p, out);
+            }
+        });
+    }
+
+    @Test
+    void perplexityOfTheShippedModelAsJson() throws Exception {
+        String[] r = run("eval", "perplexity", "--model", TINY.toString(), "--file",
+                TINY.resolve("eval/heldout.txt").toString(), "--json");
+        assertEquals("0", r[0], r[2]);
+        JsonNode o = jsonLines(r[1]).get(0);
+        assertTrue(o.get("tokens").asLong() > 10_000);
+        assertTrue(o.get("loss").asDouble() < 1.0, "held-out loss " + o.get("loss"));
+        assertEquals(Math.exp(o.get("loss").asDouble()), o.get("perplexity").asDouble(), 1e-6);
+    }
+
+    @Test
+    void generateAnswersAsJsonAndBadInputIsAClearError() throws Exception {
+        String[] r = run("generate", "--model", TINY.toString(), "--prompt", "The capital of", "--max-tokens", "12", "--json");
+        assertEquals("0", r[0], r[2]);
+        JsonNode o = jsonLines(r[1]).get(0);
+        assertTrue(o.get("tokens").asInt() > 0 && o.get("tokens").asInt() <= 12);
+        assertTrue(o.has("text") && o.has("finish_reason"));
+        String[] bad = run("generate", "--model", "/nonexistent/model", "--prompt", "x");
+        assertEquals("1", bad[0]);
+        assertTrue(bad[2].contains("config.json"), bad[2]);
+        String[] neg = run("generate", "--model", TINY.toString(), "--prompt", "x", "--max-tokens", "0");
+        assertEquals("1", neg[0]);
+        assertTrue(neg[2].contains("--max-tokens"), neg[2]);
+    }
+
+    @Test
+    void adaptersMergeWritesAnEquivalentCheckpoint(@TempDir Path dir) throws Exception {
+        Path adapter = dir.resolve("adapter");
+        float[] want;
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(TINY, root);
+                AdapterSet set = AdapterSet.attach(model, AdapterSpec.mora(8, MoraVariant.ROTATION))) {
+            Random rnd = new Random(1);
+            set.trainable().values().forEach(a -> {
+                float[] v = new float[(int) a.size()];
+                for (int i = 0; i < v.length; i++) {
+                    v[i] = (float) (rnd.nextGaussian() * 0.01);
+                }
+                a.set(FloatBuffer.wrap(v));
+            });
+            AdapterFiles.save(set, adapter, TINY.toString());
+            want = logits(model);
+        }
+        String[] r = run("adapters", "merge", "--model", TINY.toString(), "--adapter", adapter.toString(), "--out",
+                dir.resolve("merged").toString());
+        assertEquals("0", r[0], r[2]);
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel merged = LlamaModel.load(dir.resolve("merged"), root)) {
+            float[] got = logits(merged);
+            double d = 0;
+            for (int i = 0; i < got.length; i++) {
+                d = Math.max(d, Math.abs(got[i] - want[i]));
+            }
+            assertTrue(d < 1e-3, "merged checkpoint differs from base + adapter by " + d);
+        }
+    }
+
+    private static float[] logits(LlamaModel model) {
+        try (NDManager m = model.manager().newSubManager()) {
+            return model.forward(model.ids(m, new int[][] {{256, 84, 104, 101, 32, 99, 97, 112}}), null).toFloatArray();
+        }
+    }
+
+    @Test
+    void benchmarksPrintTheirJsonFields() throws Exception {
+        String[] s = run("bench", "step", "--model", TINY.toString(), "--rank", "8", "--batch-size", "1", "--seq-len", "16",
+                "--warmup", "1", "--steps", "2", "--json");
+        assertEquals("0", s[0], s[2]);
+        List<JsonNode> rows = jsonLines(s[1]);
+        assertEquals(2 + MoraVariant.values().length, rows.size());
+        for (JsonNode n : rows) {
+            for (String f : List.of("method", "variant", "trainable_params", "ms_per_step", "tokens_per_s")) {
+                assertTrue(n.has(f), "missing " + f + " in " + n);
+            }
+        }
+        String[] m = run("bench", "memorize", "--model", TINY.toString(), "--method", "mora", "--rank", "8", "--pairs", "2",
+                "--steps", "2", "--eval-every", "1", "--json");
+        assertEquals("0", m[0], m[2]);
+        List<JsonNode> pts = jsonLines(m[1]);
+        assertEquals(3, pts.size());
+        for (String f : List.of("method", "variant", "rank", "trainable_params", "step", "loss", "char_acc", "exact_match")) {
+            assertTrue(pts.get(0).has(f), "missing " + f + " in " + pts.get(0));
+        }
+    }
+}
