@@ -137,7 +137,7 @@ public final class AdapterFiles {
                     throw new CheckpointException(wf, name, "wrong shape " + Arrays.toString(tensor.shape())
                             + ", the model and adapter_config.json imply " + Arrays.toString(want));
                 }
-                e.getValue().set(FloatBuffer.wrap(tensor.data()));
+                dev.morastream.models.llama.Tensors.assign(e.getValue(), tensor.data());
             }
         } catch (RuntimeException e) {
             set.close();

@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.llama.Tensors;
 import java.nio.FloatBuffer;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -122,7 +123,10 @@ public final class AdapterSet implements AutoCloseable {
      */
     public void seedDropout(long step) {
         if (training && spec.dropout() > 0) {
-            Engine.getInstance().setRandomSeed((int) ((spec.seed() * 0x9E3779B97F4A7C15L + step) >>> 33));
+            long z = spec.seed() * 0x9E3779B97F4A7C15L + step + 1; // SplitMix64 of (seed, step)
+            z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+            z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+            Engine.getInstance().setRandomSeed((int) ((z ^ (z >>> 31)) >>> 33));
         }
     }
 
@@ -156,7 +160,7 @@ public final class AdapterSet implements AutoCloseable {
             for (int i = 0; i < wd.length; i++) {
                 wd[i] += sign * dw[i];
             }
-            w.set(FloatBuffer.wrap(wd));
+            Tensors.assign(w, wd);
         }
     }
 

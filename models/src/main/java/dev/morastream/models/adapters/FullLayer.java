@@ -55,7 +55,7 @@ public final class FullLayer implements AdapterLayer {
 
     @Override
     public void zero() {
-        weight.set(java.nio.FloatBuffer.wrap(base));
+        dev.morastream.models.llama.Tensors.assign(weight, base);
     }
 
     float[] base() {

@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.core.Linear;
+import dev.morastream.models.llama.Tensors;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Random;
@@ -33,7 +34,7 @@ public final class LoraLayer implements AdapterLayer {
         for (int i = 0; i < ad.length; i++) {
             ad[i] = (rnd.nextFloat() * 2 - 1) * bound;
         }
-        this.a = manager.create(ad, new Shape(r, dIn));
+        this.a = Tensors.owned(manager, ad, new Shape(r, dIn));
         this.b = manager.zeros(new Shape(dOut, r));
     }
 

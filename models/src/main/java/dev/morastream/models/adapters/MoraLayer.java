@@ -7,6 +7,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.core.Linear;
+import dev.morastream.models.llama.Tensors;
 import java.util.Map;
 
 /**
@@ -41,8 +42,8 @@ public final class MoraLayer implements AdapterLayer {
                     s[b * r + k + h] = (float) Math.sin(phi);
                 }
             }
-            this.cos = manager.create(c, new Shape(g, r));
-            this.sin = manager.create(s, new Shape(g, r));
+            this.cos = Tensors.owned(manager, c, new Shape(g, r));
+            this.sin = Tensors.owned(manager, s, new Shape(g, r));
         } else {
             this.cos = null;
             this.sin = null;

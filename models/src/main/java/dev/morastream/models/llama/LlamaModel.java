@@ -146,7 +146,7 @@ public final class LlamaModel implements AutoCloseable {
                     data[i] = (float) (rnd.nextGaussian() * 0.02);
                 }
             }
-            NDArray a = m.create(data, new Shape(e.getValue()));
+            NDArray a = Tensors.owned(m, data, new Shape(e.getValue()));
             a.setName(e.getKey());
             w.put(e.getKey(), a);
         }
@@ -163,7 +163,7 @@ public final class LlamaModel implements AutoCloseable {
                 m.close();
                 throw new IllegalArgumentException("missing tensor " + e.getKey());
             }
-            NDArray a = m.create(t.data(), new Shape(e.getValue()));
+            NDArray a = Tensors.owned(m, t.data(), new Shape(e.getValue()));
             a.setName(e.getKey());
             w.put(e.getKey(), a);
         }
@@ -184,7 +184,7 @@ public final class LlamaModel implements AutoCloseable {
                     throw new CheckpointException(files.get(t.name()), t.name(),
                             "wrong shape " + Arrays.toString(t.shape()) + ", config.json implies " + Arrays.toString(want));
                 }
-                NDArray a = m.create(t.data(), new Shape(t.shape()));
+                NDArray a = Tensors.owned(m, t.data(), new Shape(t.shape()));
                 a.setName(t.name());
                 w.put(t.name(), a);
             });

@@ -2,6 +2,7 @@ package dev.morastream.models.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import dev.morastream.models.llama.Tensors;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -110,8 +111,8 @@ public final class AdamW implements AutoCloseable {
         m.clear();
         v.clear();
         t = s.step();
-        s.m().forEach((k, d) -> m.put(k, manager.create(d, new ai.djl.ndarray.types.Shape(s.shapes().get(k)))));
-        s.v().forEach((k, d) -> v.put(k, manager.create(d, new ai.djl.ndarray.types.Shape(s.shapes().get(k)))));
+        s.m().forEach((k, d) -> m.put(k, Tensors.owned(manager, d, new ai.djl.ndarray.types.Shape(s.shapes().get(k)))));
+        s.v().forEach((k, d) -> v.put(k, Tensors.owned(manager, d, new ai.djl.ndarray.types.Shape(s.shapes().get(k)))));
     }
 
     @Override

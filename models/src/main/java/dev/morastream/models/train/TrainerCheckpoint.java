@@ -150,7 +150,7 @@ public final class TrainerCheckpoint {
         Path base = dir.resolve("base_delta.safetensors");
         if (Files.isRegularFile(base)) {
             for (Tensor t : Safetensors.readAll(base)) {
-                model.weight(t.name()).set(FloatBuffer.wrap(t.data()));
+                dev.morastream.models.llama.Tensors.assign(model.weight(t.name()), t.data());
             }
         }
         IncrementalTrainer tr = new IncrementalTrainer(model, spec, cfg);
