@@ -101,30 +101,68 @@ class IncrementalTrainerTest {
         return out;
     }
 
+    /**
+     * Tolerance of "the same losses" over the eight steps after a resume. Training here is bitwise
+     * repeatable on an idle machine, but under CPU contention two identical runs in one JVM were
+     * seen to drift apart in the last bits (PyTorch CPU kernels), which Adam's sign-like early
+     * updates can amplify. The resumed state itself is therefore compared bit for bit (the proof
+     * that nothing is lost), the first resumed loss to 1e-6, and the later losses to this bound.
+     */
+    static final double SAME = 3e-2;
+
+    /** Trains to micro step 8, checkpoints, resumes into a second model, then runs both in lockstep. */
     private static void exactResume(AdapterSpec spec, TrainerConfig cfg, Path dir) throws Exception {
-        List<Double> straight;
-        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(3), root);
-                IncrementalTrainer tr = new IncrementalTrainer(model, spec, cfg)) {
-            straight = run(tr, 0, 16);
-        }
-        List<Double> resumed;
-        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(3), root)) {
-            try (IncrementalTrainer tr = new IncrementalTrainer(model, spec, cfg)) {
-                resumed = new ArrayList<>(run(tr, 0, 8));
-                TrainerCheckpoint.save(tr, dir, Map.of("offsets", "p0=8"), 2);
-            }
-        }
-        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(3), root)) {
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel m1 = LlamaModel.fromTensors(C, base(3), root);
+                LlamaModel m2 = LlamaModel.fromTensors(C, base(3), root);
+                IncrementalTrainer straight = new IncrementalTrainer(m1, spec, cfg)) {
+            run(straight, 0, 8);
+            TrainerCheckpoint.save(straight, dir, Map.of("offsets", "p0=8"), 2);
             Path latest = TrainerCheckpoint.latest(dir).orElseThrow();
             assertEquals("p0=8", TrainerCheckpoint.info(latest).metadata().get("offsets"));
-            try (IncrementalTrainer tr = TrainerCheckpoint.resume(model, spec, cfg, latest)) {
-                assertEquals(4, tr.step());
-                resumed.addAll(run(tr, 8, 16));
+            try (IncrementalTrainer resumed = TrainerCheckpoint.resume(m2, spec, cfg, latest)) {
+                assertSameState(straight, resumed, spec.label());
+                List<Double> a = run(straight, 8, 16);
+                List<Double> b = run(resumed, 8, 16);
+                assertEquals(a.get(0), b.get(0), 1e-6, spec.label() + ": first loss after resume");
+                for (int i = 0; i < a.size(); i++) {
+                    assertEquals(a.get(i), b.get(i), SAME, spec.label() + ": uninterrupted " + a + " vs resumed " + b);
+                }
             }
         }
-        for (int i = 0; i < straight.size(); i++) {
-            assertEquals(straight.get(i), resumed.get(i), 1e-6, spec.label() + " loss at micro step " + i
-                    + ": uninterrupted " + straight + " vs resumed " + resumed);
+    }
+
+    /** Everything that determines the next steps is bitwise equal. */
+    static void assertSameState(IncrementalTrainer x, IncrementalTrainer y, String label) {
+        assertEquals(x.step(), y.step(), label);
+        assertEquals(x.microStep(), y.microStep(), label);
+        assertEquals(x.restarts(), y.restarts(), label);
+        assertEquals(x.currentLr(), y.currentLr(), label);
+        assertEquals(x.adapters().spec().label(), y.adapters().spec().label(), label);
+        assertEquals(x.adapters().trainable().keySet(), y.adapters().trainable().keySet(), label);
+        x.adapters().trainable().forEach((k, v) ->
+                assertArrayEquals(v.toFloatArray(), y.adapters().trainable().get(k).toFloatArray(), label + " " + k));
+        x.model().weights().forEach((k, v) ->
+                assertArrayEquals(v.toFloatArray(), y.model().weight(k).toFloatArray(), label + " base " + k));
+        AdamW.State sx = x.optimizer().state();
+        AdamW.State sy = y.optimizer().state();
+        assertEquals(sx.step(), sy.step(), label + " optimizer step");
+        assertEquals(sx.m().keySet(), sy.m().keySet(), label);
+        sx.m().forEach((k, v) -> assertArrayEquals(v, sy.m().get(k), label + " m " + k));
+        sx.v().forEach((k, v) -> assertArrayEquals(v, sy.v().get(k), label + " v " + k));
+    }
+
+    @Test
+    void aResumeThatLosesStateIsDetected(@TempDir Path dir) throws Exception {
+        AdapterSpec spec = AdapterSpec.mora(4, MoraVariant.ROTATION);
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel m1 = LlamaModel.fromTensors(C, base(3), root);
+                LlamaModel m2 = LlamaModel.fromTensors(C, base(3), root);
+                IncrementalTrainer straight = new IncrementalTrainer(m1, spec, cfg())) {
+            run(straight, 0, 8);
+            TrainerCheckpoint.save(straight, dir, Map.of(), 1);
+            try (IncrementalTrainer resumed = TrainerCheckpoint.resume(m2, spec, cfg(), TrainerCheckpoint.latest(dir).orElseThrow())) {
+                resumed.optimizer().reset(resumed.adapters().trainable().keySet());
+                assertThrows(AssertionError.class, () -> assertSameState(straight, resumed, "dropped moments"));
+            }
         }
     }
 
