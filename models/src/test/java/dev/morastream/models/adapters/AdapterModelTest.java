@@ -160,6 +160,44 @@ class AdapterModelTest {
     }
 
     @Test
+    void trainedRotationAndDecouplingUpdatesHaveFarHigherRankThanLora() {
+        LlamaConfig c = LlamaConfig.micro(259);
+        Map<String, Tensor> w = new LinkedHashMap<>();
+        Random r = new Random(2);
+        LlamaModel.expectedWeights(c).forEach((name, shape) -> {
+            float[] d = new float[(int) Tensor.numel(shape)];
+            for (int i = 0; i < d.length; i++) {
+                d[i] = name.endsWith("norm.weight") ? 1f : (float) (r.nextGaussian() * 0.1);
+            }
+            w.put(name, new Tensor(name, shape, d));
+        });
+        int[][] rows = new int[4][33];
+        for (int[] row : rows) {
+            for (int j = 0; j < row.length; j++) {
+                row[j] = r.nextInt(256);
+            }
+        }
+        dev.morastream.models.train.TrainBatch batch = dev.morastream.models.train.TrainBatch.of(rows);
+        String module = "model.layers.0.self_attn.q_proj"; // 32 x 32
+        int[] ranks = new int[3];
+        AdapterSpec[] specs = {AdapterSpec.lora(2, 4), AdapterSpec.mora(2, MoraVariant.ROTATION), AdapterSpec.mora(2, MoraVariant.DECOUPLING)};
+        for (int k = 0; k < specs.length; k++) {
+            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(c, w, root);
+                    dev.morastream.models.train.IncrementalTrainer tr = new dev.morastream.models.train.IncrementalTrainer(
+                            model, specs[k], dev.morastream.models.train.TrainerConfig.constant(1e-2))) {
+                for (int i = 0; i < 10; i++) {
+                    tr.step(batch);
+                }
+                ranks[k] = Rank.numericRank(tr.adapters().layers().get(module).explicitDelta(), 32, 32, 1e-4);
+            }
+        }
+        System.out.println("rank of trained dW (32x32 q_proj, budget r=2): lora " + ranks[0] + ", rotation " + ranks[1]
+                + ", decoupling " + ranks[2]);
+        assertTrue(ranks[0] <= 2, "LoRA r=2 rank " + ranks[0]);
+        assertTrue(ranks[1] >= 5 * ranks[0] && ranks[2] >= 5 * ranks[0], "MoRA ranks " + ranks[1] + ", " + ranks[2]);
+    }
+
+    @Test
     void peftRoundTripKeepsOutputAndNames(@TempDir Path dir) throws Exception {
         for (AdapterSpec spec : everyMethod()) {
             Path d = dir.resolve(spec.label());
