@@ -91,6 +91,12 @@ public final class MemorizeBench {
     /** Trains {@code spec} on the pairs for {@code steps} steps, reporting every {@code evalEvery}. */
     public static List<Point> run(LlamaModel model, TextTokenizer tok, AdapterSpec spec, TrainerConfig cfg, int pairs,
             int steps, int evalEvery, long seed, Consumer<Point> sink) {
+        return run(model, tok, spec, cfg, pairs, steps, evalEvery, seed, sink, null);
+    }
+
+    /** As above; when {@code saveAdapter} is given, the trained adapter is written there (PEFT layout). */
+    public static List<Point> run(LlamaModel model, TextTokenizer tok, AdapterSpec spec, TrainerConfig cfg, int pairs,
+            int steps, int evalEvery, long seed, Consumer<Point> sink, java.nio.file.Path saveAdapter) {
         List<Pair> data = pairs(pairs, seed);
         TrainBatch batch = batch(data, tok);
         List<Point> out = new ArrayList<>();
@@ -111,6 +117,13 @@ public final class MemorizeBench {
                             cfg.lr(), (System.nanoTime() - t0) / 1e9);
                     out.add(p);
                     sink.accept(p);
+                }
+            }
+            if (saveAdapter != null) {
+                try {
+                    dev.morastream.models.adapters.AdapterFiles.save(tr.adapters(), saveAdapter, "");
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException("cannot write adapter to " + saveAdapter, e);
                 }
             }
         }

@@ -65,6 +65,9 @@ public final class BenchCommand implements Runnable {
         @Option(names = "--eval-every", defaultValue = "25", description = "Steps between evaluations (default ${DEFAULT-VALUE}).")
         int evalEvery;
 
+        @Option(names = "--save-adapter", paramLabel = "DIR", description = "Write the trained adapter there (PEFT layout).")
+        java.nio.file.Path saveAdapter;
+
         @Option(names = "--json", description = "JSON lines on stdout.")
         boolean json;
 
@@ -89,7 +92,7 @@ public final class BenchCommand implements Runnable {
                                 p.exactMatch(), p.seconds());
                     }
                     System.out.flush();
-                });
+                }, saveAdapter);
             }
             return 0;
         }
