@@ -204,6 +204,53 @@ class IncrementalTrainerTest {
     }
 
     @Test
+    void gradientAccumulationEqualsOneBigBatch() {
+        TrainBatch b1 = batch(1);
+        TrainBatch b2 = batch(2);
+        int[][] both = new int[b1.tokens().length + b2.tokens().length][];
+        System.arraycopy(b1.tokens(), 0, both, 0, b1.tokens().length);
+        System.arraycopy(b2.tokens(), 0, both, b1.tokens().length, b2.tokens().length);
+        TrainerConfig c = TrainerConfig.constant(1e-2).withWeightDecay(0.01);
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel m1 = LlamaModel.fromTensors(C, base(6), root);
+                LlamaModel m2 = LlamaModel.fromTensors(C, base(6), root);
+                IncrementalTrainer acc = new IncrementalTrainer(m1, AdapterSpec.lora(4, 8), c.withGradAccum(2));
+                IncrementalTrainer big = new IncrementalTrainer(m2, AdapterSpec.lora(4, 8), c)) {
+            assertTrue(!acc.step(b1).updated());
+            assertTrue(acc.step(b2).updated());
+            assertTrue(big.step(TrainBatch.of(both)).updated());
+            acc.adapters().trainable().forEach((k, v) -> {
+                float[] x = v.toFloatArray();
+                float[] y = big.adapters().trainable().get(k).toFloatArray();
+                for (int i = 0; i < x.length; i++) {
+                    assertEquals(y[i], x[i], 1e-5, k);
+                }
+            });
+        }
+    }
+
+    @Test
+    void completionOnlyLossCountsOnlyCompletionTokens() {
+        TrainBatch b = batch(3);
+        int rows = b.tokens().length;
+        int t = b.tokens()[0].length - 1;
+        float[][] completion = new float[rows][t];
+        for (float[] row : completion) {
+            for (int j = t / 2; j < t; j++) {
+                row[j] = 1f; // second half of each sequence is the "completion"
+            }
+        }
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(7), root);
+                IncrementalTrainer only = new IncrementalTrainer(model, AdapterSpec.lora(4, 8),
+                        TrainerConfig.constant(1e-3).withCompletionOnly(true))) {
+            double onCompletion = only.evaluate(new TrainBatch(b.tokens(), null, completion));
+            double viaMask = only.evaluate(new TrainBatch(b.tokens(), completion, null));
+            double all = only.evaluate(b);
+            assertEquals(viaMask, onCompletion, 1e-6);
+            assertTrue(Math.abs(all - onCompletion) > 1e-4, "completion-only loss equals the all-token loss");
+        }
+    }
+
+    @Test
     void rotationCannotBeUsedWithReMora() {
         try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(4), root)) {
             assertThrows(IllegalArgumentException.class,
