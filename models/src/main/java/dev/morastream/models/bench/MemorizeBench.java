@@ -46,17 +46,7 @@ public final class MemorizeBench {
         int[][] rows = new int[pairs.size()][];
         int len = -1;
         for (int i = 0; i < rows.length; i++) {
-            int[] ids = tok.encode(pairs.get(i).key() + ":" + pairs.get(i).value());
-            int extra = (tok.bos() >= 0 ? 1 : 0) + (tok.eos().isEmpty() ? 0 : 1);
-            int[] row = new int[ids.length + extra];
-            int k = 0;
-            if (tok.bos() >= 0) {
-                row[k++] = tok.bos();
-            }
-            System.arraycopy(ids, 0, row, k, ids.length);
-            if (!tok.eos().isEmpty()) {
-                row[row.length - 1] = tok.eos().iterator().next();
-            }
+            int[] row = tok.encodeFramed(pairs.get(i).key() + ":" + pairs.get(i).value(), true);
             rows[i] = row;
             len = Math.max(len, row.length);
         }

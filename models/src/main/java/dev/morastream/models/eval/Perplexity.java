@@ -29,7 +29,7 @@ public final class Perplexity {
 
     /** Scores {@code text} with BOS (when the tokenizer has one) in front. */
     public static Result evaluate(LlamaModel model, TextTokenizer tok, String text, int window) {
-        return evaluate(model, withBos(tok, text), window);
+        return evaluate(model, tok.encodeFramed(text, false), window);
     }
 
     /** Scores pre-tokenized ids as they are (nothing is added). */
@@ -43,7 +43,7 @@ public final class Perplexity {
     public static Result evaluate(LlamaModel model, TextTokenizer tok, List<String> texts, int window) {
         Sum sum = new Sum();
         for (String text : texts) {
-            accumulate(model, withBos(tok, text), window, sum);
+            accumulate(model, tok.encodeFramed(text, false), window, sum);
         }
         return sum.result();
     }
@@ -87,17 +87,6 @@ public final class Perplexity {
             NDArray logits = model.forward(model.ids(m, in), null); // (B, w, V)
             sum.add(Losses.nllSum(logits, model.ids(m, out), null).getFloat(), (long) w * in.length);
         }
-    }
-
-    private static int[] withBos(TextTokenizer tok, String text) {
-        int[] ids = tok.encode(text);
-        if (tok.bos() < 0) {
-            return ids;
-        }
-        int[] out = new int[ids.length + 1];
-        out[0] = tok.bos();
-        System.arraycopy(ids, 0, out, 1, ids.length);
-        return out;
     }
 
     /** Running sum of losses and count of predictions. */

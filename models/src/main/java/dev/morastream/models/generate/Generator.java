@@ -39,7 +39,7 @@ public final class Generator {
      */
     public GenerationResult generate(String prompt, GenerationConfig cfg, Consumer<String> onText) {
         long start = System.nanoTime();
-        int[] promptIds = withBos(tokenizer, tokenizer.encode(prompt));
+        int[] promptIds = tokenizer.encodeFramed(prompt, false);
         StreamingText stream = new StreamingText(cfg.stopStrings(), onText == null ? s -> {} : onText);
         int[] generated = new int[Math.min(cfg.maxNewTokens(), model.config().maxPositionEmbeddings())];
         int[] count = {0};
@@ -136,16 +136,5 @@ public final class Generator {
                 throw new IllegalArgumentException("prompt token id " + id + " outside the vocabulary [0, " + vocab + ")");
             }
         }
-    }
-
-    /** {@code ids} with the tokenizer's BOS in front, when it has one. */
-    static int[] withBos(TextTokenizer tokenizer, int[] ids) {
-        if (tokenizer.bos() < 0) {
-            return ids;
-        }
-        int[] out = new int[ids.length + 1];
-        out[0] = tokenizer.bos();
-        System.arraycopy(ids, 0, out, 1, ids.length);
-        return out;
     }
 }

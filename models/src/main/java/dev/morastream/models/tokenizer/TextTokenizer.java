@@ -12,6 +12,25 @@ public interface TextTokenizer extends AutoCloseable {
     /** Ids of {@code text}, without BOS/EOS. */
     int[] encode(String text);
 
+    /**
+     * {@code text} framed as the model sees a document: BOS first when the tokenizer has one, and
+     * the first EOS id last when {@code withEos} and the tokenizer has one.
+     */
+    default int[] encodeFramed(String text, boolean withEos) {
+        int[] ids = encode(text);
+        boolean b = bos() >= 0;
+        boolean e = withEos && !eos().isEmpty();
+        int[] out = new int[ids.length + (b ? 1 : 0) + (e ? 1 : 0)];
+        if (b) {
+            out[0] = bos();
+        }
+        System.arraycopy(ids, 0, out, b ? 1 : 0, ids.length);
+        if (e) {
+            out[out.length - 1] = eos().iterator().next();
+        }
+        return out;
+    }
+
     /** Text of {@code ids}, special tokens skipped. Incomplete UTF-8 decodes to U+FFFD. */
     String decode(int[] ids);
 

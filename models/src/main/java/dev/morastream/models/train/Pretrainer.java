@@ -58,17 +58,7 @@ public final class Pretrainer {
 
         int next() {
             while (pos >= buf.length) {
-                int[] d = tok.encode(corpus.document(rnd));
-                int extra = (tok.bos() >= 0 ? 1 : 0) + (tok.eos().isEmpty() ? 0 : 1);
-                int[] b = new int[d.length + extra];
-                int i = 0;
-                if (tok.bos() >= 0) {
-                    b[i++] = tok.bos();
-                }
-                System.arraycopy(d, 0, b, i, d.length);
-                if (!tok.eos().isEmpty()) {
-                    b[b.length - 1] = tok.eos().iterator().next();
-                }
+                int[] b = tok.encodeFramed(corpus.document(rnd), true);
                 buf = b;
                 pos = 0;
             }
