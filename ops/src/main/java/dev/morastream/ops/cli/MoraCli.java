@@ -14,6 +14,7 @@ import picocli.CommandLine.Command;
             GenerateCommand.class,
             EvalCommand.class,
             PretrainCommand.class,
+            TrainCommand.class,
             AdaptersCommand.class,
             BenchCommand.class,
             CommandLine.HelpCommand.class

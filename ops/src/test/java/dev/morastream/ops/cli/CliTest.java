@@ -145,6 +145,47 @@ class CliTest {
     }
 
     @Test
+    void trainCheckpointsAndARerunResumesWhereItStopped(@TempDir Path dir) throws Exception {
+        Path data = dir.resolve("facts.jsonl");
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 12; i++) {
+            sb.append("{\"prompt\": \"Q: What is the colour of gem ").append(i).append("?\\nA:\", \"completion\": \" ")
+                    .append(i % 2 == 0 ? "teal" : "amber").append("\"}\n");
+        }
+        java.nio.file.Files.writeString(data, sb.toString());
+        String[] common = {"train", "--model", TINY.toString(), "--data", data.toString(), "--method", "mora", "--rank", "4",
+            "--batch-size", "2", "--seq-len", "32", "--dropout", "0", "--checkpoint-every", "3", "--lr", "5e-3", "--json"};
+        String[] a = run(concat(common, "--out", dir.resolve("a").toString(), "--steps", "6"));
+        assertEquals("0", a[0], a[2]);
+        String[] b1 = run(concat(common, "--out", dir.resolve("b").toString(), "--steps", "3"));
+        assertEquals("0", b1[0], b1[2]);
+        String[] b2 = run(concat(common, "--out", dir.resolve("b").toString(), "--steps", "6"));
+        assertEquals("0", b2[0], b2[2]);
+        List<JsonNode> full = jsonLines(a[1]);
+        List<JsonNode> resumed = jsonLines(b2[1]);
+        assertEquals(6, full.size(), a[1]);
+        assertEquals(3, resumed.size());
+        assertEquals(4, resumed.get(0).get("step").asInt(), "the rerun resumes after the checkpoint of step 3");
+        for (int i = 0; i < 3; i++) {
+            assertEquals(full.get(3 + i).get("step").asInt(), resumed.get(i).get("step").asInt());
+            assertEquals(full.get(3 + i).get("loss").asDouble(), resumed.get(i).get("loss").asDouble(), 2e-2);
+        }
+        assertEquals(full.get(3).get("loss").asDouble(), resumed.get(0).get("loss").asDouble(), 1e-5, "first step after resume");
+        assertTrue(java.nio.file.Files.isRegularFile(dir.resolve("b/adapter/adapter_model.safetensors")));
+        java.nio.file.Files.writeString(dir.resolve("bad.jsonl"), "{\"text\": \"ok\"}\n{\"prompt\": 3}\n");
+        String[] bad = run("train", "--model", TINY.toString(), "--data", dir.resolve("bad.jsonl").toString(), "--out",
+                dir.resolve("c").toString());
+        assertEquals("1", bad[0]);
+        assertTrue(bad[2].contains("bad.jsonl:2"), bad[2]);
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    @Test
     void benchmarksPrintTheirJsonFields() throws Exception {
         String[] s = run("bench", "step", "--model", TINY.toString(), "--rank", "8", "--batch-size", "1", "--seq-len", "16",
                 "--warmup", "1", "--steps", "2", "--json");
