@@ -48,7 +48,11 @@ public final class RunCommand implements Callable<Integer> {
             Path tasks = dir.resolve("eval").resolve("tasks.jsonl");
             if (Files.isRegularFile(tasks)) {
                 List<TaskSet.Item> items = TaskSet.load(tasks);
-                for (TaskSet.Score s : TaskSet.evaluate(gen, items.subList(0, Math.min(items.size(), 100)), 16)) {
+                java.util.Map<String, List<TaskSet.Item>> bySet = new java.util.LinkedHashMap<>();
+                items.forEach(i -> bySet.computeIfAbsent(i.set(), k -> new java.util.ArrayList<>()).add(i));
+                List<TaskSet.Item> sample = bySet.values().stream()
+                        .flatMap(l -> l.subList(0, Math.min(l.size(), 20)).stream()).toList(); // up to 20 per set
+                for (TaskSet.Score s : TaskSet.evaluate(gen, sample, 16)) {
                     System.out.printf(Locale.ROOT, "tasks %-12s %3d items  exact match %.2f  char accuracy %.2f%n",
                             s.set(), s.items(), s.exactMatch(), s.charAccuracy());
                 }
