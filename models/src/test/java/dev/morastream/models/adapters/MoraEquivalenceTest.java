@@ -25,7 +25,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 class MoraEquivalenceTest {
     /** (d_in, d_out, r): square, wide, tall, d_in not a multiple of R, R > d_out, GQA-like k_proj. */
     static final int[][] SHAPES = {{64, 64, 4}, {48, 80, 2}, {80, 48, 2}, {50, 30, 3}, {30, 70, 8}, {16, 4, 2},
-        {96, 32, 1}, {7, 5, 3}, {256, 128, 8}};
+        {96, 32, 1}, {7, 5, 3}, {256, 128, 8},
+        // G = 1 (the reference rotation merge fails there): R == d_in, and R > d_in with a wrap longer than the input
+        {12, 12, 6}, {8, 64, 8}};
 
     static Stream<Arguments> cases() {
         List<Arguments> out = new ArrayList<>();
