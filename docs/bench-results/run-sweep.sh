@@ -12,6 +12,8 @@ mem() { # method rank lr steps
   done_run $f $4 || bin/mora bench memorize --method $1 --rank $2 --lr $3 --pairs 32 --steps $4 --eval-every 25 --json > $f
 }
 for lr in 1e-3 3e-3 1e-2; do mem mora 8 $lr 150; mem lora 8 $lr 150; done
-for lr in 1e-3 3e-3; do mem mora 64 $lr 100; mem lora 64 $lr 100; done
+mem lora 8 5e-3 150      # LoRA's best r=8 rate lies between 3e-3 and 1e-2 (1e-2 diverges)
+mem mora 8 3e-2 150
+for lr in 1e-3 3e-3 1e-2; do mem mora 64 $lr 100; mem lora 64 $lr 100; done
 f=$out/memorize-full-lr3e-4.jsonl
 done_run $f 100 || bin/mora bench memorize --method full --lr 3e-4 --pairs 32 --steps 100 --eval-every 25 --json > $f

@@ -50,7 +50,8 @@ public final class PlotCommand implements Callable<Integer> {
                 }
                 JsonNode n = Json.MAPPER.readTree(line);
                 String key = n.path("method").asText() + (n.path("variant").asText().isEmpty() ? "" : " " + n.path("variant").asText())
-                        + " r=" + n.path("rank").asInt() + " lr=" + n.path("lr").asDouble();
+                        + ("full".equals(n.path("method").asText()) ? "" : " r=" + n.path("rank").asInt())
+                        + " lr=" + n.path("lr").asDouble();
                 double x = n.path("step").asDouble();
                 series.computeIfAbsent(key, k -> new ArrayList<>()).add(new double[] {x, n.path(field).asDouble()});
                 maxX = Math.max(maxX, x);
