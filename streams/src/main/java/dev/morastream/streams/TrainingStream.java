@@ -32,6 +32,8 @@ import org.apache.pekko.kafka.Subscriptions;
 import org.apache.pekko.kafka.javadsl.Committer;
 import org.apache.pekko.kafka.javadsl.Consumer;
 import org.apache.pekko.stream.Materializer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Kafka topics to packed training batches, with the exactly-once training effect:
@@ -80,6 +82,8 @@ public final class TrainingStream {
         }
     }
 
+    private static final Logger log = LoggerFactory.getLogger(TrainingStream.class);
+
     private TrainingStream() {}
 
     /**
@@ -108,6 +112,7 @@ public final class TrainingStream {
                         .withProperty(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false")
                         .withProperties(s.clientProperties());
         CommitterSettings committerSettings = CommitterSettings.create(system);
+        log.debug("consumer stop-timeout {}, committer max-interval {}", consumerSettings.stopTimeout(), committerSettings.maxInterval());
 
         return Consumer.committablePartitionedManualOffsetSource(consumerSettings,
                         Subscriptions.topics(s.topics()),
@@ -119,8 +124,10 @@ public final class TrainingStream {
                                     m.put(tp, off);
                                 }
                             }
+                            log.info("assigned {}, seeking {}", assigned, m);
                             return CompletableFuture.completedFuture(m);
-                        })
+                        },
+                        revoked -> log.info("revoked {}", revoked))
                 .flatMapMerge(1024, Pair::second)
                 .mapAsync(s.decodeParallelism(), msg -> CompletableFuture.supplyAsync(
                         () -> new Decoded(decoder.decode(msg.record()), msg.committableOffset()), decodeExec))
@@ -130,7 +137,7 @@ public final class TrainingStream {
                 .keepAlive(s.idleFlush() == null ? Duration.ofDays(365) : s.idleFlush(), () -> Decoded.IDLE)
                 .map(d -> {
                     if (d == Decoded.IDLE) {
-                        return s.idleFlush() == null ? List.<PackedBatch>of() : packer.flush();
+                        return s.idleFlush() == null ? List.<PackedBatch>of() : packer.flushIdle();
                     }
                     DecodeResult r = d.result();
                     String domain = r instanceof DomainRecord rec ? rec.domain() : null;

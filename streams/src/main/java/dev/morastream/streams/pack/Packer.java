@@ -41,6 +41,15 @@ public final class Packer {
     private final Map<TopicPartition, Long> seen = new HashMap<>();
     /** Per domain and partition, the checkpoint's resume point (records before it are dropped). */
     private final Map<String, Map<TopicPartition, ResumePoint>> resumeFrom = new HashMap<>();
+    /**
+     * Per domain, the record split by the checkpoint (partition and offset), while it has not come
+     * back yet: the domain's other records wait for it, so the resumed token stream continues
+     * exactly where the checkpoint cut it.
+     */
+    private final Map<String, Map.Entry<TopicPartition, Long>> straddler = new HashMap<>();
+    private final Map<String, List<Piece>> held = new HashMap<>();
+    private final Map<String, Long> heldTokens = new HashMap<>();
+    private final long maxHeldTokens;
 
     /**
      * @param tokenizer encodes text; its {@link TextTokenizer#bos()} and first {@link TextTokenizer#eos()} frame records
@@ -57,11 +66,17 @@ public final class Packer {
         this.tokenizer = Objects.requireNonNull(tokenizer);
         this.seqLen = seqLen;
         this.batchSize = batchSize;
+        this.maxHeldTokens = Math.max(100_000L, 8L * batchSize * (seqLen + 1));
     }
 
     /** Records of {@code domain} before these points were absorbed by its trainer: drop them (and the tokens skipped). */
     public void resumeFrom(String domain, Map<TopicPartition, ResumePoint> points) {
         resumeFrom.computeIfAbsent(domain, d -> new HashMap<>()).putAll(points);
+        points.forEach((tp, p) -> {
+            if (p.skipTokens() > 0) {
+                straddler.put(domain, Map.entry(tp, p.offset()));
+            }
+        });
     }
 
     /** Offers a decoded record; returns the batches it completes (often none). */
@@ -87,11 +102,45 @@ public final class Packer {
         }
         Piece p = tokenize(rec, tp, skip);
         DomainBuffer buf = domains.computeIfAbsent(rec.domain(), DomainBuffer::new);
-        if (p.start >= p.tokens.length) {
-            return List.of(); // wholly absorbed already
+        Map.Entry<TopicPartition, Long> waitFor = straddler.get(rec.domain());
+        if (waitFor != null) {
+            long heldNow = heldTokens.merge(rec.domain(), (long) p.tokens.length, Long::sum);
+            if (!waitFor.getKey().equals(tp) && heldNow <= maxHeldTokens) {
+                held.computeIfAbsent(rec.domain(), d -> new ArrayList<>()).add(p);
+                return List.of();
+            }
+            heldTokens.remove(rec.domain());
+            if (!waitFor.getKey().equals(tp)) {
+                // waited too long (its partition may have gone to another consumer): go on without it;
+                // its remaining tokens still train exactly once, later in the stream
+                held.computeIfAbsent(rec.domain(), d -> new ArrayList<>()).add(p);
+                straddler.remove(rec.domain());
+                for (Piece x : held.remove(rec.domain())) {
+                    enqueue(buf, x);
+                }
+                return cutFull(buf);
+            }
+            // the split record (or, if it is gone from the topic, the first one after it) comes first
+            straddler.remove(rec.domain());
+            enqueue(buf, p);
+            for (Piece h : held.getOrDefault(rec.domain(), List.of())) {
+                enqueue(buf, h);
+            }
+            held.remove(rec.domain());
+        } else {
+            enqueue(buf, p);
         }
-        buf.pending.addLast(p);
-        buf.tokens += p.tokens.length - p.start;
+        return cutFull(buf);
+    }
+
+    private static void enqueue(DomainBuffer buf, Piece p) {
+        if (p.start < p.tokens.length) { // else wholly absorbed already
+            buf.pending.addLast(p);
+            buf.tokens += p.tokens.length - p.start;
+        }
+    }
+
+    private List<PackedBatch> cutFull(DomainBuffer buf) {
         List<PackedBatch> out = new ArrayList<>();
         while (buf.tokens >= (long) batchSize * (seqLen + 1)) {
             out.add(buf.cut(false));
@@ -99,8 +148,23 @@ public final class Packer {
         return out;
     }
 
-    /** Pads and emits every domain's buffered tail (target mask 0 on padding): for shutdown. */
+    /**
+     * Pads and emits every domain's buffered tail (target mask 0 on padding), including records
+     * still waiting for a split record to come back: for shutdown.
+     */
     public List<PackedBatch> flush() {
+        held.forEach((domain, pieces) -> pieces.forEach(p -> enqueue(domains.get(domain), p)));
+        held.clear();
+        heldTokens.clear();
+        straddler.clear();
+        return flushIdle();
+    }
+
+    /**
+     * Pads and emits every domain's buffered tail (target mask 0 on padding), when the topic is
+     * quiet; records waiting for a split record to come back keep waiting.
+     */
+    public List<PackedBatch> flushIdle() {
         List<PackedBatch> out = new ArrayList<>();
         for (DomainBuffer buf : domains.values()) {
             while (buf.tokens > 0) {
@@ -221,8 +285,10 @@ public final class Packer {
                     }
                 }
             }
-            Map<TopicPartition, ResumePoint> resume = new HashMap<>();
-            seen.forEach((tp, next) -> resume.put(tp, ResumePoint.at(next)));
+            // partitions not read again since the checkpoint keep its points; a partition read again
+            // from below the point (the group's committed offset) never moves the point back
+            Map<TopicPartition, ResumePoint> resume = new HashMap<>(resumeFrom.getOrDefault(domain, Map.of()));
+            seen.forEach((tp, next) -> resume.merge(tp, ResumePoint.at(next), Packer::later));
             Map<TopicPartition, Boolean> done = new HashMap<>();
             for (Piece p : pending) { // the first pending piece of each partition is where the domain resumes
                 if (done.putIfAbsent(p.tp, Boolean.TRUE) == null) {
@@ -233,6 +299,11 @@ public final class Packer {
             first.forEach((tp, f) -> ranges.put(tp, new OffsetRange(f, Math.max(f, resume.get(tp).offset()))));
             return new PackedBatch(domain, new TrainBatch(ids, targetMask, completionMask), ranges, resume, completed, sequence++);
         }
+    }
+
+    private static ResumePoint later(ResumePoint a, ResumePoint b) {
+        int c = Long.compare(a.offset(), b.offset());
+        return (c != 0 ? c > 0 : a.skipTokens() >= b.skipTokens()) ? a : b;
     }
 
     private static int compare(TopicPartition a, TopicPartition b) {

@@ -115,6 +115,21 @@ class PackerTest {
     }
 
     @Test
+    void resumePointsOfPartitionsNotReadAgainAreKeptAndNeverMoveBack() {
+        Packer packer = new Packer(new ByteTokenizer(), T, 1);
+        packer.resumeFrom("d", Map.of(P0, ResumePoint.at(10), P1, ResumePoint.at(50)));
+        // p1 is read again from the group's committed offset 40: records below 50 are dropped
+        assertEquals(List.of(), packer.add(DomainRecord.text("old", "d", "z".repeat(40), "t", 1, 40)));
+        List<PackedBatch> out = packer.add(DomainRecord.text("new", "d", "w".repeat(40), "t", 1, 50));
+        assertEquals(2, out.size());
+        assertEquals(ResumePoint.at(10), out.get(1).resume().get(P0));
+        assertEquals(new ResumePoint(50, 32), out.get(1).resume().get(P1));
+        packer.add(new Rejected(Rejected.Reason.EMPTY, "", new ConsumerRecord<>("t", 0, 4, null, new byte[0])));
+        out = packer.add(DomainRecord.text("more", "d", "v".repeat(40), "t", 1, 51));
+        assertEquals(ResumePoint.at(10), out.get(0).resume().get(P0), "a re-read below the point does not move it back");
+    }
+
+    @Test
     void offsetRangesAndResumePointsCoverWhatTheBatchHolds() {
         Packer packer = new Packer(new ByteTokenizer(), T, 1);
         // a 30-token record on p0 spans two rows; a rejected record on p1 is skipped over
