@@ -96,6 +96,14 @@ public final class TrainingStream {
     public static Consumer.DrainingControl<Done> run(ActorSystem<?> system, Materializer materializer, Settings s,
                                                      TextTokenizer tokenizer, DeadLetters deadLetters, BatchSink sink,
                                                      Map<String, Map<TopicPartition, ResumePoint>> checkpoint) {
+        return run(system, materializer, s, tokenizer, deadLetters, sink, checkpoint, new StreamStats());
+    }
+
+    /** As above, counting into {@code stats}. */
+    public static Consumer.DrainingControl<Done> run(ActorSystem<?> system, Materializer materializer, Settings s,
+                                                     TextTokenizer tokenizer, DeadLetters deadLetters, BatchSink sink,
+                                                     Map<String, Map<TopicPartition, ResumePoint>> checkpoint,
+                                                     StreamStats stats) {
         Executor decodeExec = system.dispatchers().lookup(DispatcherSelector.fromConfig(DECODE_DISPATCHER));
         Executor exec = system.executionContext();
         RecordDecoder decoder = new RecordDecoder(s.decoder());
@@ -130,9 +138,16 @@ public final class TrainingStream {
                         revoked -> log.info("revoked {}", revoked))
                 .flatMapMerge(1024, Pair::second)
                 .mapAsync(s.decodeParallelism(), msg -> CompletableFuture.supplyAsync(
-                        () -> new Decoded(decoder.decode(msg.record()), msg.committableOffset()), decodeExec))
+                        () -> {
+                            Decoded d = new Decoded(decoder.decode(msg.record()), msg.committableOffset());
+                            stats.decoded.incrementAndGet();
+                            return d;
+                        }, decodeExec))
                 .mapAsync(s.decodeParallelism(), d -> d.result() instanceof Rejected r
-                        ? deadLetters.send(r).thenApplyAsync(x -> d, exec)
+                        ? deadLetters.send(r).thenApplyAsync(x -> {
+                            stats.rejected.incrementAndGet();
+                            return d;
+                        }, exec)
                         : CompletableFuture.completedFuture(d))
                 .keepAlive(s.idleFlush() == null ? Duration.ofDays(365) : s.idleFlush(), () -> Decoded.IDLE)
                 .map(d -> {
@@ -145,8 +160,16 @@ public final class TrainingStream {
                     return packer.add(r);
                 })
                 .mapConcat(batches -> batches)
-                .mapAsync(1, (PackedBatch b) -> sink.accept(b).thenApplyAsync(durable -> tracker.durable(b.domain(), durable), exec))
+                .mapAsync(1, (PackedBatch b) -> sink.accept(b).thenApplyAsync(durable -> {
+                    stats.batches.incrementAndGet();
+                    stats.recordsTrained.addAndGet(b.completedIds().size());
+                    return tracker.durable(b.domain(), durable);
+                }, exec))
                 .mapConcat(o -> o.map(List::of).orElse(List.of()))
+                .map(batch -> {
+                    stats.commits.incrementAndGet();
+                    return batch;
+                })
                 .map(batch -> (ConsumerMessage.Committable) batch)
                 .toMat(Committer.sink(committerSettings), Consumer::createDrainingControl)
                 .run(materializer);
