@@ -22,6 +22,29 @@ public record ResumePoint(long offset, int skipTokens) {
         return skipTokens == 0 ? Long.toString(offset) : offset + ":" + skipTokens;
     }
 
+    /** Metadata keys of a checkpoint: {@code kafka.offset.<topic>.<partition>}. */
+    public static final String METADATA_PREFIX = "kafka.offset.";
+
+    /** Resume points as entries of a trainer checkpoint's metadata map. */
+    public static java.util.Map<String, String> toMetadata(java.util.Map<org.apache.kafka.common.TopicPartition, ResumePoint> points) {
+        java.util.Map<String, String> m = new java.util.TreeMap<>();
+        points.forEach((tp, p) -> m.put(METADATA_PREFIX + tp.topic() + "." + tp.partition(), p.toString()));
+        return m;
+    }
+
+    /** The resume points in a checkpoint's metadata map (other entries are ignored). */
+    public static java.util.Map<org.apache.kafka.common.TopicPartition, ResumePoint> fromMetadata(java.util.Map<String, String> metadata) {
+        java.util.Map<org.apache.kafka.common.TopicPartition, ResumePoint> m = new java.util.HashMap<>();
+        metadata.forEach((k, v) -> {
+            if (k.startsWith(METADATA_PREFIX)) {
+                String rest = k.substring(METADATA_PREFIX.length());
+                int dot = rest.lastIndexOf('.');
+                m.put(new org.apache.kafka.common.TopicPartition(rest.substring(0, dot), Integer.parseInt(rest.substring(dot + 1))), parse(v));
+            }
+        });
+        return m;
+    }
+
     public static ResumePoint parse(String s) {
         int c = s.indexOf(':');
         return c < 0 ? at(Long.parseLong(s.trim()))

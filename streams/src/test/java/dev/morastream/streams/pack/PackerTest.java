@@ -149,6 +149,15 @@ class PackerTest {
     }
 
     @Test
+    void resumePointsRoundTripThroughCheckpointMetadata() {
+        Map<TopicPartition, ResumePoint> points = Map.of(new TopicPartition("a.b-c", 12), new ResumePoint(7, 3), P0, ResumePoint.at(0));
+        Map<String, String> md = new java.util.HashMap<>(ResumePoint.toMetadata(points));
+        assertEquals("7:3", md.get("kafka.offset.a.b-c.12"));
+        md.put("step", "42");
+        assertEquals(points, ResumePoint.fromMetadata(md));
+    }
+
+    @Test
     void completionMaskCoversCompletionTargetsOnly() {
         Packer packer = new Packer(new ByteTokenizer(), 7, 1);
         List<PackedBatch> out = packer.add(DomainRecord.completion("q", "d", "abc", "xyzw", "t", 0, 0));
