@@ -1,0 +1,319 @@
+package dev.morastream.streams.pack;
+
+import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.models.train.TrainBatch;
+import dev.morastream.streams.records.DecodeResult;
+import dev.morastream.streams.records.DomainRecord;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.TreeMap;
+import org.apache.kafka.common.TopicPartition;
+
+/**
+ * Packs tokenized records per domain into fixed-length training sequences: each record becomes
+ * {@code BOS + tokens + EOS} (BOS only when the tokenizer has one), the token streams of a domain's
+ * records are concatenated in arrival order and cut into rows of {@code T + 1} tokens, {@code B} rows
+ * to a batch. A record may span rows and batches; nothing is dropped: the tail stays buffered until
+ * the next records fill it, or {@link #flush()} pads it out at shutdown.
+ *
+ * <p>Offsets: records must be offered in offset order per partition (Kafka's order). Each batch
+ * says, for every partition seen so far, where its domain resumes after it ({@link ResumePoint}):
+ * the offset of the domain's first record in that partition that is not wholly in this or an
+ * earlier batch (with the count of its tokens already emitted), or, when there is none, the offset
+ * after the last record seen in that partition. Records of other domains and rejected records are
+ * therefore skipped over by a domain's resume point but never lost: the Kafka offset to commit is
+ * the minimum over domains. {@link #resumeFrom} drops what a checkpoint says is absorbed.
+ *
+ * <p>Not thread-safe: one stream stage owns it. Memory per domain: the tail, less than
+ * {@code B (T + 1)} tokens plus one record.
+ */
+public final class Packer {
+    private final TextTokenizer tokenizer;
+    private final int seqLen;
+    private final int batchSize;
+    private final Map<String, DomainBuffer> domains = new LinkedHashMap<>();
+    /** Per partition, the offset after the last record offered (of any domain, or rejected). */
+    private final Map<TopicPartition, Long> seen = new HashMap<>();
+    /** Per domain and partition, the checkpoint's resume point (records before it are dropped). */
+    private final Map<String, Map<TopicPartition, ResumePoint>> resumeFrom = new HashMap<>();
+    /**
+     * Per domain, the record split by the checkpoint (partition and offset), while it has not come
+     * back yet: the domain's other records wait for it, so the resumed token stream continues
+     * exactly where the checkpoint cut it.
+     */
+    private final Map<String, Map.Entry<TopicPartition, Long>> straddler = new HashMap<>();
+    private final Map<String, List<Piece>> held = new HashMap<>();
+    private final Map<String, Long> heldTokens = new HashMap<>();
+    private final long maxHeldTokens;
+
+    /**
+     * @param tokenizer encodes text; its {@link TextTokenizer#bos()} and first {@link TextTokenizer#eos()} frame records
+     * @param seqLen T: predicted positions per row (rows hold T + 1 tokens)
+     * @param batchSize B: rows per batch
+     */
+    public Packer(TextTokenizer tokenizer, int seqLen, int batchSize) {
+        if (seqLen < 1 || batchSize < 1) {
+            throw new IllegalArgumentException("seqLen and batchSize must be positive");
+        }
+        if (tokenizer.eos().isEmpty()) {
+            throw new IllegalArgumentException("tokenizer " + tokenizer.name() + " has no EOS id");
+        }
+        this.tokenizer = Objects.requireNonNull(tokenizer);
+        this.seqLen = seqLen;
+        this.batchSize = batchSize;
+        this.maxHeldTokens = Math.max(100_000L, 8L * batchSize * (seqLen + 1));
+    }
+
+    /** Records of {@code domain} before these points were absorbed by its trainer: drop them (and the tokens skipped). */
+    public void resumeFrom(String domain, Map<TopicPartition, ResumePoint> points) {
+        resumeFrom.computeIfAbsent(domain, d -> new HashMap<>()).putAll(points);
+        points.forEach((tp, p) -> {
+            if (p.skipTokens() > 0) {
+                straddler.put(domain, Map.entry(tp, p.offset()));
+            }
+        });
+    }
+
+    /** Offers a decoded record; returns the batches it completes (often none). */
+    public List<PackedBatch> add(DecodeResult r) {
+        TopicPartition tp = new TopicPartition(r.topic(), r.partition());
+        Long prev = seen.get(tp);
+        if (prev != null && r.offset() < prev) {
+            throw new IllegalStateException("offset " + r.offset() + " of " + tp + " after " + (prev - 1) + ": out of order");
+        }
+        seen.put(tp, r.offset() + 1);
+        if (!(r instanceof DomainRecord rec)) {
+            return List.of();
+        }
+        int skip = 0;
+        ResumePoint from = resumeFrom.getOrDefault(rec.domain(), Map.of()).get(tp);
+        if (from != null) {
+            if (rec.offset() < from.offset()) {
+                return List.of();
+            }
+            if (rec.offset() == from.offset()) {
+                skip = from.skipTokens();
+            }
+        }
+        Piece p = tokenize(rec, tp, skip);
+        DomainBuffer buf = domains.computeIfAbsent(rec.domain(), DomainBuffer::new);
+        Map.Entry<TopicPartition, Long> waitFor = straddler.get(rec.domain());
+        if (waitFor != null) {
+            long heldNow = heldTokens.merge(rec.domain(), (long) p.tokens.length, Long::sum);
+            if (!waitFor.getKey().equals(tp) && heldNow <= maxHeldTokens) {
+                held.computeIfAbsent(rec.domain(), d -> new ArrayList<>()).add(p);
+                return List.of();
+            }
+            heldTokens.remove(rec.domain());
+            if (!waitFor.getKey().equals(tp)) {
+                // waited too long (its partition may have gone to another consumer): go on without it;
+                // its remaining tokens still train exactly once, later in the stream
+                held.computeIfAbsent(rec.domain(), d -> new ArrayList<>()).add(p);
+                straddler.remove(rec.domain());
+                for (Piece x : held.remove(rec.domain())) {
+                    enqueue(buf, x);
+                }
+                return cutFull(buf);
+            }
+            // the split record (or, if it is gone from the topic, the first one after it) comes first
+            straddler.remove(rec.domain());
+            enqueue(buf, p);
+            for (Piece h : held.getOrDefault(rec.domain(), List.of())) {
+                enqueue(buf, h);
+            }
+            held.remove(rec.domain());
+        } else {
+            enqueue(buf, p);
+        }
+        return cutFull(buf);
+    }
+
+    private static void enqueue(DomainBuffer buf, Piece p) {
+        if (p.start < p.tokens.length) { // else wholly absorbed already
+            buf.pending.addLast(p);
+            buf.tokens += p.tokens.length - p.start;
+        }
+    }
+
+    private List<PackedBatch> cutFull(DomainBuffer buf) {
+        List<PackedBatch> out = new ArrayList<>();
+        while (buf.tokens >= (long) batchSize * (seqLen + 1)) {
+            out.add(buf.cut(false));
+        }
+        return out;
+    }
+
+    /**
+     * Pads and emits every domain's buffered tail (target mask 0 on padding), including records
+     * still waiting for a split record to come back: for shutdown.
+     */
+    public List<PackedBatch> flush() {
+        held.forEach((domain, pieces) -> pieces.forEach(p -> enqueue(domains.get(domain), p)));
+        held.clear();
+        heldTokens.clear();
+        straddler.clear();
+        return flushIdle();
+    }
+
+    /**
+     * Pads and emits every domain's buffered tail (target mask 0 on padding), when the topic is
+     * quiet; records waiting for a split record to come back keep waiting.
+     */
+    public List<PackedBatch> flushIdle() {
+        List<PackedBatch> out = new ArrayList<>();
+        for (DomainBuffer buf : domains.values()) {
+            while (buf.tokens > 0) {
+                out.add(buf.cut(true));
+            }
+        }
+        return out;
+    }
+
+    /** Tokens buffered for {@code domain}, not yet in a batch. */
+    public long bufferedTokens(String domain) {
+        DomainBuffer b = domains.get(domain);
+        return b == null ? 0 : b.tokens;
+    }
+
+    private Piece tokenize(DomainRecord r, TopicPartition tp, int skip) {
+        int bos = tokenizer.bos();
+        int eos = tokenizer.eos().iterator().next();
+        int[] a;
+        int[] b;
+        if (r.isCompletion()) {
+            a = tokenizer.encode(r.prompt());
+            b = tokenizer.encode(r.completion());
+        } else {
+            a = new int[0];
+            b = tokenizer.encode(r.text());
+        }
+        int head = bos >= 0 ? 1 : 0;
+        int[] tokens = new int[head + a.length + b.length + 1];
+        if (head == 1) {
+            tokens[0] = bos;
+        }
+        System.arraycopy(a, 0, tokens, head, a.length);
+        System.arraycopy(b, 0, tokens, head + a.length, b.length);
+        tokens[tokens.length - 1] = eos;
+        // completion flag per token: a target counts for completion-only loss when it is a
+        // completion token (or EOS) of a prompt/completion record, or any token of a text record
+        int promptEnd = r.isCompletion() ? head + a.length : 0;
+        return new Piece(tp, r.offset(), r.id(), tokens, promptEnd, Math.min(skip, tokens.length), r.isCompletion());
+    }
+
+    private static final class Piece {
+        final TopicPartition tp;
+        final long offset;
+        final String id;
+        final int[] tokens;
+        /** Tokens before this index are prompt (their targets do not count as completion). */
+        final int promptEnd;
+        final boolean completion;
+        int start;
+
+        Piece(TopicPartition tp, long offset, String id, int[] tokens, int promptEnd, int start, boolean completion) {
+            this.tp = tp;
+            this.offset = offset;
+            this.id = id;
+            this.tokens = tokens;
+            this.promptEnd = promptEnd;
+            this.start = start;
+            this.completion = completion;
+        }
+    }
+
+    private final class DomainBuffer {
+        final String domain;
+        final ArrayDeque<Piece> pending = new ArrayDeque<>();
+        long tokens;
+        long sequence;
+
+        DomainBuffer(String domain) {
+            this.domain = domain;
+        }
+
+        PackedBatch cut(boolean pad) {
+            int rowLen = seqLen + 1;
+            int rows = pad ? (int) Math.min(batchSize, (tokens + rowLen - 1) / rowLen) : batchSize;
+            int[][] ids = new int[rows][rowLen]; // (B, T + 1)
+            boolean[][] isCompletionToken = new boolean[rows][rowLen]; // (B, T + 1)
+            boolean[][] real = new boolean[rows][rowLen]; // (B, T + 1)
+            boolean anyCompletion = false;
+            Map<TopicPartition, Long> first = new TreeMap<>(Packer::compare);
+            List<String> completed = new ArrayList<>();
+            for (int i = 0; i < rows; i++) {
+                for (int j = 0; j < rowLen; j++) {
+                    Piece p = pending.peekFirst();
+                    if (p == null) {
+                        ids[i][j] = tokenizer.pad() >= 0 ? tokenizer.pad() : 0;
+                        continue;
+                    }
+                    int k = p.start;
+                    ids[i][j] = p.tokens[k];
+                    real[i][j] = true;
+                    isCompletionToken[i][j] = !p.completion || k >= p.promptEnd;
+                    anyCompletion |= p.completion;
+                    first.putIfAbsent(p.tp, p.offset);
+                    p.start++;
+                    tokens--;
+                    if (p.start == p.tokens.length) {
+                        completed.add(p.id);
+                        pending.pollFirst();
+                    }
+                }
+            }
+            float[][] targetMask = null;
+            if (pad) {
+                targetMask = new float[rows][seqLen]; // (B, T)
+                for (int i = 0; i < rows; i++) {
+                    for (int j = 0; j < seqLen; j++) {
+                        targetMask[i][j] = real[i][j + 1] ? 1f : 0f;
+                    }
+                }
+            }
+            float[][] completionMask = null;
+            if (anyCompletion) {
+                completionMask = new float[rows][seqLen]; // (B, T)
+                for (int i = 0; i < rows; i++) {
+                    for (int j = 0; j < seqLen; j++) {
+                        completionMask[i][j] = isCompletionToken[i][j + 1] ? 1f : 0f;
+                    }
+                }
+            }
+            // partitions not read again since the checkpoint keep its points; a partition read again
+            // from below the point (the group's committed offset) never moves the point back
+            Map<TopicPartition, ResumePoint> resume = new HashMap<>(resumeFrom.getOrDefault(domain, Map.of()));
+            seen.forEach((tp, next) -> resume.merge(tp, ResumePoint.at(next), Packer::later));
+            Map<TopicPartition, Boolean> done = new HashMap<>();
+            for (Piece p : pending) { // the first pending piece of each partition is where the domain resumes
+                if (done.putIfAbsent(p.tp, Boolean.TRUE) == null) {
+                    resume.put(p.tp, new ResumePoint(p.offset, p.start));
+                }
+            }
+            Map<TopicPartition, OffsetRange> ranges = new HashMap<>();
+            first.forEach((tp, f) -> ranges.put(tp, new OffsetRange(f, Math.max(f, resume.get(tp).offset()))));
+            return new PackedBatch(domain, new TrainBatch(ids, targetMask, completionMask), ranges, resume, completed, sequence++);
+        }
+    }
+
+    private static ResumePoint later(ResumePoint a, ResumePoint b) {
+        int c = Long.compare(a.offset(), b.offset());
+        return (c != 0 ? c > 0 : a.skipTokens() >= b.skipTokens()) ? a : b;
+    }
+
+    private static int compare(TopicPartition a, TopicPartition b) {
+        int c = a.topic().compareTo(b.topic());
+        return c != 0 ? c : Integer.compare(a.partition(), b.partition());
+    }
+
+    /** Records buffered for {@code domain} (wholly or partly not yet in a batch). */
+    public int bufferedRecords(String domain) {
+        DomainBuffer b = domains.get(domain);
+        return b == null ? 0 : b.pending.size();
+    }
+}
