@@ -15,6 +15,7 @@ import picocli.CommandLine.Command;
             EvalCommand.class,
             PretrainCommand.class,
             TrainCommand.class,
+            FeedCommand.class,
             AdaptersCommand.class,
             BenchCommand.class,
             CommandLine.HelpCommand.class
