@@ -53,9 +53,12 @@ public final class DocumentPacker {
         }
     }
 
-    /** Number of complete windows available. */
+    /**
+     * Number of distinct windows: complete windows of the stream, or 1 when the whole stream is
+     * shorter than a window (it is then repeated to fill it).
+     */
     public int windows() {
-        return ids.size() / (seqLen + 1);
+        return ids.isEmpty() ? 0 : Math.max(1, ids.size() / (seqLen + 1));
     }
 
     /**
@@ -65,14 +68,15 @@ public final class DocumentPacker {
     public int[] window(long i, float[] completionRow) {
         int n = windows();
         if (n == 0) {
-            throw new IllegalStateException("the data holds fewer than " + (seqLen + 1) + " tokens");
+            throw new IllegalStateException("no documents");
         }
         int start = (int) (i % n) * (seqLen + 1);
         int[] row = new int[seqLen + 1];
         for (int j = 0; j <= seqLen; j++) {
-            row[j] = ids.get(start + j);
+            int k = (start + j) % ids.size(); // a stream shorter than a window repeats
+            row[j] = ids.get(k);
             if (j > 0 && completionRow != null) {
-                completionRow[j - 1] = completion.get(start + j) ? 1f : 0f;
+                completionRow[j - 1] = completion.get(k) ? 1f : 0f;
             }
         }
         return row;

@@ -129,7 +129,7 @@ public final class TrainCommand implements Callable<Integer> {
                 }
             }
             if (packer.windows() < 1) {
-                throw new IllegalArgumentException("the data holds fewer than " + (len + 1) + " tokens: nothing to train on");
+                throw new IllegalArgumentException("no documents in " + data + ": nothing to train on");
             }
             Optional<Path> latest = TrainerCheckpoint.latest(ckpts);
             IncrementalTrainer tr = latest.isPresent()
