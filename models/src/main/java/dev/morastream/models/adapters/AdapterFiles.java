@@ -10,7 +10,6 @@ import dev.morastream.models.checkpoint.Tensor;
 import dev.morastream.models.llama.LlamaModel;
 import ai.djl.ndarray.NDArray;
 import java.io.IOException;
-import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

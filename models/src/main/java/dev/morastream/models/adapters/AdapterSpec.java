@@ -85,10 +85,6 @@ public record AdapterSpec(
         return new AdapterSpec(method, v, r, alpha, dropout, targetModules, rotationThreshold, seed);
     }
 
-    public AdapterSpec withTargets(List<String> t) {
-        return new AdapterSpec(method, variant, r, alpha, dropout, t, rotationThreshold, seed);
-    }
-
     /** The MoRA variant in effect. */
     public MoraVariant resolvedVariant() {
         if (variant != null) {

@@ -10,7 +10,6 @@ import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.llama.LlamaModel;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -250,15 +249,5 @@ public final class IncrementalTrainer implements AutoCloseable {
         adapters.trainable().values().forEach(a -> a.setRequiresGradient(false));
         adapters.close();
         opt.close();
-    }
-
-    /** Values of the trainer state for checkpoints and logs. */
-    Map<String, Object> counters() {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("step", step);
-        m.put("micro_step", microStep);
-        m.put("schedule_start", scheduleStart);
-        m.put("restarts", restarts);
-        return m;
     }
 }

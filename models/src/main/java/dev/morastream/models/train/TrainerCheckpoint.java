@@ -14,7 +14,6 @@ import dev.morastream.models.checkpoint.Tensor;
 import dev.morastream.models.llama.LlamaModel;
 import ai.djl.ndarray.NDArray;
 import java.io.IOException;
-import java.nio.FloatBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
