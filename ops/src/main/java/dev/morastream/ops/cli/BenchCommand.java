@@ -32,8 +32,8 @@ public final class BenchCommand implements Runnable {
 
     /** The paper's UUID memorisation task. */
     @Command(name = "memorize", mixinStandardHelpOptions = true,
-            description = {"The MoRA paper's memorisation task on a base model: N random UUID pairs as key:value text,",
-                "all trained every step; every --eval-every steps prints method, variant, rank, trainable_params,",
+            description = {"The MoRA paper's memorisation task (UUID pairs) on a base model.",
+                "N random UUID pairs as key:value text, all trained every step; every --eval-every steps prints method, variant, rank, trainable_params,",
                 "step, loss, char_acc and exact_match of the greedy completion of each key."})
     public static final class Memorize implements Callable<Integer> {
         @Mixin ModelOptions modelOptions;

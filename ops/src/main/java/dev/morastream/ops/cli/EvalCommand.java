@@ -31,7 +31,7 @@ public final class EvalCommand implements Runnable {
 
     /** Mean next-token loss and perplexity of a text file. */
     @Command(name = "perplexity", mixinStandardHelpOptions = true,
-            description = {"Mean next-token cross-entropy (nats/token) and perplexity of a text file:",
+            description = {"Mean next-token cross-entropy (nats/token) and perplexity of a text file.",
                 "BOS prepended when the tokenizer has one, windows of at most the model's context."})
     public static final class PerplexityCommand implements Callable<Integer> {
         @Mixin ModelOptions modelOptions;

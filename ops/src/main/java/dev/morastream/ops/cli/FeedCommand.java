@@ -22,8 +22,8 @@ import picocli.CommandLine.Parameters;
 
 /** Produces files into a Kafka topic, one record per line. */
 @Command(name = "feed", mixinStandardHelpOptions = true,
-        description = {"Produce files into a Kafka topic, one record per non-empty line (text: the line is the record's",
-            "text; jsonl: the line is sent as it is, e.g. {\"text\": ...} or {\"prompt\": ..., \"completion\": ...}).",
+        description = {"Produce files into a Kafka topic, one record per non-empty line.",
+            "text: the line is the record's text; jsonl: the line is sent as it is, e.g. {\"text\": ...} or {\"prompt\": ..., \"completion\": ...}.",
             "Waits for every acknowledgement (acks=all, idempotent) and prints progress."})
 public final class FeedCommand implements Callable<Integer> {
     @Option(names = "--bootstrap-servers", required = true, description = "Kafka bootstrap servers, host:port[,host:port].")

@@ -22,8 +22,8 @@ import picocli.CommandLine.Option;
 
 /** Pretrains a base model from scratch on the deterministic synthetic corpus. */
 @Command(name = "pretrain", mixinStandardHelpOptions = true,
-        description = {"Train a base model from scratch (all weights, AdamW, warmup + cosine, gradient clipping)",
-            "on the project's deterministic synthetic corpus, and write a HuggingFace-layout checkpoint",
+        description = {"Pretrain a base model from scratch on the synthetic corpus and write an HF checkpoint.",
+            "All weights, AdamW, warmup + cosine, gradient clipping, on the project's deterministic synthetic corpus;",
             "with its held-out set (eval/heldout.txt) and downstream tasks (eval/tasks.jsonl).",
             "The shipped model base-models/tiny was made by: bin/mora pretrain --out base-models/tiny"})
 public final class PretrainCommand implements Callable<Integer> {

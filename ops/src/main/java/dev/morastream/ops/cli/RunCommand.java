@@ -22,8 +22,8 @@ import picocli.CommandLine.Mixin;
  * what it knows: held-out perplexity, downstream task scores and a sample completion.
  */
 @Command(name = "run", mixinStandardHelpOptions = true,
-        description = {"Run the main job. Today: load the base model and report its held-out perplexity,",
-            "downstream task scores and a sample answer. The streaming trainer and the HTTP API are not built yet."})
+        description = {"Run the main job (today: evaluate the base model; the streaming job is not built yet).",
+            "Loads the base model and reports its held-out perplexity, downstream task scores and a sample answer."})
 public final class RunCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
 
