@@ -119,14 +119,21 @@ public final class AdapterFiles {
                 targets, ms.path("rotation_threshold").asInt(AdapterSpec.DEFAULT_ROTATION_THRESHOLD), ms.path("seed").asLong(0));
     }
 
-    /** Attaches the adapter stored in {@code dir} to {@code model}, with its trained values. */
+    /** Attaches (installs) the adapter stored in {@code dir} on {@code model}, with its trained values. */
     public static AdapterSet load(Path dir, LlamaModel model) {
+        AdapterSet set = loadDetached(dir, model);
+        model.setLinearOp(set.op());
+        return set;
+    }
+
+    /** Loads the adapter stored in {@code dir} without installing it (use its {@link AdapterSet#op()}). */
+    public static AdapterSet loadDetached(Path dir, LlamaModel model) {
         AdapterSpec spec = readSpec(dir);
         Path wf = dir.resolve(WEIGHTS);
         if (!Files.isRegularFile(wf)) {
             throw new CheckpointException(wf, WEIGHTS, "file not found");
         }
-        AdapterSet set = AdapterSet.attach(model, spec);
+        AdapterSet set = AdapterSet.create(model, spec);
         try (Safetensors.Reader r = Safetensors.open(wf)) {
             for (Map.Entry<String, NDArray> e : set.trainable().entrySet()) {
                 String name = e.getKey();

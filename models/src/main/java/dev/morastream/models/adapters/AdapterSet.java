@@ -37,6 +37,17 @@ public final class AdapterSet implements AutoCloseable {
 
     /** Creates fresh adapters for {@code spec} on {@code model} and installs them. */
     public static AdapterSet attach(LlamaModel model, AdapterSpec spec) {
+        AdapterSet set = create(model, spec);
+        model.setLinearOp(set.op);
+        return set;
+    }
+
+    /**
+     * Creates fresh adapters without installing them: use {@link #op()} per request (serving
+     * several versions on one model). {@link #merge()} must not be used on such a set, since it
+     * changes the weights every user shares.
+     */
+    public static AdapterSet create(LlamaModel model, AdapterSpec spec) {
         NDManager m = model.manager().newSubManager();
         Map<String, AdapterLayer> layers = new LinkedHashMap<>();
         for (int i = 0; i < model.config().numHiddenLayers(); i++) {
@@ -60,9 +71,12 @@ public final class AdapterSet implements AutoCloseable {
             m.close();
             throw new IllegalArgumentException("no module of the model matches target_modules " + spec.targetModules());
         }
-        AdapterSet set = new AdapterSet(model, spec, m, layers);
-        model.setLinearOp(set.op);
-        return set;
+        return new AdapterSet(model, spec, m, layers);
+    }
+
+    /** How this set applies the linear layers (base plus its update), for explicit forwards. */
+    public LinearOp op() {
+        return op;
     }
 
     public AdapterSpec spec() {

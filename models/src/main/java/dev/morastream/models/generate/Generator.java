@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import dev.morastream.models.llama.KvCache;
+import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import java.util.Arrays;
@@ -24,10 +25,21 @@ import java.util.function.IntPredicate;
 public final class Generator {
     private final LlamaModel model;
     private final TextTokenizer tokenizer;
+    private final LinearOp op; // null: the model's installed op at each call
 
+    /** Generates with whatever adapter is installed on the model at the time of each call. */
     public Generator(LlamaModel model, TextTokenizer tokenizer) {
+        this(model, tokenizer, null);
+    }
+
+    /**
+     * Generates with a fixed {@link LinearOp} (an adapter version's, or {@link LinearOp#PLAIN}
+     * for the base model), independent of what is installed on the shared model.
+     */
+    public Generator(LlamaModel model, TextTokenizer tokenizer, LinearOp op) {
         this.model = model;
         this.tokenizer = tokenizer;
+        this.op = op;
     }
 
     /**
@@ -102,7 +114,7 @@ public final class Generator {
                 float[] logits; // (V)
                 try (NDManager step = useCache ? cache.manager().newSubManager() : root.newSubManager()) {
                     NDArray ids = model.ids(step, new int[][] {feed}); // (1, T)
-                    NDArray out = model.forward(ids, cache); // (1, T, V)
+                    NDArray out = model.forward(ids, cache, op != null ? op : model.linearOp()); // (1, T, V)
                     logits = out.get(new NDIndex("0, -1, :")).toFloatArray();
                 }
                 int next = sampler.next(logits);

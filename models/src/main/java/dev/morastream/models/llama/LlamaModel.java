@@ -215,7 +215,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Forward pass.
+     * Forward pass with the installed {@link LinearOp} (see {@link #setLinearOp}).
      *
      * @param ids token ids {@code (B, T)} int64; its manager receives every temporary
      * @param cache keys/values of earlier positions, extended in place; {@code null} for a plain
@@ -223,13 +223,21 @@ public final class LlamaModel implements AutoCloseable {
      * @return logits {@code (B, T, V)}
      */
     public NDArray forward(NDArray ids, KvCache cache) {
-        NDArray h = hidden(ids, cache); // (B, T, d)
+        return forward(ids, cache, linearOp);
+    }
+
+    /**
+     * Forward pass with an explicit {@link LinearOp}: concurrent requests can each use their own
+     * adapter version on the same frozen weights without touching the installed one.
+     */
+    public NDArray forward(NDArray ids, KvCache cache, LinearOp op) {
+        NDArray h = hidden(ids, cache, op); // (B, T, d)
         NDArray head = config.tieWordEmbeddings() ? weight("model.embed_tokens.weight") : weight("lm_head.weight");
-        return linearOp.apply("lm_head", h, head, null); // (B, T, V)
+        return op.apply("lm_head", h, head, null); // (B, T, V)
     }
 
     /** Final hidden states after {@code model.norm}: {@code (B, T, d)}. */
-    public NDArray hidden(NDArray ids, KvCache cache) {
+    public NDArray hidden(NDArray ids, KvCache cache, LinearOp op) {
         NDManager m = ids.getManager();
         long[] s = ids.getShape().getShape();
         long b = s[0];
@@ -249,11 +257,11 @@ public final class LlamaModel implements AutoCloseable {
         for (int i = 0; i < config.numHiddenLayers(); i++) {
             String p = "model.layers." + i + ".";
             NDArray x = rmsNorm(h, weight(p + "input_layernorm.weight")); // (B, T, d)
-            NDArray q = linear(p + "self_attn.q_proj", x)
+            NDArray q = linear(op, p + "self_attn.q_proj", x)
                     .reshape(b, t, nh, hd).transpose(0, 2, 1, 3); // (B, H, T, D)
-            NDArray k = linear(p + "self_attn.k_proj", x)
+            NDArray k = linear(op, p + "self_attn.k_proj", x)
                     .reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
-            NDArray v = linear(p + "self_attn.v_proj", x)
+            NDArray v = linear(op, p + "self_attn.v_proj", x)
                     .reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
             q = applyRope(q, rope[0], rope[1]);
             k = applyRope(k, rope[0], rope[1]);
@@ -267,13 +275,13 @@ public final class LlamaModel implements AutoCloseable {
             NDArray scores = q.matMul(kx.transpose(0, 1, 3, 2)).mul(scale).add(mask); // (B, H, T, S)
             NDArray probs = scores.softmax(-1); // (B, H, T, S)
             NDArray o = probs.matMul(vx).transpose(0, 2, 1, 3).reshape(b, t, (long) nh * hd); // (B, T, H*D)
-            h = h.add(linear(p + "self_attn.o_proj", o)); // (B, T, d)
+            h = h.add(linear(op, p + "self_attn.o_proj", o)); // (B, T, d)
 
             x = rmsNorm(h, weight(p + "post_attention_layernorm.weight")); // (B, T, d)
-            NDArray g = linear(p + "mlp.gate_proj", x); // (B, T, F)
-            NDArray u = linear(p + "mlp.up_proj", x); // (B, T, F)
+            NDArray g = linear(op, p + "mlp.gate_proj", x); // (B, T, F)
+            NDArray u = linear(op, p + "mlp.up_proj", x); // (B, T, F)
             NDArray act = g.mul(Activation.sigmoid(g)).mul(u); // SiLU(g) * u: (B, T, F)
-            h = h.add(linear(p + "mlp.down_proj", act)); // (B, T, d)
+            h = h.add(linear(op, p + "mlp.down_proj", act)); // (B, T, d)
         }
         if (cache != null) {
             cache.advance(t);
@@ -281,9 +289,9 @@ public final class LlamaModel implements AutoCloseable {
         return rmsNorm(h, weight("model.norm.weight")); // (B, T, d)
     }
 
-    private NDArray linear(String module, NDArray x) {
+    private NDArray linear(LinearOp op, String module, NDArray x) {
         NDArray bias = weights.get(module + ".bias");
-        return linearOp.apply(module, x, weight(module + ".weight"), bias);
+        return op.apply(module, x, weight(module + ".weight"), bias);
     }
 
     /** RMSNorm over the last axis: {@code x / sqrt(mean(x^2) + eps) * w}. */

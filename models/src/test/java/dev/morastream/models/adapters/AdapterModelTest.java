@@ -104,6 +104,46 @@ class AdapterModelTest {
     }
 
     @Test
+    void detachedVersionsServeConcurrentlyOnOneModel() throws Exception {
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
+                AdapterSet a = AdapterSet.create(model, AdapterSpec.mora(3, MoraVariant.ROTATION));
+                AdapterSet b = AdapterSet.create(model, AdapterSpec.lora(3, 6))) {
+            randomize(a, 1);
+            randomize(b, 2);
+            float[] plain = logits(model); // nothing installed
+            model.setLinearOp(a.op());
+            float[] wantA = logits(model);
+            model.setLinearOp(b.op());
+            float[] wantB = logits(model);
+            model.setLinearOp(null);
+            assertTrue(maxDiff(wantA, wantB) > 1e-3 && maxDiff(plain, wantA) > 1e-3);
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(3);
+            try {
+                List<java.util.concurrent.Future<Double>> fs = new ArrayList<>();
+                Object[][] jobs = {{a.op(), wantA}, {b.op(), wantB}, {dev.morastream.models.llama.LinearOp.PLAIN, plain}};
+                for (Object[] job : jobs) {
+                    fs.add(pool.submit(() -> {
+                        double worst = 0;
+                        for (int i = 0; i < 20; i++) {
+                            try (NDManager m = root.newSubManager()) {
+                                float[] got = model.forward(model.ids(m, new int[][] {IDS}), null,
+                                        (dev.morastream.models.llama.LinearOp) job[0]).toFloatArray();
+                                worst = Math.max(worst, maxDiff((float[]) job[1], got));
+                            }
+                        }
+                        return worst;
+                    }));
+                }
+                for (java.util.concurrent.Future<Double> f : fs) {
+                    assertTrue(f.get() < 1e-5, "a concurrent request saw another version's output: " + f.get());
+                }
+            } finally {
+                pool.shutdown();
+            }
+        }
+    }
+
+    @Test
     void trainableParametersMatchLoraBudget() {
         int[][] shapes = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 1024}, {2048, 8192}, {256, 704}, {256, 128}, {576, 1536}};
         int[] ranks = {1, 4, 8, 16, 64, 256};
