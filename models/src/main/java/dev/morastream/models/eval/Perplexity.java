@@ -2,6 +2,7 @@ package dev.morastream.models.eval;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import dev.morastream.models.llama.Autograd;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.models.train.Losses;
@@ -53,6 +54,7 @@ public final class Perplexity {
         if (window < 1 || window > context) {
             throw new IllegalArgumentException("window must be in [1, " + context + "] (the context), got " + window);
         }
+        Autograd.off();
         try (NDManager root = NDManager.newBaseManager(model.device())) {
             // full windows go through the model in batches of up to BATCH rows; the last, shorter one alone
             java.util.List<int[]> batch = new java.util.ArrayList<>();

@@ -3,6 +3,7 @@ package dev.morastream.models.generate;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
+import dev.morastream.models.llama.Autograd;
 import dev.morastream.models.llama.KvCache;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
@@ -106,6 +107,7 @@ public final class Generator {
         int[] seq = Arrays.copyOf(prompt, prompt.length + limit);
         int n = prompt.length;
         long firstAt = -1;
+        Autograd.off(); // no graphs, whatever thread generates
         try (NDManager root = NDManager.newBaseManager(model.device());
                 KvCache cache = useCache ? new KvCache(root, model.config().numHiddenLayers()) : null) {
             while (n - prompt.length < limit) {

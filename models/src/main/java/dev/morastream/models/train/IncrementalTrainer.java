@@ -8,6 +8,7 @@ import ai.djl.training.GradientCollector;
 import dev.morastream.models.adapters.AdapterSet;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
+import dev.morastream.models.llama.Autograd;
 import dev.morastream.models.llama.LlamaModel;
 import java.util.ArrayList;
 import java.util.List;
@@ -126,6 +127,7 @@ public final class IncrementalTrainer implements AutoCloseable {
                 gc.backward(cfg.gradAccum() == 1 ? loss : loss.div(cfg.gradAccum()));
             } finally {
                 adapters.setTraining(false);
+                Autograd.off(); // the collector restores the thread's mode, which is ON on a fresh thread
             }
             microStep++;
             accumulatedLoss += lossBefore;
@@ -162,6 +164,7 @@ public final class IncrementalTrainer implements AutoCloseable {
 
     /** Mean loss of a batch without training (no dropout, no gradients). */
     public double evaluate(TrainBatch batch) {
+        Autograd.off();
         try (NDManager sm = model.manager().newSubManager()) {
             Inputs in = inputs(batch, sm);
             return Losses.mean(model.forward(in.x, null), in.y, in.mask).getFloat();

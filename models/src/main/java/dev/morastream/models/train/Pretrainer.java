@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.training.GradientCollector;
 import dev.morastream.models.corpus.SyntheticCorpus;
+import dev.morastream.models.llama.Autograd;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import java.util.ArrayList;
@@ -117,6 +118,7 @@ public final class Pretrainer {
                         gc.backward(l);
                         loss = l.getFloat();
                     }
+                    Autograd.off();
                     List<NDArray> grads = Gradients.collect(trainable, sm);
                     gradNorm = Gradients.clip(grads, cfg.clipNorm());
                     if (Double.isFinite(loss) && Double.isFinite(gradNorm)) {

@@ -251,6 +251,25 @@ class IncrementalTrainerTest {
     }
 
     @Test
+    void trainsOnAFreshThreadWhereAutogradStartsOn() throws Exception {
+        try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(8), root);
+                IncrementalTrainer tr = new IncrementalTrainer(model, AdapterSpec.mora(4, MoraVariant.ROTATION),
+                        TrainerConfig.constant(1e-2))) {
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newSingleThreadExecutor();
+            try {
+                StepResult r = pool.submit(() -> {
+                    tr.step(batch(0));
+                    return tr.step(batch(0));
+                }).get();
+                assertEquals(2, r.step());
+                assertTrue(r.lossAfter() < r.lossBefore(), r.toString());
+            } finally {
+                pool.shutdown();
+            }
+        }
+    }
+
+    @Test
     void rotationCannotBeUsedWithReMora() {
         try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(4), root)) {
             assertThrows(IllegalArgumentException.class,
