@@ -77,6 +77,15 @@ public final class ServingPool implements AutoCloseable {
         }
     }
 
+    /** Hears one request's progress, on the worker thread; throwing from a method aborts the generation. */
+    public interface Listener {
+        /** Generation starts on {@code servedBy} (the base name or the exact {@code domain@vN}). */
+        default void onStart(String servedBy) {}
+
+        /** A text delta; the deltas concatenate to the result's text. */
+        default void onText(String delta) {}
+    }
+
     /**
      * A model name resolved at submission.
      *
@@ -172,11 +181,21 @@ public final class ServingPool implements AutoCloseable {
      * @throws Overloaded when the queue is full
      */
     public CompletableFuture<Served> submit(String modelName, String prompt, GenerationConfig cfg, Consumer<String> onText) {
+        return submit(modelName, prompt, cfg, onText == null ? (Listener) new Listener() {} : (Listener) new Listener() {
+            @Override
+            public void onText(String delta) {
+                onText.accept(delta);
+            }
+        });
+    }
+
+    /** As {@link #submit(String, String, GenerationConfig, Consumer)}, also told which version runs it. */
+    public CompletableFuture<Served> submit(String modelName, String prompt, GenerationConfig cfg, Listener listener) {
         Target target = resolve(modelName);
         long queuedAt = System.nanoTime();
         CompletableFuture<Served> out = new CompletableFuture<>();
         try {
-            workers.execute(() -> run(target, prompt, cfg, onText, queuedAt, out));
+            workers.execute(() -> run(target, prompt, cfg, listener, queuedAt, out));
         } catch (RejectedExecutionException e) {
             metrics.rejected(target.domain());
             throw new Overloaded("serving queue is full (" + options.queueCapacity() + " waiting, "
@@ -255,7 +274,7 @@ public final class ServingPool implements AutoCloseable {
         }
         List<CompletableFuture<Served>> all = new ArrayList<>();
         for (String n : names) {
-            all.add(submit(n, "Q:", GenerationConfig.greedy(1).withStopOnEos(false), null));
+            all.add(submit(n, "Q:", GenerationConfig.greedy(1).withStopOnEos(false), (Consumer<String>) null));
         }
         return CompletableFuture.allOf(all.toArray(CompletableFuture[]::new)).thenRun(() -> ready = true);
     }
@@ -293,7 +312,7 @@ public final class ServingPool implements AutoCloseable {
         return new Target(name, true, null);
     }
 
-    private void run(Target target, String prompt, GenerationConfig cfg, Consumer<String> onText, long queuedAt,
+    private void run(Target target, String prompt, GenerationConfig cfg, Listener listener, long queuedAt,
             CompletableFuture<Served> out) {
         long started = System.nanoTime();
         String domain = target.domain();
@@ -304,8 +323,9 @@ public final class ServingPool implements AutoCloseable {
                     : serving(domain).orElseThrow(() -> new UnknownModel("domain " + domain + " has no alias"));
             loaded = version == null ? null : acquire(version);
             LinearOp op = loaded == null ? LinearOp.PLAIN : loaded.set.join().op();
-            GenerationResult r = new Generator(model, tokenizer, op).generate(prompt, cfg, onText);
             String by = version == null ? baseName : version.toString();
+            listener.onStart(by);
+            GenerationResult r = new Generator(model, tokenizer, op).generate(prompt, cfg, listener::onText);
             long total = System.nanoTime() - queuedAt;
             metrics.completed(domain, by, r, total);
             out.complete(new Served(by, version, r, started - queuedAt, total));

@@ -27,6 +27,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class ServingPoolTest {
+    static final ServingPool.Listener QUIET = new ServingPool.Listener() {};
     static final GenerationConfig CFG = GenerationConfig.greedy(6).withStopOnEos(false);
     @TempDir static Path dir;
     static ServeFixture fx;
@@ -53,7 +54,7 @@ class ServingPoolTest {
             // what each version answers on its own: a response's text proves which version made it
             Map<String, String> reference = new HashMap<>();
             for (AdapterVersion v : fx.versions) {
-                reference.put(v.toString(), pool.submit(v.toString(), ServeFixture.PROMPT, CFG, null).get().result().text());
+                reference.put(v.toString(), pool.submit(v.toString(), ServeFixture.PROMPT, CFG, QUIET).get().result().text());
             }
             assertEquals(3, new HashSet<>(reference.values()).size(), "versions must answer differently: " + reference);
 
@@ -69,7 +70,7 @@ class ServingPoolTest {
                     List<Answer> out = new ArrayList<>();
                     for (int i = 0; i < perClient; i++) {
                         long t0 = System.nanoTime();
-                        Served s = pool.submit(ServeFixture.DOMAIN, ServeFixture.PROMPT, CFG, null).get(30, TimeUnit.SECONDS);
+                        Served s = pool.submit(ServeFixture.DOMAIN, ServeFixture.PROMPT, CFG, QUIET).get(30, TimeUnit.SECONDS);
                         out.add(new Answer(t0, System.nanoTime(), s));
                         completions.release();
                     }
@@ -137,10 +138,10 @@ class ServingPoolTest {
                 }
             });
             assertTrue(started.await(20, TimeUnit.SECONDS), "the first request never produced text");
-            CompletableFuture<Served> queued = pool.submit(ServeFixture.DOMAIN, ServeFixture.PROMPT, cfg, null);
+            CompletableFuture<Served> queued = pool.submit(ServeFixture.DOMAIN, ServeFixture.PROMPT, cfg, QUIET);
             assertEquals(1, pool.queueDepth());
             long t0 = System.nanoTime();
-            assertThrows(ServingPool.Overloaded.class, () -> pool.submit("tiny", ServeFixture.PROMPT, cfg, null));
+            assertThrows(ServingPool.Overloaded.class, () -> pool.submit("tiny", ServeFixture.PROMPT, cfg, QUIET));
             assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(1), "refusal must not wait");
             release.countDown();
             assertEquals("tiny", running.get(30, TimeUnit.SECONDS).servedBy());
@@ -151,9 +152,9 @@ class ServingPoolTest {
     @Test
     void namesResolveAndWarmUpMakesReady() throws Exception {
         try (ServingPool pool = new ServingPool(fx.model, fx.tokenizer, "tiny", fx.registry, ServingPool.Options.defaults(), new SimpleMeterRegistry())) {
-            assertThrows(ServingPool.UnknownModel.class, () -> pool.submit("nope", "x", CFG, null));
-            assertThrows(ServingPool.UnknownModel.class, () -> pool.submit("facts@v99", "x", CFG, null));
-            assertThrows(ServingPool.UnknownModel.class, () -> pool.submit("facts@vX", "x", CFG, null));
+            assertThrows(ServingPool.UnknownModel.class, () -> pool.submit("nope", "x", CFG, QUIET));
+            assertThrows(ServingPool.UnknownModel.class, () -> pool.submit("facts@v99", "x", CFG, QUIET));
+            assertThrows(ServingPool.UnknownModel.class, () -> pool.submit("facts@vX", "x", CFG, QUIET));
             assertEquals("tiny", pool.describe("tiny").orElseThrow());
             assertTrue(!pool.ready());
             pool.warmUp().get(30, TimeUnit.SECONDS);
