@@ -199,6 +199,42 @@ class HttpApiTest {
         assertThrows(NotFoundException.class, () -> sdk.completions().create(greedy("facts@v7", 4)));
     }
 
+    @Test
+    void fullQueueAnswers429AtOnce() throws Exception {
+        try (ServingPool small = new ServingPool(fx.model, fx.tokenizer, "tiny", fx.registry, new ServingPool.Options(1, 1, 1), metrics.registry());
+                HttpApi smallApi = new HttpApi(small, metrics, HttpApi.Settings.defaults())) {
+            ServerBinding b = smallApi.bind(system, "127.0.0.1", 0).toCompletableFuture().get(20, TimeUnit.SECONDS);
+            try {
+                java.util.concurrent.CountDownLatch started = new java.util.concurrent.CountDownLatch(1);
+                java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+                GenerationConfig cfg = GenerationConfig.greedy(8).withStopOnEos(false);
+                var running = small.submit("tiny", ServeFixture.PROMPT, cfg, s -> {
+                    started.countDown();
+                    try {
+                        release.await();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                });
+                try {
+                    assertTrue(started.await(20, TimeUnit.SECONDS));
+                    var queued = small.submit("tiny", ServeFixture.PROMPT, cfg, (java.util.function.Consumer<String>) null);
+                    HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + b.localAddress().getPort() + "/v1/completions"))
+                            .timeout(Duration.ofSeconds(10)).POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"tiny\",\"prompt\":\"Q:\"}")).build(),
+                            HttpResponse.BodyHandlers.ofString());
+                    expectError(r, 429, "overloaded");
+                    release.countDown();
+                    queued.get(30, TimeUnit.SECONDS);
+                } finally {
+                    release.countDown();
+                    running.get(30, TimeUnit.SECONDS);
+                }
+            } finally {
+                b.unbind().toCompletableFuture().get(10, TimeUnit.SECONDS);
+            }
+        }
+    }
+
     static final Pattern SAMPLE = Pattern.compile("[a-zA-Z_:][a-zA-Z0-9_:]*(\\{[^}]*\\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)");
 
     @Test
