@@ -200,6 +200,56 @@ class HttpApiTest {
     }
 
     @Test
+    void promotionsUnderSdkLoadDropNothing() throws Exception {
+        java.util.Map<String, String> reference = new HashMap<>();
+        for (String v : List.of("facts@v1", "facts@v2")) {
+            reference.put(v, sdk.completions().create(greedy(v, 6)).choices().get(0).text());
+        }
+        assertEquals(2, new java.util.HashSet<>(reference.values()).size(), "versions must answer differently");
+        List<ServingPoolTest.Swap> swaps = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        swaps.add(new ServingPoolTest.Swap(Long.MIN_VALUE, Long.MIN_VALUE, pool.serving("facts").orElseThrow()));
+        java.util.concurrent.Semaphore answered = new java.util.concurrent.Semaphore(0);
+        java.util.concurrent.ExecutorService clients = java.util.concurrent.Executors.newFixedThreadPool(3);
+        List<java.util.concurrent.Future<?>> fs = new java.util.ArrayList<>();
+        List<String[]> seen = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        for (int c = 0; c < 3; c++) {
+            fs.add(clients.submit(() -> {
+                for (int i = 0; i < 8; i++) {
+                    long t0 = System.nanoTime();
+                    Completion r = sdk.completions().create(greedy("facts", 6));
+                    seen.add(new String[] {r.model(), r.choices().get(0).text(), String.valueOf(t0), String.valueOf(System.nanoTime())});
+                    answered.release();
+                }
+                return null;
+            }));
+        }
+        int done = 0;
+        int k = 0;
+        while (done + 3 <= 24) {
+            answered.acquire(3);
+            done += 3;
+            String v = k++ % 2 == 0 ? "facts@v2" : "facts@v1";
+            long s0 = System.nanoTime();
+            HttpResponse<String> r = post("/v1/adapters/facts/promote", "{\"version\":\"" + v + "\"}", TOKEN);
+            swaps.add(new ServingPoolTest.Swap(s0, System.nanoTime(), dev.morastream.actors.registry.AdapterVersion.parse(v)));
+            assertEquals(200, r.statusCode(), r.body());
+        }
+        for (var f : fs) {
+            f.get(60, TimeUnit.SECONDS); // an SDK exception (any failed request) fails here
+        }
+        clients.shutdown();
+        assertEquals(24, seen.size());
+        java.util.Set<String> versions = new java.util.HashSet<>();
+        for (String[] a : seen) {
+            versions.add(a[0]);
+            assertEquals(reference.get(a[0]), a[1], "text not made by " + a[0]);
+            assertTrue(ServingPoolTest.liveDuring(swaps, a[0], Long.parseLong(a[2]), Long.parseLong(a[3])), a[0] + " was not live");
+        }
+        assertEquals(2, versions.size(), "both versions should have answered: " + versions);
+        assertEquals(200, post("/v1/adapters/facts/promote", "{\"version\":\"facts@v1\"}", TOKEN).statusCode());
+    }
+
+    @Test
     void fullQueueAnswers429AtOnce() throws Exception {
         try (ServingPool small = new ServingPool(fx.model, fx.tokenizer, "tiny", fx.registry, new ServingPool.Options(1, 1, 1), metrics.registry());
                 HttpApi smallApi = new HttpApi(small, metrics, HttpApi.Settings.defaults())) {
