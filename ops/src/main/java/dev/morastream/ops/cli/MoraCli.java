@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
             FeedCommand.class,
             AdaptersCommand.class,
             BenchCommand.class,
+            ServeCommand.class,
             CommandLine.HelpCommand.class
         })
 public final class MoraCli implements Runnable {

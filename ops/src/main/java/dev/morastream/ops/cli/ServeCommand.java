@@ -1,0 +1,71 @@
+package dev.morastream.ops.cli;
+
+import dev.morastream.ops.serve.HttpApi;
+import dev.morastream.ops.serve.Server;
+import dev.morastream.ops.serve.ServingPool;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** Serves the base model and its adapter versions over HTTP until stopped. */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = "Serve the base model and its adapter versions over an OpenAI-compatible HTTP API (with /metrics).")
+public final class ServeCommand implements Callable<Integer> {
+    @Mixin ModelOptions modelOptions;
+
+    @Option(names = "--registry", paramLabel = "DIR", description = "Adapter registry directory (omit to serve the base model only).")
+    Path registry;
+
+    @Option(names = "--keep", defaultValue = "10", description = "Versions the registry keeps per domain (default ${DEFAULT-VALUE}).")
+    int keep;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default ${DEFAULT-VALUE}).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "8080", description = "Port (0 = any free one; default ${DEFAULT-VALUE}).")
+    int port;
+
+    @Option(names = "--admin-token", paramLabel = "T", defaultValue = "${env:MORA_ADMIN_TOKEN}",
+            description = "Bearer token of the promote/rollback endpoints (default: $MORA_ADMIN_TOKEN; none disables them).")
+    String adminToken;
+
+    @Option(names = "--workers", defaultValue = "2", description = "Concurrent generations (default ${DEFAULT-VALUE}).")
+    int workers;
+
+    @Option(names = "--queue", defaultValue = "64", description = "Requests that may wait; more get 429 (default ${DEFAULT-VALUE}).")
+    int queue;
+
+    @Option(names = "--max-loaded", defaultValue = "4", description = "Adapter versions kept in memory (default ${DEFAULT-VALUE}).")
+    int maxLoaded;
+
+    @Option(names = "--max-tokens", defaultValue = "256", description = "Largest max_tokens a request may ask (default ${DEFAULT-VALUE}).")
+    int maxTokens;
+
+    @Option(names = "--max-body-bytes", defaultValue = "1048576", description = "Largest request body (default ${DEFAULT-VALUE}).")
+    long maxBodyBytes;
+
+    @Override
+    public Integer call() throws Exception {
+        Server server = Server.start(new Server.Config(modelOptions.dir(), registry, keep, host, port,
+                new ServingPool.Options(workers, queue, maxLoaded), new HttpApi.Settings(adminToken, maxBodyBytes, maxTokens)));
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            try {
+                server.close();
+            } catch (Exception e) {
+                System.err.println("mora serve: shutdown: " + e);
+            } finally {
+                stopped.countDown();
+            }
+        }, "mora-serve-shutdown"));
+        String url = "http://" + host + ":" + server.port();
+        System.out.println("serving " + modelOptions.dir().getFileName() + " on " + url + "/v1 (metrics: " + url + "/metrics)");
+        server.warm().whenComplete((v, e) -> System.out.println(e == null ? "ready: " + url + "/health/ready"
+                : "warm-up failed, not ready: " + e));
+        stopped.await();
+        return 0;
+    }
+}
