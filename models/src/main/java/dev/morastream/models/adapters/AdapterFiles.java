@@ -121,19 +121,24 @@ public final class AdapterFiles {
 
     /** Attaches (installs) the adapter stored in {@code dir} on {@code model}, with its trained values. */
     public static AdapterSet load(Path dir, LlamaModel model) {
-        AdapterSet set = loadDetached(dir, model);
-        model.setLinearOp(set.op());
-        return set;
+        return load(dir, model, true);
     }
 
-    /** Loads the adapter stored in {@code dir} without installing it (use its {@link AdapterSet#op()}). */
+    /**
+     * Loads the adapter stored in {@code dir} without installing it (use its {@link AdapterSet#op()});
+     * full fine-tuning adapters cannot be detached.
+     */
     public static AdapterSet loadDetached(Path dir, LlamaModel model) {
+        return load(dir, model, false);
+    }
+
+    private static AdapterSet load(Path dir, LlamaModel model, boolean install) {
         AdapterSpec spec = readSpec(dir);
         Path wf = dir.resolve(WEIGHTS);
         if (!Files.isRegularFile(wf)) {
             throw new CheckpointException(wf, WEIGHTS, "file not found");
         }
-        AdapterSet set = AdapterSet.create(model, spec);
+        AdapterSet set = install ? AdapterSet.attach(model, spec) : AdapterSet.create(model, spec);
         try (Safetensors.Reader r = Safetensors.open(wf)) {
             for (Map.Entry<String, NDArray> e : set.trainable().entrySet()) {
                 String name = e.getKey();

@@ -37,7 +37,7 @@ public final class AdapterSet implements AutoCloseable {
 
     /** Creates fresh adapters for {@code spec} on {@code model} and installs them. */
     public static AdapterSet attach(LlamaModel model, AdapterSpec spec) {
-        AdapterSet set = create(model, spec);
+        AdapterSet set = build(model, spec);
         model.setLinearOp(set.op);
         return set;
     }
@@ -48,6 +48,14 @@ public final class AdapterSet implements AutoCloseable {
      * changes the weights every user shares.
      */
     public static AdapterSet create(LlamaModel model, AdapterSpec spec) {
+        if (spec.method() == AdapterSpec.Method.FULL) {
+            throw new IllegalArgumentException("a full fine-tuning adapter changes the weights every user of the model"
+                    + " shares: serve it as its own merged model (bin/mora adapters merge), not as a detached version");
+        }
+        return build(model, spec);
+    }
+
+    private static AdapterSet build(LlamaModel model, AdapterSpec spec) {
         NDManager m = model.manager().newSubManager();
         Map<String, AdapterLayer> layers = new LinkedHashMap<>();
         for (int i = 0; i < model.config().numHiddenLayers(); i++) {
