@@ -9,6 +9,7 @@ import dev.morastream.streams.records.DecodeResult;
 import dev.morastream.streams.records.DomainRecord;
 import dev.morastream.streams.records.RecordDecoder;
 import dev.morastream.streams.records.Rejected;
+import dev.morastream.streams.replay.ReplayMixer;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
@@ -43,6 +44,7 @@ import org.slf4j.LoggerFactory;
  *   -> decode (mapAsync on morastream.streams.decode-dispatcher)
  *   -> rejected: dead-letter topic, acknowledged before going on
  *   -> tokenize + pack per domain ({@link Packer})
+ *   -> optional replay rows appended ({@link ReplayMixer})
  *   -> {@link BatchSink#accept} (mapAsync 1: a slow trainer slows consumption)
  *   -> commit the offsets the trainer reports durable (min over domains) -> Committer.sink
  * </pre>
@@ -104,6 +106,20 @@ public final class TrainingStream {
                                                      TextTokenizer tokenizer, DeadLetters deadLetters, BatchSink sink,
                                                      Map<String, Map<TopicPartition, ResumePoint>> checkpoint,
                                                      StreamStats stats) {
+        return run(system, materializer, s, tokenizer, deadLetters, sink, checkpoint, stats, null);
+    }
+
+    /**
+     * As above, with replay: {@code replay} (owned by this stream from now on; {@code null}: none)
+     * appends rows of earlier batches and of the general corpus to every packed batch before the
+     * sink. Replayed rows carry no offsets: the batch's ranges, resume points and completed ids
+     * are the packer's, so the exactly-once accounting of new records is unchanged. The reservoir
+     * is not checkpointed: after a restart it fills again from new batches.
+     */
+    public static Consumer.DrainingControl<Done> run(ActorSystem<?> system, Materializer materializer, Settings s,
+                                                     TextTokenizer tokenizer, DeadLetters deadLetters, BatchSink sink,
+                                                     Map<String, Map<TopicPartition, ResumePoint>> checkpoint,
+                                                     StreamStats stats, ReplayMixer replay) {
         Executor decodeExec = system.dispatchers().lookup(DispatcherSelector.fromConfig(DECODE_DISPATCHER));
         Executor exec = system.executionContext();
         RecordDecoder decoder = new RecordDecoder(s.decoder());
@@ -160,6 +176,7 @@ public final class TrainingStream {
                     return packer.add(r);
                 })
                 .mapConcat(batches -> batches)
+                .map(b -> replay == null ? b : replay.mix(b))
                 .mapAsync(1, (PackedBatch b) -> sink.accept(b).thenApplyAsync(durable -> {
                     stats.batches.incrementAndGet();
                     stats.recordsTrained.addAndGet(b.completedIds().size());

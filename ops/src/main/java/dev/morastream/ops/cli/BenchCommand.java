@@ -10,6 +10,7 @@ import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.models.train.LrSchedule;
 import dev.morastream.models.train.TrainBatch;
 import dev.morastream.models.train.TrainerConfig;
+import dev.morastream.streams.bench.IngestBench;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -21,7 +22,7 @@ import picocli.CommandLine.Option;
 
 /** Benchmarks that print JSON lines. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (JSON lines with --json).",
-        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, PlotCommand.class})
+        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Ingest.class, PlotCommand.class})
 public final class BenchCommand implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
@@ -142,6 +143,46 @@ public final class BenchCommand implements Runnable {
                                 r.method(), r.variant(), r.trainableParams(), r.msPerStep(), r.tokensPerS());
                     }
                     System.out.flush();
+                }
+            }
+            return 0;
+        }
+    }
+
+    /** Kafka ingestion: Kafka's own consumer tool against our stream up to packed batches. */
+    @Command(name = "ingest", mixinStandardHelpOptions = true,
+            description = {"Kafka ingestion speed: Kafka's ConsumerPerformance against the training stream up to packed batches.",
+                "Starts an embedded broker in a temporary directory, fills a topic with N JSON records {\"text\": ...} of about B bytes,",
+                "then reads it with Kafka's tool (child JVM) and with decode + tokenize + pack into a counting sink;",
+                "prints records, record_bytes, kafka_records_per_s, ours_records_per_s and ratio (ours / kafka)."})
+    public static final class Ingest implements Callable<Integer> {
+        @Option(names = "--records", defaultValue = "100000", description = "Records produced and read (default ${DEFAULT-VALUE}).")
+        int records;
+
+        @Option(names = "--record-bytes", defaultValue = "1024", description = "Approximate bytes per record value (default ${DEFAULT-VALUE}).")
+        int recordBytes;
+
+        @Option(names = "--partitions", defaultValue = "3", description = "Partitions of the topic (default ${DEFAULT-VALUE}).")
+        int partitions;
+
+        @Option(names = "--json", description = "One JSON object on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() throws java.io.IOException {
+            java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("mora-ingest-");
+            try {
+                IngestBench.Result r = IngestBench.run(dir, IngestBench.Options.of(records, recordBytes, partitions));
+                if (json) {
+                    System.out.println(Json.line(r));
+                } else {
+                    System.out.printf(Locale.ROOT, "%,d records of ~%d bytes: kafka %,.0f records/s, ours %,.0f records/s, ratio %.2f%n",
+                            r.records(), r.recordBytes(), r.kafkaRecordsPerS(), r.oursRecordsPerS(), r.ratio());
+                }
+                System.out.flush();
+            } finally {
+                try (var paths = java.nio.file.Files.walk(dir)) {
+                    paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
                 }
             }
             return 0;
