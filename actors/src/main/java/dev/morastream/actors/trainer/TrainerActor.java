@@ -1,5 +1,6 @@
 package dev.morastream.actors.trainer;
 
+import dev.morastream.actors.djl.GradMode;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterRegistryActor;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
@@ -187,7 +188,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
             Behavior<Command> inner = Behaviors.setup(ctx -> Behaviors.withTimers(
                     timers -> new TrainerActor(ctx, timers, s, model, tok, registry, supervisor, health)));
             return Behaviors.supervise(inner).onFailure(Exception.class,
-                    SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)));
+                    SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)).withLoggingEnabled(false));
         });
     }
 
@@ -207,6 +208,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
                          TextTokenizer tok, ActorRef<AdapterRegistryActor.Command> registry,
                          ActorRef<PromotionSupervisor.Command> supervisor, Health health) {
         super(ctx);
+        GradMode.off();
         this.s = s;
         this.model = model;
         this.tok = tok;
@@ -273,6 +275,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     }
 
     private Behavior<Command> onTrain(Train m) {
+        GradMode.off(); // per message: the dispatcher may hand this actor any of its threads
         StepResult r;
         try {
             r = trainer.step(m.batch().batch());
