@@ -76,7 +76,7 @@ class EvaluatorActorTest {
     static EvaluatorActor.Settings settings() throws Exception {
         List<TaskSet.Item> tasks = new ArrayList<>();
         for (TaskSet.Item i : TaskSet.load(TINY.resolve("eval/tasks.jsonl"))) {
-            if (tasks.stream().filter(t -> t.set().equals(i.set())).count() < 6) {
+            if (tasks.stream().filter(t -> t.set().equals(i.set())).count() < 4) {
                 tasks.add(i);
             }
         }
@@ -104,7 +104,7 @@ class EvaluatorActorTest {
         Path adapter = tmp.resolve("adapter");
         try (IncrementalTrainer tr = new IncrementalTrainer(model, AdapterSpec.mora(8, MoraVariant.ROTATION), TrainerConfig.constant(3e-3))) {
             TrainBatch b = new TrainBatch(rows, null, mask);
-            for (int i = 0; i < 40; i++) {
+            for (int i = 0; i < 20; i++) {
                 tr.step(b);
             }
             AdapterFiles.save(tr.adapters(), adapter, "tiny");

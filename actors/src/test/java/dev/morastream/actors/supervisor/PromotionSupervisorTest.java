@@ -181,4 +181,35 @@ class PromotionSupervisorTest {
         assertEquals(Optional.of(v1.version()), registry.alias("news"));
         events.expectNoMessage(Duration.ofMillis(100));
     }
+
+    @Test
+    void candidatesQueueWhileOneIsJudgedAndANewerOneSupersedesAQueuedOne() throws Exception {
+        // an evaluator the test answers by hand: the supervisor is busy until then
+        TestProbe<EvaluatorActor.Command> held = kit.createTestProbe();
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(
+                kit.spawn(AdapterRegistryActor.create(registry)), held.getRef(), POLICY, audit, Duration.ofSeconds(10)));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.1));
+        PromotionSupervisor.CandidateReady v2 = candidate(better(BASE, 0.2));
+        PromotionSupervisor.CandidateReady v3 = candidate(better(BASE, 0.3));
+        sup.tell(v1);
+        EvaluatorActor.Evaluate first = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(v1.dir(), first.candidateDir());
+        sup.tell(v2);
+        sup.tell(v3); // replaces the queued v2
+        held.expectNoMessage(Duration.ofMillis(100));
+        first.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get("v1"), BASE)));
+        assertEquals(v1.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+
+        EvaluatorActor.Evaluate second = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(v3.dir(), second.candidateDir());
+        assertEquals(Optional.of(v1.dir()), second.servingDir());
+        second.replyTo().tell(StatusReply.error("evaluator crashed"));
+        PromotionSupervisor.Rejected r = events.expectMessageClass(PromotionSupervisor.Rejected.class);
+        assertEquals(v3.version(), r.version());
+        assertTrue(r.reasons().get(0).contains("evaluation failed"), r.reasons().toString());
+        assertEquals(Optional.of(v1.version()), registry.alias("news"));
+        assertEquals(List.of("superseded", "promoted", "rejected"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
+        assertEquals("news@v2", auditLines().get(0).path("version").asText());
+    }
 }

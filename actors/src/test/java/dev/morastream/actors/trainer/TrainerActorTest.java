@@ -217,6 +217,18 @@ class TrainerActorTest {
         assertEquals(0.5e-3, askStep(packed(text())).step().lr(), 1e-12);
     }
 
+    @Test
+    void aQuietTrainerCheckpointsOnItsTimerAndReportsTheOffsetsWithTheNextBatch() throws Exception {
+        BatchSink sink = spawn(settings(1000, 1000).withCheckpointEvery(1000, Duration.ofMillis(200)));
+        assertEquals(Map.of(), train(sink, packed(text())).durableOffsets());
+        PromotionSupervisor.CandidateReady c = supervisor.expectMessageClass(PromotionSupervisor.CandidateReady.class, Duration.ofSeconds(10));
+        assertEquals(1, c.step());
+        // nothing new trained: the timer writes no further checkpoint
+        supervisor.expectNoMessage(Duration.ofMillis(500));
+        // the timer's checkpoint holds offset 10; the stream hears of it with the next reply
+        assertEquals(Map.of(TP, 10L), train(sink, packed(text())).durableOffsets());
+    }
+
     TrainerActor.Trained askStep(PackedBatch b) throws Exception {
         return org.apache.pekko.actor.typed.javadsl.AskPattern.<TrainerActor.Command, TrainerActor.Trained>askWithStatus(
                         trainer, r -> new TrainerActor.Train(b, r), Duration.ofSeconds(20), kit.scheduler())
