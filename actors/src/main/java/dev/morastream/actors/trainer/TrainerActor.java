@@ -1,0 +1,385 @@
+package dev.morastream.actors.trainer;
+
+import dev.morastream.actors.djl.GradMode;
+import dev.morastream.actors.registry.AdapterRegistry;
+import dev.morastream.actors.registry.AdapterRegistryActor;
+import dev.morastream.actors.supervisor.PromotionSupervisor;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.models.train.IncrementalTrainer;
+import dev.morastream.models.train.StepResult;
+import dev.morastream.models.train.TrainerCheckpoint;
+import dev.morastream.models.train.TrainerConfig;
+import dev.morastream.streams.BatchSink;
+import dev.morastream.streams.pack.PackedBatch;
+import dev.morastream.streams.pack.ResumePoint;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.Executor;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.PreRestart;
+import org.apache.pekko.actor.typed.Scheduler;
+import org.apache.pekko.actor.typed.SupervisorStrategy;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+import org.apache.pekko.pattern.StatusReply;
+
+/**
+ * Trains one domain's adapter on the shared frozen base model, one packed batch at a time.
+ *
+ * <ul>
+ *   <li>The stream reaches it through {@link #sink}: an ask per batch, so the next batch is sent only
+ *       when this one is trained (backpressure, one batch in flight).
+ *   <li>Checkpoints every {@link Settings#everySteps} optimizer steps or {@link Settings#every}
+ *       (whichever first), with the stream's resume points in the metadata; then publishes the
+ *       adapter to the registry and tells the supervisor {@code CandidateReady}.
+ *   <li>An exception, a non-finite loss or a loss above {@code divergenceFactor} x its running mean
+ *       fails the batch's ask and throws {@link TrainingFailure}; the supervision set up by
+ *       {@link #create} restarts the actor from its last checkpoint. After every
+ *       {@code lrBackoffAfter} divergences the learning rate is multiplied by {@code lrBackoff}.
+ *       The steps since that checkpoint are lost: the stream must be restarted from the
+ *       checkpoint's resume points ({@link #resumePoints}) to retrain them.
+ * </ul>
+ *
+ * Spawn on {@link #DISPATCHER}: one thread shared by every trainer, which serialises DJL steps
+ * across domains (DJL's GradientCollector is global to the JVM).
+ */
+public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
+    /** One thread for every trainer's steps and checkpoints (see reference.conf). */
+    public static final DispatcherSelector DISPATCHER = DispatcherSelector.fromConfig("morastream.actors.trainer-dispatcher");
+
+    /** What a trainer understands. */
+    public sealed interface Command {}
+
+    /** Trains one batch; the reply says what the step did and which offsets are now durable. */
+    public record Train(PackedBatch batch, ActorRef<StatusReply<Trained>> replyTo) implements Command {}
+
+    /** Writes a checkpoint now when anything was trained since the last (also used on shutdown). */
+    public record CheckpointNow(ActorRef<StatusReply<Optional<Path>>> replyTo) implements Command {}
+
+    /** Stops after a final checkpoint; replies when done. */
+    public record Stop(ActorRef<StatusReply<Optional<Path>>> replyTo) implements Command {}
+
+    private record Tick() implements Command {}
+
+    private record Published(StatusReply<AdapterRegistry.Entry> reply, long step, double progressiveLoss) implements Command {}
+
+    /**
+     * Reply to {@link Train}.
+     *
+     * @param step what the step did
+     * @param durableOffsets offsets to commit: those of the checkpoint written since the last reply, or empty
+     * @param checkpoint the checkpoint written by this batch, if any
+     */
+    public record Trained(StepResult step, Map<TopicPartition, Long> durableOffsets, Optional<Path> checkpoint) {
+        public Trained {
+            durableOffsets = Map.copyOf(durableOffsets);
+        }
+    }
+
+    /** Why a trainer gave up on its state: supervision restarts it from the last checkpoint. */
+    public static final class TrainingFailure extends RuntimeException {
+        private final boolean divergence;
+
+        public TrainingFailure(String message, boolean divergence, Throwable cause) {
+            super(message, cause);
+            this.divergence = divergence;
+        }
+
+        /** Whether the loss diverged (the learning rate backs off after repeated ones). */
+        public boolean divergence() {
+            return divergence;
+        }
+    }
+
+    /**
+     * @param domain the domain trained
+     * @param spec adapter to train (a new one when no checkpoint exists)
+     * @param config trainer settings; its learning rate is the starting one
+     * @param checkpointRoot where this domain's checkpoints live
+     * @param everySteps checkpoint after this many optimizer steps (at least 1)
+     * @param every and when this much time passed with unsaved steps ({@code null}: only by steps)
+     * @param keep checkpoints kept on disk (at least 2, so the one being published survives the next)
+     * @param divergenceFactor a loss above this times its running mean is a divergence (e.g. 4)
+     * @param divergenceWarmup steps before divergence is judged (the running mean settles)
+     * @param lrBackoffAfter divergences before the learning rate backs off (and again after as many more)
+     * @param lrBackoff factor of each back-off (e.g. 0.5)
+     * @param sampleFacts prompt/completion facts kept for the evaluator
+     * @param sampleTexts trained rows kept for the evaluator
+     */
+    public record Settings(String domain, AdapterSpec spec, TrainerConfig config, Path checkpointRoot, int everySteps,
+                           Duration every, int keep, double divergenceFactor, int divergenceWarmup, int lrBackoffAfter,
+                           double lrBackoff, int sampleFacts, int sampleTexts) {
+        public Settings {
+            if (everySteps < 1 || keep < 2 || divergenceFactor <= 1 || lrBackoffAfter < 1 || lrBackoff <= 0 || lrBackoff > 1) {
+                throw new IllegalArgumentException("bad trainer settings: everySteps >= 1, keep >= 2, divergenceFactor > 1,"
+                        + " lrBackoffAfter >= 1, 0 < lrBackoff <= 1");
+            }
+        }
+
+        /** Defaults: checkpoint every 50 steps or 60 s, keep 3, divergence at 4x the mean after 20 steps, halve lr every 2. */
+        public static Settings of(String domain, AdapterSpec spec, TrainerConfig config, Path checkpointRoot) {
+            return new Settings(domain, spec, config, checkpointRoot, 50, Duration.ofSeconds(60), 3, 4.0, 20, 2, 0.5, 64, 64);
+        }
+
+        public Settings withCheckpointEvery(int steps, Duration time) {
+            return new Settings(domain, spec, config, checkpointRoot, steps, time, keep, divergenceFactor, divergenceWarmup,
+                    lrBackoffAfter, lrBackoff, sampleFacts, sampleTexts);
+        }
+
+        public Settings withDivergence(double factor, int warmup, int backoffAfter, double backoff) {
+            return new Settings(domain, spec, config, checkpointRoot, everySteps, every, keep, factor, warmup, backoffAfter,
+                    backoff, sampleFacts, sampleTexts);
+        }
+    }
+
+    /** Failures seen across restarts of one trainer (lives outside the restarted behaviour). */
+    static final class Health {
+        int divergences;
+        int failures;
+    }
+
+    static final String LR_SCALE_KEY = "trainer.lr_scale";
+    static final String DOMAIN_KEY = "trainer.domain";
+
+    private final Settings s;
+    private final LlamaModel model;
+    private final TextTokenizer tok;
+    private final ActorRef<AdapterRegistryActor.Command> registry;
+    private final ActorRef<PromotionSupervisor.Command> supervisor;
+    private final Health health;
+    private final TimerScheduler<Command> timers;
+    private final IncrementalTrainer trainer;
+    private final double lrScale;
+    private final Reservoir reservoir;
+    private final Map<TopicPartition, ResumePoint> resume = new HashMap<>();
+    private Map<TopicPartition, Long> undelivered = Map.of(); // durable offsets not yet reported to the stream
+    private long savedStep;
+    private double runningLoss = Double.NaN;
+    private long judged;
+    private double progressiveSum;
+    private long progressiveCount;
+
+    /**
+     * The trainer, supervised: restarted from its last checkpoint on any failure (at most 10 times a
+     * minute, then it stops).
+     */
+    public static Behavior<Command> create(Settings s, LlamaModel model, TextTokenizer tok,
+                                           ActorRef<AdapterRegistryActor.Command> registry,
+                                           ActorRef<PromotionSupervisor.Command> supervisor) {
+        return Behaviors.setup(outer -> {
+            Health health = new Health();
+            Behavior<Command> inner = Behaviors.setup(ctx -> Behaviors.withTimers(
+                    timers -> new TrainerActor(ctx, timers, s, model, tok, registry, supervisor, health)));
+            return Behaviors.supervise(inner).onFailure(Exception.class,
+                    SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)).withLoggingEnabled(false));
+        });
+    }
+
+    /** The stream's view of a trainer: one ask per batch, answered with the durable offsets. */
+    public static BatchSink sink(ActorRef<Command> trainer, Duration timeout, Scheduler scheduler, Executor executor) {
+        return batch -> AskPattern.<Command, Trained>askWithStatus(trainer, r -> new Train(batch, r), timeout, scheduler)
+                .thenApplyAsync(Trained::durableOffsets, executor);
+    }
+
+    /** The resume points stored in the latest checkpoint under {@code checkpointRoot} (empty when none). */
+    public static Map<TopicPartition, ResumePoint> resumePoints(Path checkpointRoot) throws IOException {
+        Optional<Path> latest = TrainerCheckpoint.latest(checkpointRoot);
+        return latest.isEmpty() ? Map.of() : ResumePoint.fromMetadata(TrainerCheckpoint.info(latest.get()).metadata());
+    }
+
+    private TrainerActor(ActorContext<Command> ctx, TimerScheduler<Command> timers, Settings s, LlamaModel model,
+                         TextTokenizer tok, ActorRef<AdapterRegistryActor.Command> registry,
+                         ActorRef<PromotionSupervisor.Command> supervisor, Health health) {
+        super(ctx);
+        GradMode.off();
+        this.s = s;
+        this.model = model;
+        this.tok = tok;
+        this.registry = registry;
+        this.supervisor = supervisor;
+        this.health = health;
+        this.timers = timers;
+        this.reservoir = new Reservoir(tok, s.sampleFacts(), s.sampleTexts(), s.domain().hashCode());
+        try {
+            Optional<Path> latest = TrainerCheckpoint.latest(s.checkpointRoot());
+            double stored = 1.0;
+            if (latest.isPresent()) {
+                Map<String, String> md = TrainerCheckpoint.info(latest.get()).metadata();
+                resume.putAll(ResumePoint.fromMetadata(md));
+                stored = Double.parseDouble(md.getOrDefault(LR_SCALE_KEY, "1"));
+            }
+            double backoff = Math.pow(s.lrBackoff(), health.divergences / s.lrBackoffAfter());
+            this.lrScale = Math.min(stored, backoff);
+            TrainerConfig cfg = scaled(s.config(), lrScale);
+            if (latest.isPresent()) {
+                this.trainer = TrainerCheckpoint.resume(model, s.spec(), cfg, latest.get());
+                ctx.getLog().info("trainer {}: resumed from {} (step {}, lr {})", s.domain(), latest.get().getFileName(),
+                        trainer.step(), cfg.lr());
+            } else {
+                this.trainer = new IncrementalTrainer(model, s.spec(), cfg);
+                ctx.getLog().info("trainer {}: new {} adapter (lr {})", s.domain(), s.spec().label(), cfg.lr());
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("trainer " + s.domain() + ": cannot read checkpoints in " + s.checkpointRoot(), e);
+        }
+        this.savedStep = trainer.step();
+        if (s.every() != null) {
+            timers.startTimerWithFixedDelay(new Tick(), s.every());
+        }
+    }
+
+    static TrainerConfig scaled(TrainerConfig c, double scale) {
+        return new TrainerConfig(c.lr() * scale, c.schedule(), c.warmupSteps(), c.totalSteps(), c.minLrRatio(),
+                c.weightDecay(), c.clipNorm(), c.gradAccum(), c.completionOnly(), c.measureAfter(), c.remoraEvery(),
+                c.remoraWarmup());
+    }
+
+    /** The learning-rate factor in effect (1 until divergences backed it off). */
+    double lrScale() {
+        return lrScale;
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(Train.class, this::onTrain)
+                .onMessage(Tick.class, t -> onTick())
+                .onMessage(CheckpointNow.class, this::onCheckpointNow)
+                .onMessage(Stop.class, this::onStop)
+                .onMessage(Published.class, this::onPublished)
+                .onSignal(PreRestart.class, sig -> release())
+                .onSignal(PostStop.class, sig -> release())
+                .build();
+    }
+
+    private Behavior<Command> release() {
+        trainer.close(); // detaches the adapters from the shared model
+        return this;
+    }
+
+    private Behavior<Command> onTrain(Train m) {
+        GradMode.off(); // per message: the dispatcher may hand this actor any of its threads
+        StepResult r;
+        try {
+            r = trainer.step(m.batch().batch());
+        } catch (RuntimeException e) {
+            throw fail(m, "step failed: " + e, false, e);
+        }
+        double loss = r.lossBefore();
+        if (!Double.isFinite(loss)) {
+            throw fail(m, "non-finite loss " + loss + " at micro step " + r.microStep(), false, null);
+        }
+        if (judged >= s.divergenceWarmup() && loss > s.divergenceFactor() * runningLoss) {
+            throw fail(m, String.format(Locale.ROOT, "loss diverged: %.4f > %.1f x running mean %.4f", loss,
+                    s.divergenceFactor(), runningLoss), true, null);
+        }
+        runningLoss = Double.isNaN(runningLoss) ? loss : 0.9 * runningLoss + 0.1 * loss;
+        judged++;
+        progressiveSum += loss;
+        progressiveCount++;
+        resume.putAll(m.batch().resume());
+        reservoir.add(m.batch().batch());
+        Optional<Path> ckpt = Optional.empty();
+        if (r.updated() && trainer.step() - savedStep >= s.everySteps()) {
+            ckpt = checkpoint();
+        }
+        Map<TopicPartition, Long> durable = undelivered;
+        undelivered = Map.of();
+        m.replyTo().tell(StatusReply.success(new Trained(r, durable, ckpt)));
+        return this;
+    }
+
+    private TrainingFailure fail(Train m, String why, boolean divergence, Throwable cause) {
+        health.failures++;
+        if (divergence) {
+            health.divergences++;
+        }
+        getContext().getLog().warn("trainer {}: {}; restarting from the last checkpoint (failures {}, divergences {})",
+                s.domain(), why, health.failures, health.divergences);
+        m.replyTo().tell(StatusReply.error("trainer " + s.domain() + " restarted from its last checkpoint: " + why));
+        return new TrainingFailure(why, divergence, cause);
+    }
+
+    private Behavior<Command> onTick() {
+        if (trainer.step() > savedStep && trainer.microStep() % trainer.config().gradAccum() == 0) {
+            checkpoint();
+        }
+        return this;
+    }
+
+    private Behavior<Command> onCheckpointNow(CheckpointNow m) {
+        boolean due = trainer.step() > savedStep && trainer.microStep() % trainer.config().gradAccum() == 0;
+        m.replyTo().tell(StatusReply.success(due ? checkpoint() : Optional.empty()));
+        return this;
+    }
+
+    private Behavior<Command> onStop(Stop m) {
+        boolean due = trainer.step() > savedStep && trainer.microStep() % trainer.config().gradAccum() == 0;
+        m.replyTo().tell(StatusReply.success(due ? checkpoint() : Optional.empty()));
+        return Behaviors.stopped();
+    }
+
+    /** Saves a checkpoint, makes its offsets deliverable, and publishes its adapter. */
+    private Optional<Path> checkpoint() {
+        Map<String, String> md = new LinkedHashMap<>(ResumePoint.toMetadata(resume));
+        md.put(LR_SCALE_KEY, Double.toString(lrScale));
+        md.put(DOMAIN_KEY, s.domain());
+        Path dir;
+        try {
+            dir = TrainerCheckpoint.save(trainer, s.checkpointRoot(), md, s.keep());
+        } catch (IOException e) {
+            throw new UncheckedIOException("trainer " + s.domain() + ": checkpoint failed", e);
+        }
+        savedStep = trainer.step();
+        Map<TopicPartition, Long> offsets = new HashMap<>();
+        resume.forEach((tp, p) -> offsets.put(tp, p.offset()));
+        undelivered = offsets;
+        double progressive = progressiveCount == 0 ? Double.NaN : progressiveSum / progressiveCount;
+        progressiveSum = 0;
+        progressiveCount = 0;
+        Map<String, String> info = new LinkedHashMap<>();
+        info.put("checkpoint", dir.toString());
+        info.put("step", Long.toString(trainer.step()));
+        info.put("progressive_loss", Double.toString(progressive));
+        long step = trainer.step();
+        getContext().getLog().info("trainer {}: checkpoint {} (progressive loss {})", s.domain(), dir.getFileName(), progressive);
+        Path adapter = dir.resolve("adapter");
+        // a per-request reply actor, so each reply keeps its own step (a message adapter would be replaced)
+        getContext().ask(entryReplies(), registry, Duration.ofSeconds(60),
+                r -> new AdapterRegistryActor.Publish(s.domain(), adapter, info, r),
+                (r, err) -> new Published(err != null ? StatusReply.error(err) : r, step, progressive));
+        return Optional.of(dir);
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Class<StatusReply<AdapterRegistry.Entry>> entryReplies() {
+        return (Class<StatusReply<AdapterRegistry.Entry>>) (Class<?>) StatusReply.class;
+    }
+
+    private Behavior<Command> onPublished(Published p) {
+        if (p.reply().isError()) {
+            getContext().getLog().warn("trainer {}: publish of step {} failed: {}", s.domain(), p.step(), p.reply().getError().getMessage());
+            return this;
+        }
+        AdapterRegistry.Entry e = p.reply().getValue();
+        supervisor.tell(new PromotionSupervisor.CandidateReady(e.version(), e.dir(), reservoir.snapshot(), p.step(), p.progressiveLoss()));
+        return this;
+    }
+}

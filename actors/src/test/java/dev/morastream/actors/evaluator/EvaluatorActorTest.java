@@ -1,0 +1,144 @@
+package dev.morastream.actors.evaluator;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.ndarray.NDManager;
+import dev.morastream.actors.supervisor.Scores;
+import dev.morastream.models.adapters.AdapterFiles;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.adapters.MoraVariant;
+import dev.morastream.models.eval.Perplexity;
+import dev.morastream.models.eval.TaskSet;
+import dev.morastream.models.llama.LinearOp;
+import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.models.train.IncrementalTrainer;
+import dev.morastream.models.train.TrainBatch;
+import dev.morastream.models.train.TrainerConfig;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The evaluator on the shipped tiny model: a memorising adapter scores above the base, with detached adapters. */
+class EvaluatorActorTest {
+    static final Path TINY = Path.of("..", "base-models", "tiny").toAbsolutePath().normalize();
+    static final int T = 64; // a row holds the whole 49-token record
+
+    static ActorTestKit kit;
+    static NDManager root;
+    static LlamaModel model;
+    static TextTokenizer tok;
+
+    @TempDir
+    Path tmp;
+
+    @BeforeAll
+    static void load() {
+        kit = ActorTestKit.create();
+        root = NDManager.newBaseManager();
+        model = LlamaModel.load(TINY, root);
+        tok = TextTokenizer.forModel(TINY, model.config());
+    }
+
+    @AfterAll
+    static void close() {
+        kit.shutdownTestKit();
+        model.close();
+        root.close();
+    }
+
+    /** Rows that repeat one BOS prompt completion EOS record; the completion mask marks the completion and EOS. */
+    static int[] record(String prompt, String completion) {
+        int[] p = tok.encode(prompt);
+        int[] c = tok.encode(completion);
+        int[] r = new int[p.length + c.length + 2];
+        r[0] = tok.bos();
+        System.arraycopy(p, 0, r, 1, p.length);
+        System.arraycopy(c, 0, r, 1 + p.length, c.length);
+        r[r.length - 1] = tok.eos().iterator().next();
+        return r;
+    }
+
+    static EvaluatorActor.Settings settings() throws Exception {
+        List<TaskSet.Item> tasks = new ArrayList<>();
+        for (TaskSet.Item i : TaskSet.load(TINY.resolve("eval/tasks.jsonl"))) {
+            if (tasks.stream().filter(t -> t.set().equals(i.set())).count() < 4) {
+                tasks.add(i);
+            }
+        }
+        String heldout = Files.readString(TINY.resolve("eval/heldout.txt"), StandardCharsets.UTF_8).substring(0, 3000);
+        return new EvaluatorActor.Settings(tasks, heldout, 128, 12);
+    }
+
+    @Test
+    void memorisingAdapterBeatsTheBaseOnTheSameSetsWithoutTouchingTheModel() throws Exception {
+        String prompt = "Q: What is the capital of Zorbland?\nA:";
+        String answer = " Quixotta";
+        int[] rec = record(prompt, answer);
+        int promptEnd = 1 + tok.encode(prompt).length;
+        int[][] rows = new int[2][T + 1];
+        float[][] mask = new float[2][T];
+        for (int r = 0; r < 2; r++) {
+            for (int j = 0; j <= T; j++) {
+                int k = (j + r * 5) % rec.length;
+                rows[r][j] = rec[k];
+                if (j > 0) {
+                    mask[r][j - 1] = k >= promptEnd || k == 0 ? 1f : 0f;
+                }
+            }
+        }
+        Path adapter = tmp.resolve("adapter");
+        long tTrain = System.nanoTime();
+        var pool = java.util.concurrent.Executors.newSingleThreadExecutor();
+        pool.submit(() -> {
+            dev.morastream.actors.djl.GradMode.off();
+            try (IncrementalTrainer tr = new IncrementalTrainer(model, AdapterSpec.mora(8, MoraVariant.ROTATION), TrainerConfig.constant(3e-3))) {
+                TrainBatch b = new TrainBatch(rows, null, mask);
+                for (int i = 0; i < 20; i++) {
+                    tr.step(b);
+                }
+                AdapterFiles.save(tr.adapters(), adapter, "tiny");
+            }
+            return null;
+        }).get();
+        pool.shutdown();
+        System.out.printf("trained 20 steps in %d ms%n", (System.nanoTime() - tTrain) / 1_000_000);
+        assertSame(LinearOp.PLAIN, model.linearOp());
+
+        EvaluatorActor.Settings s = settings();
+        ActorRef<EvaluatorActor.Command> eval = kit.spawn(EvaluatorActor.create(model, tok, s), "evaluator", EvaluatorActor.DISPATCHER);
+        Sample sample = new Sample(List.of(new Sample.Fact(prompt, answer)), List.of(rows[0], rows[1]));
+        long t0 = System.nanoTime();
+        EvaluatorActor.Evaluation e = AskPattern.<EvaluatorActor.Command, EvaluatorActor.Evaluation>askWithStatus(eval,
+                        r -> new EvaluatorActor.Evaluate(adapter, Optional.empty(), sample, r), Duration.ofSeconds(60), kit.scheduler())
+                .toCompletableFuture().get(90, TimeUnit.SECONDS);
+        System.out.printf("evaluation in %d ms%n  candidate %s%n  base      %s%n", (System.nanoTime() - t0) / 1_000_000,
+                e.candidate(), e.serving());
+        Scores c = e.candidate();
+        Scores base = e.serving();
+        assertTrue(c.finite() && base.finite(), e.toString());
+        assertTrue(c.memorizationCharAcc() > base.memorizationCharAcc() + 0.3, e.toString());
+        assertTrue(c.memorizationLoss() < base.memorizationLoss(), e.toString());
+        assertEquals(base.downstream().keySet(), c.downstream().keySet());
+        assertTrue(base.downstream().size() >= 2, base.downstream().toString());
+        assertSame(LinearOp.PLAIN, model.linearOp(), "evaluation installed an adapter on the shared model");
+
+        // retention through the explicit op equals the models module's perplexity on the base (naive reference)
+        double ref = Perplexity.evaluate(model, tok, s.heldout(), s.window()).loss();
+        assertEquals(ref, base.retentionLoss(), 1e-4);
+    }
+}

@@ -1,0 +1,215 @@
+package dev.morastream.actors.supervisor;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.morastream.actors.evaluator.EvaluatorActor;
+import dev.morastream.actors.evaluator.Sample;
+import dev.morastream.actors.registry.AdapterRegistry;
+import dev.morastream.actors.registry.AdapterRegistryActor;
+import dev.morastream.actors.registry.AdapterVersion;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.pattern.StatusReply;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Promotion gates, rollback and the audit log, with a stub evaluator (the supervisor's logic only). */
+class PromotionSupervisorTest {
+    static final ActorTestKit kit = ActorTestKit.create();
+    static final PromotionPolicy POLICY = new PromotionPolicy(0.02, 0.02, 0.02);
+    static final Scores BASE = new Scores(0.10, 3.0, Map.of("capitals", 0.80, "arith", 0.50), 0.55);
+
+    @TempDir
+    Path tmp;
+    AdapterRegistry registry;
+    ActorRef<PromotionSupervisor.Command> supervisor;
+    TestProbe<PromotionSupervisor.Event> events;
+    Path audit;
+    /** What the stub evaluator answers per registry version directory ("v1", "v2"…); the base scores BASE. */
+    final Map<String, Scores> scores = new ConcurrentHashMap<>();
+
+    @AfterAll
+    static void shutdown() {
+        kit.shutdownTestKit();
+    }
+
+    static Behavior<EvaluatorActor.Command> stubEvaluator(Map<String, Scores> byDir) {
+        return Behaviors.receive(EvaluatorActor.Command.class)
+                .onMessage(EvaluatorActor.Evaluate.class, m -> {
+                    Scores c = byDir.get(m.candidateDir().getFileName().toString());
+                    Scores s = m.servingDir().map(d -> byDir.get(d.getFileName().toString())).orElse(BASE);
+                    m.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(c, s)));
+                    return Behaviors.same();
+                })
+                .build();
+    }
+
+    @BeforeEach
+    void start() throws Exception {
+        registry = new AdapterRegistry(tmp.resolve("registry"), 10);
+        ActorRef<AdapterRegistryActor.Command> reg = kit.spawn(AdapterRegistryActor.create(registry));
+        ActorRef<EvaluatorActor.Command> eval = kit.spawn(stubEvaluator(scores));
+        audit = tmp.resolve("audit.jsonl");
+        supervisor = kit.spawn(PromotionSupervisor.create(reg, eval, POLICY, audit, Duration.ofSeconds(10)));
+        events = kit.createTestProbe();
+        supervisor.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+    }
+
+    /** Publishes a dummy adapter directory as the next version with the scores the stub will report. */
+    PromotionSupervisor.CandidateReady candidate(Scores s) throws Exception {
+        Path dir = Files.createDirectories(tmp.resolve("adapter-" + System.nanoTime()));
+        Files.writeString(dir.resolve("adapter_config.json"), "{}");
+        AdapterRegistry.Entry e = registry.publish("news", dir, Map.of(), Map.of());
+        scores.put(e.dir().getFileName().toString(), s);
+        return new PromotionSupervisor.CandidateReady(e.version(), e.dir(), Sample.EMPTY, 10, 1.0);
+    }
+
+    List<JsonNode> auditLines() throws Exception {
+        List<JsonNode> out = new ArrayList<>();
+        for (String l : Files.readAllLines(audit)) {
+            out.add(new ObjectMapper().readTree(l));
+        }
+        return out;
+    }
+
+    static Scores better(Scores s, double memGain) {
+        return new Scores(s.memorizationCharAcc() + memGain, s.memorizationLoss() * 0.8, s.downstream(), s.retentionLoss());
+    }
+
+    @Test
+    void improvingCandidateIsPromotedAndTheAliasMoves() throws Exception {
+        PromotionSupervisor.CandidateReady c = candidate(better(BASE, 0.30));
+        supervisor.tell(c);
+        PromotionSupervisor.Promoted p = events.expectMessageClass(PromotionSupervisor.Promoted.class);
+        assertEquals(c.version(), p.version());
+        assertEquals(Optional.empty(), p.previous());
+        assertEquals(Optional.of(c.version()), registry.alias("news"));
+        JsonNode line = auditLines().get(0);
+        assertEquals("promoted", line.path("decision").asText());
+        assertEquals("news@v1", line.path("version").asText());
+        assertEquals("base", line.path("serving").asText());
+        assertEquals(0.40, line.path("candidate_scores").path("memorizationCharAcc").asDouble(), 1e-9);
+
+        // a second, better one replaces it; the listener is told which version it replaces
+        PromotionSupervisor.CandidateReady c2 = candidate(better(BASE, 0.50));
+        supervisor.tell(c2);
+        PromotionSupervisor.Promoted p2 = events.expectMessageClass(PromotionSupervisor.Promoted.class);
+        assertEquals(c2.version(), p2.version());
+        assertEquals(Optional.of(c.version()), p2.previous());
+        assertEquals(Optional.of(c2.version()), registry.alias("news"));
+    }
+
+    @Test
+    void downstreamRegressionIsRejected() throws Exception {
+        Scores worse = new Scores(0.90, 1.0, Map.of("capitals", 0.60, "arith", 0.50), 0.55);
+        PromotionSupervisor.CandidateReady c = candidate(worse);
+        supervisor.tell(c);
+        PromotionSupervisor.Rejected r = events.expectMessageClass(PromotionSupervisor.Rejected.class);
+        assertEquals(c.version(), r.version());
+        assertTrue(r.reasons().stream().anyMatch(s -> s.contains("downstream 'capitals' regressed")), r.reasons().toString());
+        assertEquals(Optional.empty(), registry.alias("news"));
+        assertEquals("rejected", auditLines().get(0).path("decision").asText());
+    }
+
+    @Test
+    void retentionRegressionIsRejectedAndTheServingVersionStays() throws Exception {
+        PromotionSupervisor.CandidateReady good = candidate(better(BASE, 0.30));
+        supervisor.tell(good);
+        events.expectMessageClass(PromotionSupervisor.Promoted.class);
+        Scores forgetful = new Scores(0.90, 1.0, BASE.downstream(), 0.55 * 1.10);
+        PromotionSupervisor.CandidateReady c = candidate(forgetful);
+        supervisor.tell(c);
+        PromotionSupervisor.Rejected r = events.expectMessageClass(PromotionSupervisor.Rejected.class);
+        assertEquals(Optional.of(good.version()), r.serving());
+        assertTrue(r.reasons().stream().anyMatch(s -> s.contains("retention loss regressed")), r.reasons().toString());
+        assertEquals(Optional.of(good.version()), registry.alias("news"));
+    }
+
+    @Test
+    void nonFiniteCandidateIsNeverPromoted() throws Exception {
+        Scores nan = new Scores(1.0, Double.NaN, BASE.downstream(), 0.1);
+        supervisor.tell(candidate(nan));
+        PromotionSupervisor.Rejected r = events.expectMessageClass(PromotionSupervisor.Rejected.class);
+        assertTrue(r.reasons().contains("non-finite score in candidate"), r.reasons().toString());
+        Scores inf = new Scores(Double.POSITIVE_INFINITY, 0.5, BASE.downstream(), 0.1);
+        supervisor.tell(candidate(inf));
+        events.expectMessageClass(PromotionSupervisor.Rejected.class);
+        assertEquals(Optional.empty(), registry.alias("news"));
+        assertEquals(2, auditLines().size());
+    }
+
+    @Test
+    void rollbackMovesTheAliasBackAndTellsListeners() throws Exception {
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.20));
+        supervisor.tell(v1);
+        events.expectMessageClass(PromotionSupervisor.Promoted.class);
+        PromotionSupervisor.CandidateReady v2 = candidate(better(BASE, 0.40));
+        supervisor.tell(v2);
+        events.expectMessageClass(PromotionSupervisor.Promoted.class);
+
+        TestProbe<StatusReply<AdapterVersion>> reply = kit.createTestProbe();
+        supervisor.tell(new PromotionSupervisor.Rollback(v1.version(), "bad answers reported", reply.getRef()));
+        assertEquals(v1.version(), reply.receiveMessage().getValue());
+        PromotionSupervisor.Promoted p = events.expectMessageClass(PromotionSupervisor.Promoted.class);
+        assertEquals("rollback", p.cause());
+        assertEquals(v1.version(), p.version());
+        assertEquals(Optional.of(v2.version()), p.previous());
+        assertEquals(Optional.of(v1.version()), registry.alias("news"));
+        JsonNode last = auditLines().get(2);
+        assertEquals("rolled_back", last.path("decision").asText());
+        assertEquals("news@v2", last.path("serving").asText());
+
+        // rolling back to a version that does not exist fails and changes nothing
+        supervisor.tell(new PromotionSupervisor.Rollback(new AdapterVersion("news", 99), "typo", reply.getRef()));
+        assertTrue(reply.receiveMessage().isError());
+        assertEquals(Optional.of(v1.version()), registry.alias("news"));
+        events.expectNoMessage(Duration.ofMillis(100));
+    }
+
+    @Test
+    void candidatesQueueWhileOneIsJudgedAndANewerOneSupersedesAQueuedOne() throws Exception {
+        // an evaluator the test answers by hand: the supervisor is busy until then
+        TestProbe<EvaluatorActor.Command> held = kit.createTestProbe();
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(
+                kit.spawn(AdapterRegistryActor.create(registry)), held.getRef(), POLICY, audit, Duration.ofSeconds(10)));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.1));
+        PromotionSupervisor.CandidateReady v2 = candidate(better(BASE, 0.2));
+        PromotionSupervisor.CandidateReady v3 = candidate(better(BASE, 0.3));
+        sup.tell(v1);
+        EvaluatorActor.Evaluate first = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(v1.dir(), first.candidateDir());
+        sup.tell(v2);
+        sup.tell(v3); // replaces the queued v2
+        held.expectNoMessage(Duration.ofMillis(100));
+        first.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get("v1"), BASE)));
+        assertEquals(v1.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+
+        EvaluatorActor.Evaluate second = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(v3.dir(), second.candidateDir());
+        assertEquals(Optional.of(v1.dir()), second.servingDir());
+        second.replyTo().tell(StatusReply.error("evaluator crashed"));
+        PromotionSupervisor.Rejected r = events.expectMessageClass(PromotionSupervisor.Rejected.class);
+        assertEquals(v3.version(), r.version());
+        assertTrue(r.reasons().get(0).contains("evaluation failed"), r.reasons().toString());
+        assertEquals(Optional.of(v1.version()), registry.alias("news"));
+        assertEquals(List.of("superseded", "promoted", "rejected"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
+        assertEquals("news@v2", auditLines().get(0).path("version").asText());
+    }
+}
