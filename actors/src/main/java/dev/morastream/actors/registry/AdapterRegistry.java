@@ -3,14 +3,12 @@ package dev.morastream.actors.registry;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.morastream.models.checkpoint.AtomicFiles;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -71,7 +69,7 @@ public final class AdapterRegistry {
         Path d = root.resolve(domain);
         Files.createDirectories(d);
         long n = readCounter(d) + 1;
-        writeAtomically(d.resolve("counter"), String.valueOf(n).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        AtomicFiles.write(d.resolve("counter"), String.valueOf(n).getBytes(java.nio.charset.StandardCharsets.UTF_8));
         AdapterVersion v = new AdapterVersion(domain, n);
         Path tmp = d.resolve(".v" + n + ".tmp-" + System.nanoTime());
         copyTree(adapterDir, tmp);
@@ -85,9 +83,9 @@ public final class AdapterRegistry {
         ObjectNode in = meta.putObject("info");
         info.forEach(in::put);
         Files.write(tmp.resolve("version.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(meta));
-        fsyncTree(tmp);
-        move(tmp, d.resolve("v" + n));
-        fsync(d);
+        AtomicFiles.fsyncTree(tmp);
+        AtomicFiles.move(tmp, d.resolve("v" + n));
+        AtomicFiles.fsync(d);
         prune(domain);
         return new Entry(v, d.resolve("v" + n), now, Map.copyOf(scores), Map.copyOf(info));
     }
@@ -138,7 +136,7 @@ public final class AdapterRegistry {
         ObjectNode a = JSON.createObjectNode();
         a.put("version", v.toString());
         a.put("updated", Instant.now().toString());
-        writeAtomically(root.resolve(v.domain()).resolve("alias.json"), JSON.writeValueAsBytes(a));
+        AtomicFiles.write(root.resolve(v.domain()).resolve("alias.json"), JSON.writeValueAsBytes(a));
     }
 
     private Entry read(String domain, Path dir) throws IOException {
@@ -162,7 +160,7 @@ public final class AdapterRegistry {
             if (serving.isPresent() && serving.get().equals(e.version())) {
                 continue;
             }
-            deleteTree(e.dir());
+            AtomicFiles.deleteTree(e.dir());
             excess--;
         }
     }
@@ -170,14 +168,6 @@ public final class AdapterRegistry {
     private static long readCounter(Path d) throws IOException {
         Path c = d.resolve("counter");
         return Files.isRegularFile(c) ? Long.parseLong(Files.readString(c).strip()) : 0L;
-    }
-
-    private static void writeAtomically(Path file, byte[] data) throws IOException {
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        Files.write(tmp, data);
-        fsync(tmp);
-        move(tmp, file);
-        fsync(file.getParent());
     }
 
     private static void copyTree(Path from, Path to) throws IOException {
@@ -193,41 +183,4 @@ public final class AdapterRegistry {
         }
     }
 
-    private static void move(Path from, Path to) throws IOException {
-        try {
-            Files.move(from, to, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(from, to, StandardCopyOption.REPLACE_EXISTING);
-        }
-    }
-
-    private static void fsyncTree(Path dir) throws IOException {
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : s.toList()) {
-                fsync(p);
-            }
-        }
-    }
-
-    private static void fsync(Path p) throws IOException {
-        if (Files.isDirectory(p)) {
-            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
-                ch.force(true);
-            } catch (IOException ignored) {
-                // not every file system can fsync a directory; the files themselves are synced
-            }
-        } else {
-            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
-                ch.force(true);
-            }
-        }
-    }
-
-    private static void deleteTree(Path dir) throws IOException {
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(p);
-            }
-        }
-    }
 }

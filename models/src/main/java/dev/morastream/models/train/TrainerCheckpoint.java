@@ -7,6 +7,7 @@ import dev.morastream.models.adapters.AdapterFiles;
 import dev.morastream.models.adapters.AdapterLayer;
 import dev.morastream.models.adapters.AdapterSet;
 import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.checkpoint.AtomicFiles;
 import dev.morastream.models.checkpoint.CheckpointException;
 import dev.morastream.models.checkpoint.DType;
 import dev.morastream.models.checkpoint.Safetensors;
@@ -14,12 +15,8 @@ import dev.morastream.models.checkpoint.Tensor;
 import dev.morastream.models.llama.LlamaModel;
 import ai.djl.ndarray.NDArray;
 import java.io.IOException;
-import java.nio.channels.FileChannel;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -94,17 +91,11 @@ public final class TrainerCheckpoint {
         ObjectNode md = s.putObject("metadata");
         metadata.forEach(md::put);
         JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.resolve(STATE).toFile(), s);
-        fsyncTree(tmp);
-        if (Files.exists(fin)) {
-            deleteTree(fin);
-        }
-        move(tmp, fin);
-        fsync(root);
-        Path latestTmp = root.resolve(LATEST + ".tmp");
-        Files.writeString(latestTmp, name + "\n");
-        fsync(latestTmp);
-        move(latestTmp, root.resolve(LATEST));
-        fsync(root);
+        AtomicFiles.fsyncTree(tmp);
+        AtomicFiles.deleteTree(fin);
+        AtomicFiles.move(tmp, fin);
+        AtomicFiles.fsync(root);
+        AtomicFiles.write(root.resolve(LATEST), (name + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
         prune(root, Math.max(1, keep));
         return fin;
     }
@@ -182,48 +173,8 @@ public final class TrainerCheckpoint {
             all = s.filter(p -> p.getFileName().toString().startsWith("step-")).sorted(Comparator.comparing(Path::toString)).toList();
         }
         for (int i = 0; i < all.size() - keep; i++) {
-            deleteTree(all.get(i));
+            AtomicFiles.deleteTree(all.get(i));
         }
     }
 
-    private static void move(Path from, Path to) throws IOException {
-        try {
-            Files.move(from, to, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(from, to, StandardCopyOption.REPLACE_EXISTING);
-        }
-    }
-
-    static void fsyncTree(Path dir) throws IOException {
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : s.toList()) {
-                fsync(p);
-            }
-        }
-    }
-
-    static void fsync(Path p) throws IOException {
-        if (Files.isDirectory(p)) {
-            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
-                ch.force(true);
-            } catch (IOException ignored) {
-                // some file systems cannot fsync a directory; the files themselves are synced
-            }
-        } else {
-            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
-                ch.force(true);
-            }
-        }
-    }
-
-    static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(p);
-            }
-        }
-    }
 }
