@@ -13,6 +13,7 @@ import dev.morastream.models.generate.Generator;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.models.eval.Perplexity;
 import dev.morastream.models.train.Losses;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -157,12 +158,8 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
         return nll / count;
     }
 
-    /** Mean loss on the held-out text in consecutive windows (as {@code Perplexity}, but through {@code op}). */
+    /** Mean loss on the held-out text in consecutive windows, through {@code op}. */
     double retentionLoss(LinearOp op) {
-        List<int[]> windows = new ArrayList<>();
-        for (int s = 0; s + 1 < heldoutIds.length; s += settings.window()) {
-            windows.add(Arrays.copyOfRange(heldoutIds, s, Math.min(heldoutIds.length, s + settings.window() + 1)));
-        }
-        return windows.isEmpty() ? Double.NaN : rowsLoss(op, windows);
+        return heldoutIds.length < 2 ? Double.NaN : Perplexity.evaluate(model, heldoutIds, settings.window(), op).loss();
     }
 }

@@ -3,6 +3,7 @@ package dev.morastream.models.eval;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import dev.morastream.models.llama.Autograd;
+import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.models.train.Losses;
@@ -35,8 +36,16 @@ public final class Perplexity {
 
     /** Scores pre-tokenized ids as they are (nothing is added). */
     public static Result evaluate(LlamaModel model, int[] tokens, int window) {
+        return evaluate(model, tokens, window, model.linearOp());
+    }
+
+    /**
+     * Scores pre-tokenized ids through an explicit {@link LinearOp} (an adapter version's, or
+     * {@link LinearOp#PLAIN} for the base), whatever is installed on the shared model.
+     */
+    public static Result evaluate(LlamaModel model, int[] tokens, int window, LinearOp op) {
         Sum sum = new Sum();
-        accumulate(model, tokens, window, sum);
+        accumulate(model, tokens, window, sum, op);
         return sum.result();
     }
 
@@ -44,12 +53,12 @@ public final class Perplexity {
     public static Result evaluate(LlamaModel model, TextTokenizer tok, List<String> texts, int window) {
         Sum sum = new Sum();
         for (String text : texts) {
-            accumulate(model, tok.encodeFramed(text, false), window, sum);
+            accumulate(model, tok.encodeFramed(text, false), window, sum, model.linearOp());
         }
         return sum.result();
     }
 
-    private static void accumulate(LlamaModel model, int[] tokens, int window, Sum sum) {
+    private static void accumulate(LlamaModel model, int[] tokens, int window, Sum sum, LinearOp op) {
         int context = model.config().maxPositionEmbeddings();
         if (window < 1 || window > context) {
             throw new IllegalArgumentException("window must be in [1, " + context + "] (the context), got " + window);
@@ -64,7 +73,7 @@ public final class Perplexity {
                 s += w;
                 boolean last = s + 1 >= tokens.length;
                 if (batch.size() == BATCH || last || (tokens.length - 1 - s) < window) {
-                    score(model, root, batch, sum);
+                    score(model, root, batch, sum, op);
                     batch.clear();
                 }
             }
@@ -74,7 +83,7 @@ public final class Perplexity {
     private static final int BATCH = 8;
 
     /** Scores equally long windows (each {@code w + 1} tokens) as one batch. */
-    private static void score(LlamaModel model, NDManager root, java.util.List<int[]> windows, Sum sum) {
+    private static void score(LlamaModel model, NDManager root, java.util.List<int[]> windows, Sum sum, LinearOp op) {
         if (windows.isEmpty()) {
             return;
         }
@@ -86,7 +95,7 @@ public final class Perplexity {
             out[i] = Arrays.copyOfRange(windows.get(i), 1, w + 1);
         }
         try (NDManager m = root.newSubManager()) {
-            NDArray logits = model.forward(model.ids(m, in), null); // (B, w, V)
+            NDArray logits = model.forward(model.ids(m, in), null, op); // (B, w, V)
             sum.add(Losses.nllSum(logits, model.ids(m, out), null).getFloat(), (long) w * in.length);
         }
     }
