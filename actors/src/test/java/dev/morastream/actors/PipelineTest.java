@@ -3,7 +3,6 @@ package dev.morastream.actors;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.morastream.actors.evaluator.EvaluatorActor;
@@ -15,8 +14,6 @@ import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.eval.TaskSet;
-import dev.morastream.models.llama.LlamaModel;
-import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.models.train.TrainBatch;
 import dev.morastream.models.train.TrainerConfig;
 import dev.morastream.streams.BatchSink;
@@ -32,11 +29,8 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -45,32 +39,13 @@ import org.junit.jupiter.api.io.TempDir;
  * a new fact is published, scored against the base on the facts the trainer sampled, promoted, and
  * the listener (serving) is told.
  */
-class PipelineTest {
-    static final Path TINY = Path.of("..", "base-models", "tiny").toAbsolutePath().normalize();
+class PipelineTest extends TinyModelFixture {
     static final int T = 64;
 
-    static ActorTestKit kit;
-    static NDManager root;
-    static LlamaModel model;
-    static TextTokenizer tok;
 
     @TempDir
     Path tmp;
 
-    @BeforeAll
-    static void load() {
-        kit = ActorTestKit.create();
-        root = NDManager.newBaseManager();
-        model = LlamaModel.load(TINY, root);
-        tok = TextTokenizer.forModel(TINY, model.config());
-    }
-
-    @AfterAll
-    static void close() {
-        kit.shutdownTestKit();
-        model.close();
-        root.close();
-    }
 
     @Test
     void aTrainedFactIsEvaluatedAndPromoted() throws Exception {

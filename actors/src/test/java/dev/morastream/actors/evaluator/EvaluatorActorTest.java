@@ -1,10 +1,10 @@
 package dev.morastream.actors.evaluator;
 
+import dev.morastream.actors.TinyModelFixture;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.djl.ndarray.NDManager;
 import dev.morastream.actors.supervisor.Scores;
 import dev.morastream.models.adapters.AdapterFiles;
 import dev.morastream.models.adapters.AdapterSpec;
@@ -12,8 +12,6 @@ import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.eval.Perplexity;
 import dev.morastream.models.eval.TaskSet;
 import dev.morastream.models.llama.LinearOp;
-import dev.morastream.models.llama.LlamaModel;
-import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.models.train.IncrementalTrainer;
 import dev.morastream.models.train.TrainBatch;
 import dev.morastream.models.train.TrainerConfig;
@@ -25,41 +23,19 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The evaluator on the shipped tiny model: a memorising adapter scores above the base, with detached adapters. */
-class EvaluatorActorTest {
-    static final Path TINY = Path.of("..", "base-models", "tiny").toAbsolutePath().normalize();
+class EvaluatorActorTest extends TinyModelFixture {
     static final int T = 64; // a row holds the whole 49-token record
 
-    static ActorTestKit kit;
-    static NDManager root;
-    static LlamaModel model;
-    static TextTokenizer tok;
 
     @TempDir
     Path tmp;
 
-    @BeforeAll
-    static void load() {
-        kit = ActorTestKit.create();
-        root = NDManager.newBaseManager();
-        model = LlamaModel.load(TINY, root);
-        tok = TextTokenizer.forModel(TINY, model.config());
-    }
-
-    @AfterAll
-    static void close() {
-        kit.shutdownTestKit();
-        model.close();
-        root.close();
-    }
 
     /** Rows that repeat one BOS prompt completion EOS record; the completion mask marks the completion and EOS. */
     static int[] record(String prompt, String completion) {

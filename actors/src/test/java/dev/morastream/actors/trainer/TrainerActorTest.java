@@ -1,11 +1,11 @@
 package dev.morastream.actors.trainer;
 
+import dev.morastream.actors.TinyModelFixture;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.djl.ndarray.NDManager;
 import dev.morastream.actors.evaluator.Sample;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterRegistryActor;
@@ -13,8 +13,6 @@ import dev.morastream.actors.supervisor.PromotionSupervisor;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.llama.LinearOp;
-import dev.morastream.models.llama.LlamaModel;
-import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.models.train.TrainBatch;
 import dev.morastream.models.train.TrainerConfig;
 import dev.morastream.streams.BatchSink;
@@ -29,26 +27,18 @@ import java.util.Random;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The trainer on the shipped tiny model: checkpoints, candidates, restart from checkpoint after failures, lr back-off. */
-class TrainerActorTest {
-    static final Path TINY = Path.of("..", "base-models", "tiny").toAbsolutePath().normalize();
+class TrainerActorTest extends TinyModelFixture {
     static final TopicPartition TP = new TopicPartition("news", 0);
     static final int T = 32;
 
-    static ActorTestKit kit;
-    static NDManager root;
-    static LlamaModel model;
-    static TextTokenizer tok;
 
     @TempDir
     Path tmp;
@@ -58,20 +48,6 @@ class TrainerActorTest {
     long seq;
     long offset;
 
-    @BeforeAll
-    static void load() {
-        kit = ActorTestKit.create();
-        root = NDManager.newBaseManager();
-        model = LlamaModel.load(TINY, root);
-        tok = TextTokenizer.forModel(TINY, model.config());
-    }
-
-    @AfterAll
-    static void close() {
-        kit.shutdownTestKit();
-        model.close();
-        root.close();
-    }
 
     @BeforeEach
     void start() {
