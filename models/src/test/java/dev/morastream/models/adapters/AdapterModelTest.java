@@ -1,5 +1,6 @@
 package dev.morastream.models.adapters;
 
+import dev.morastream.models.llama.TestWeights;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -30,16 +31,7 @@ class AdapterModelTest {
     static final int[] IDS = {1, 5, 9, 33, 2, 60, 7, 7, 12};
 
     static Map<String, Tensor> base() {
-        Random r = new Random(11);
-        Map<String, Tensor> m = new LinkedHashMap<>();
-        LlamaModel.expectedWeights(C).forEach((name, shape) -> {
-            float[] d = new float[(int) Tensor.numel(shape)];
-            for (int i = 0; i < d.length; i++) {
-                d[i] = name.endsWith("norm.weight") ? 1f : (float) (r.nextGaussian() * 0.2);
-            }
-            m.put(name, new Tensor(name, shape, d));
-        });
-        return m;
+        return TestWeights.random(C, 11, 0.2, 0);
     }
 
     static float[] logits(LlamaModel model) {

@@ -1,5 +1,6 @@
 package dev.morastream.models.checkpoint;
 
+import dev.morastream.models.llama.TestWeights;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -553,16 +554,7 @@ class SafetensorsTest {
     // ------------------------------------------------------------------ LlamaModel
 
     private static Map<String, Tensor> randomWeights(LlamaConfig c, long seed) {
-        Random r = new Random(seed);
-        Map<String, Tensor> m = new LinkedHashMap<>();
-        LlamaModel.expectedWeights(c).forEach((name, shape) -> {
-            float[] d = new float[(int) Tensor.numel(shape)];
-            for (int i = 0; i < d.length; i++) {
-                d[i] = name.endsWith("norm.weight") ? 1f + 0.3f * (float) r.nextGaussian() : 0.3f * (float) r.nextGaussian();
-            }
-            m.put(name, new Tensor(name, shape, d));
-        });
-        return m;
+        return TestWeights.random(c, seed, 0.3, 0.3);
     }
 
     private static final int[] IDS = {3, 17, 0, 22, 5, 5, 11, 36, 8, 1};

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import dev.morastream.models.checkpoint.Tensor;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -16,16 +15,7 @@ class LlamaForwardTest {
 
     /** Random weights with non-trivial norms, so that every weight matters. */
     static Map<String, Tensor> randomTensors(LlamaConfig c, long seed) {
-        Random r = new Random(seed);
-        Map<String, Tensor> m = new LinkedHashMap<>();
-        LlamaModel.expectedWeights(c).forEach((name, shape) -> {
-            float[] d = new float[(int) Tensor.numel(shape)];
-            for (int i = 0; i < d.length; i++) {
-                d[i] = name.endsWith("norm.weight") ? 1f + 0.3f * (float) r.nextGaussian() : 0.3f * (float) r.nextGaussian();
-            }
-            m.put(name, new Tensor(name, shape, d));
-        });
-        return m;
+        return TestWeights.random(c, seed, 0.3, 0.3);
     }
 
     private static void check(LlamaConfig c) {

@@ -1,5 +1,6 @@
 package dev.morastream.models.train;
 
+import dev.morastream.models.llama.TestWeights;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -16,7 +17,6 @@ import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.ByteTokenizer;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -28,16 +28,7 @@ class IncrementalTrainerTest {
 
     /** Base weights with enough scale that the model is not uniform. */
     static Map<String, Tensor> base(long seed) {
-        Random r = new Random(seed);
-        Map<String, Tensor> m = new LinkedHashMap<>();
-        LlamaModel.expectedWeights(C).forEach((name, shape) -> {
-            float[] d = new float[(int) Tensor.numel(shape)];
-            for (int i = 0; i < d.length; i++) {
-                d[i] = name.endsWith("norm.weight") ? 1f : (float) (r.nextGaussian() * 0.1);
-            }
-            m.put(name, new Tensor(name, shape, d));
-        });
-        return m;
+        return TestWeights.random(C, seed, 0.1, 0);
     }
 
     /** Deterministic batches of byte text: "key:value" facts. */
