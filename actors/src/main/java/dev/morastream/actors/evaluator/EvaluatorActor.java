@@ -2,7 +2,7 @@ package dev.morastream.actors.evaluator;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import dev.morastream.actors.djl.GradMode;
+import dev.morastream.models.llama.Autograd;
 import dev.morastream.actors.supervisor.Scores;
 import dev.morastream.models.adapters.AdapterFiles;
 import dev.morastream.models.adapters.AdapterSet;
@@ -91,7 +91,7 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
     }
 
     private Behavior<Command> onEvaluate(Evaluate m) {
-        GradMode.off(); // no graphs for evaluation forwards
+        Autograd.off(); // no graphs for evaluation forwards
         long t0 = System.nanoTime();
         try {
             Scores cand = scoreDir(Optional.of(m.candidateDir()), m.sample());

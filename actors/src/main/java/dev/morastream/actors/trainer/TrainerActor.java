@@ -1,6 +1,6 @@
 package dev.morastream.actors.trainer;
 
-import dev.morastream.actors.djl.GradMode;
+import dev.morastream.models.llama.Autograd;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterRegistryActor;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
@@ -208,7 +208,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
                          TextTokenizer tok, ActorRef<AdapterRegistryActor.Command> registry,
                          ActorRef<PromotionSupervisor.Command> supervisor, Health health) {
         super(ctx);
-        GradMode.off();
+        Autograd.off();
         this.s = s;
         this.model = model;
         this.tok = tok;
@@ -275,7 +275,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     }
 
     private Behavior<Command> onTrain(Train m) {
-        GradMode.off(); // per message: the dispatcher may hand this actor any of its threads
+        Autograd.off(); // per message: the dispatcher may hand this actor any of its threads
         StepResult r;
         try {
             r = trainer.step(m.batch().batch());

@@ -81,7 +81,7 @@ class EvaluatorActorTest extends TinyModelFixture {
         long tTrain = System.nanoTime();
         var pool = java.util.concurrent.Executors.newSingleThreadExecutor();
         pool.submit(() -> {
-            dev.morastream.actors.djl.GradMode.off();
+            dev.morastream.models.llama.Autograd.off();
             try (IncrementalTrainer tr = new IncrementalTrainer(model, AdapterSpec.mora(8, MoraVariant.ROTATION), TrainerConfig.constant(3e-3))) {
                 TrainBatch b = new TrainBatch(rows, null, mask);
                 for (int i = 0; i < 20; i++) {
