@@ -155,12 +155,12 @@ public final class TrainingStream {
                 .mapAsync(s.decodeParallelism(), msg -> CompletableFuture.supplyAsync(
                         () -> {
                             Decoded d = new Decoded(decoder.decode(msg.record()), msg.committableOffset());
-                            stats.decoded.incrementAndGet();
+                            stats.consumed(msg.record().topic());
                             return d;
                         }, decodeExec))
                 .mapAsync(s.decodeParallelism(), d -> d.result() instanceof Rejected r
                         ? deadLetters.send(r).thenApplyAsync(x -> {
-                            stats.rejected.incrementAndGet();
+                            stats.deadLettered(r.topic(), r.reason().code());
                             return d;
                         }, exec)
                         : CompletableFuture.completedFuture(d))
@@ -177,8 +177,7 @@ public final class TrainingStream {
                 .mapConcat(batches -> batches)
                 .map(b -> replay == null ? b : replay.mix(b))
                 .mapAsync(1, (PackedBatch b) -> sink.accept(b).thenApplyAsync(durable -> {
-                    stats.batches.incrementAndGet();
-                    stats.recordsTrained.addAndGet(b.completedIds().size());
+                    stats.batch(b.domain(), b.completedIds().size(), b.batch().predictions());
                     return tracker.durable(b.domain(), durable);
                 }, exec))
                 .mapConcat(o -> o.map(List::of).orElse(List.of()))

@@ -60,6 +60,8 @@ class TrainerActorTest extends TinyModelFixture {
         if (trainer != null) {
             kit.stop(trainer); // PostStop detaches the adapter from the shared model
         }
+        // the registry publishes asynchronously: let it finish writing before @TempDir is deleted
+        kit.stop(registry, Duration.ofSeconds(30));
         assertEquals(LinearOp.PLAIN, model.linearOp(), "the stopped trainer left its adapter on the model");
     }
 
