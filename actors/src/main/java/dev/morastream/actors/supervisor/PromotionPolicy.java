@@ -22,8 +22,18 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
         }
     }
 
-    /** The outcome, with every reason that decided it. */
-    public record Decision(boolean promote, List<String> reasons) {}
+    /**
+     * The outcome, with every reason that decided it.
+     *
+     * @param codes for a rejection, one short code per failed check: {@code non_finite},
+     *     {@code memorization}, {@code downstream}, {@code retention} (empty for a promotion)
+     */
+    public record Decision(boolean promote, List<String> reasons, List<String> codes) {
+        public Decision {
+            reasons = List.copyOf(reasons);
+            codes = List.copyOf(codes);
+        }
+    }
 
     /**
      * @param candidate the new checkpoint's scores
@@ -31,14 +41,16 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
      */
     public Decision decide(Scores candidate, Scores serving) {
         List<String> why = new ArrayList<>();
+        List<String> codes = new ArrayList<>();
         if (!candidate.finite()) {
             why.add("non-finite score in candidate");
-            return new Decision(false, why);
+            return new Decision(false, why, List.of("non_finite"));
         }
         double gain = candidate.memorizationCharAcc() - serving.memorizationCharAcc();
         boolean ok = true;
         if (gain < memorizationMargin) {
             ok = false;
+            codes.add("memorization");
             why.add(String.format(Locale.ROOT, "memorization char_acc gain %.4f below margin %.4f", gain, memorizationMargin));
         } else {
             why.add(String.format(Locale.ROOT, "memorization char_acc +%.4f", gain));
@@ -47,9 +59,11 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
             Double c = candidate.downstream().get(e.getKey());
             if (c == null) {
                 ok = false;
+                codes.add("downstream");
                 why.add("downstream set '" + e.getKey() + "' not scored for the candidate");
             } else if (e.getValue() - c > downstreamTolerance) {
                 ok = false;
+                codes.add("downstream");
                 why.add(String.format(Locale.ROOT, "downstream '%s' regressed %.4f -> %.4f (tolerance %.4f)", e.getKey(),
                         e.getValue(), c, downstreamTolerance));
             }
@@ -57,9 +71,10 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
         double limit = serving.retentionLoss() * (1 + retentionTolerance);
         if (candidate.retentionLoss() > limit) {
             ok = false;
+            codes.add("retention");
             why.add(String.format(Locale.ROOT, "retention loss regressed %.4f -> %.4f (tolerance %.1f%%)", serving.retentionLoss(),
                     candidate.retentionLoss(), retentionTolerance * 100));
         }
-        return new Decision(ok, why);
+        return new Decision(ok, why, ok ? List.of() : codes.stream().distinct().toList());
     }
 }

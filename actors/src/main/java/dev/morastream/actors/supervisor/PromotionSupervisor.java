@@ -3,6 +3,7 @@ package dev.morastream.actors.supervisor;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.morastream.actors.evaluator.EvaluatorActor;
+import dev.morastream.actors.events.MoraEvent;
 import dev.morastream.actors.evaluator.Sample;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterRegistryActor;
@@ -97,6 +98,7 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     private final List<ActorRef<Event>> listeners = new ArrayList<>();
     private final Deque<CandidateReady> queue = new ArrayDeque<>();
     private boolean busy;
+    private long evalStarted;
 
     /**
      * @param auditLog JSONL file that every decision is appended to (created when missing)
@@ -141,7 +143,9 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
             queue.removeIf(q -> {
                 boolean older = q.version().domain().equals(c.version().domain());
                 if (older) {
-                    audit("superseded", q.version(), Optional.empty(), null, List.of("newer candidate " + c.version() + " arrived"));
+                    List<String> why = List.of("newer candidate " + c.version() + " arrived");
+                    audit("superseded", q.version(), Optional.empty(), null, why);
+                    decided(q.version(), "superseded", List.of("superseded"), why);
                 }
                 return older;
             });
@@ -158,10 +162,12 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
 
     private Behavior<Command> onServingKnown(ServingKnown m) {
         if (m.reply().isError()) {
-            return reject(m.candidate(), Optional.empty(), null, List.of("cannot read the alias: " + m.reply().getError().getMessage()));
+            return reject(m.candidate(), Optional.empty(), null, List.of("cannot read the alias: " + m.reply().getError().getMessage()),
+                    List.of("error"));
         }
         Optional<AdapterRegistry.Entry> serving = m.reply().getValue();
         CandidateReady c = m.candidate();
+        evalStarted = System.nanoTime();
         getContext().ask(statusClass(), evaluator, evalTimeout,
                 (ActorRef<StatusReply<EvaluatorActor.Evaluation>> r) -> new EvaluatorActor.Evaluate(c.dir(),
                         serving.map(AdapterRegistry.Entry::dir), c.sample(), r),
@@ -172,12 +178,14 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     private Behavior<Command> onEvaluated(Evaluated m) {
         CandidateReady c = m.candidate();
         if (m.reply().isError()) {
-            return reject(c, m.serving(), null, List.of("evaluation failed: " + m.reply().getError().getMessage()));
+            return reject(c, m.serving(), null, List.of("evaluation failed: " + m.reply().getError().getMessage()), List.of("error"));
         }
         EvaluatorActor.Evaluation eval = m.reply().getValue();
+        MoraEvent.publish(getContext().getSystem(), new MoraEvent.Evaluated(c.version().domain(), c.version(),
+                m.serving().map(AdapterRegistry.Entry::version), eval, System.nanoTime() - evalStarted));
         PromotionPolicy.Decision d = policy.decide(eval.candidate(), eval.serving());
         if (!d.promote()) {
-            return reject(c, m.serving(), eval, d.reasons());
+            return reject(c, m.serving(), eval, d.reasons(), d.codes());
         }
         getContext().ask(statusClass(), registry, Duration.ofSeconds(30),
                 (ActorRef<StatusReply<AdapterRegistry.Entry>> r) -> new AdapterRegistryActor.SetAlias(c.version(), r),
@@ -188,9 +196,11 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     private Behavior<Command> onAliasMoved(AliasMoved m) {
         Optional<AdapterVersion> prev = m.serving().map(AdapterRegistry.Entry::version);
         if (m.reply().isError()) {
-            return reject(m.candidate(), m.serving(), m.eval(), List.of("alias move failed: " + m.reply().getError().getMessage()));
+            return reject(m.candidate(), m.serving(), m.eval(), List.of("alias move failed: " + m.reply().getError().getMessage()),
+                    List.of("error"));
         }
         audit("promoted", m.candidate().version(), prev, m.eval(), m.decision().reasons());
+        decided(m.candidate().version(), "promoted", List.of(), m.decision().reasons());
         getContext().getLog().info("supervisor: promoted {} (was {}): {}", m.candidate().version(),
                 prev.map(Object::toString).orElse("base"), m.decision().reasons());
         Promoted p = new Promoted(m.candidate().version(), m.reply().getValue().dir(), prev, "promotion", m.decision().reasons());
@@ -199,9 +209,10 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     }
 
     private Behavior<Command> reject(CandidateReady c, Optional<AdapterRegistry.Entry> serving, EvaluatorActor.Evaluation eval,
-                                     List<String> reasons) {
+                                     List<String> reasons, List<String> codes) {
         Optional<AdapterVersion> sv = serving.map(AdapterRegistry.Entry::version);
         audit("rejected", c.version(), sv, eval, reasons);
+        decided(c.version(), "rejected", codes, reasons);
         getContext().getLog().info("supervisor: rejected {}: {}", c.version(), reasons);
         Rejected r = new Rejected(c.version(), sv, List.copyOf(reasons));
         listeners.forEach(l -> l.tell(r));
@@ -238,12 +249,17 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
             return this;
         }
         audit("rolled_back", cmd.to(), m.from(), null, List.of(cmd.reason()));
+        decided(cmd.to(), "rolled_back", List.of(), List.of(cmd.reason()));
         getContext().getLog().info("supervisor: rolled back {} -> {} ({})", m.from().map(Object::toString).orElse("base"),
                 cmd.to(), cmd.reason());
         Promoted p = new Promoted(cmd.to(), m.reply().getValue().dir(), m.from(), "rollback", List.of(cmd.reason()));
         listeners.forEach(l -> l.tell(p));
         cmd.replyTo().tell(StatusReply.success(cmd.to()));
         return this;
+    }
+
+    private void decided(AdapterVersion v, String decision, List<String> codes, List<String> reasons) {
+        MoraEvent.publish(getContext().getSystem(), new MoraEvent.Decided(v.domain(), v, decision, codes, reasons));
     }
 
     /** Appends one decision to the audit log and fsyncs it. */

@@ -1,6 +1,7 @@
 package dev.morastream.actors.trainer;
 
 import dev.morastream.models.llama.Autograd;
+import dev.morastream.actors.events.MoraEvent;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterRegistryActor;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
@@ -15,6 +16,13 @@ import dev.morastream.streams.BatchSink;
 import dev.morastream.streams.pack.PackedBatch;
 import dev.morastream.streams.pack.ResumePoint;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -122,10 +130,13 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
      * @param lrBackoff factor of each back-off (e.g. 0.5)
      * @param sampleFacts prompt/completion facts kept for the evaluator
      * @param sampleTexts trained rows kept for the evaluator
+     * @param ledger keep {@code checkpointRoot/ledger.txt}: the ids of the records whose training is in the
+     *     latest checkpoint, one per line (appended and fsynced before each checkpoint, cut back to the
+     *     checkpoint's length on start, so it never names a record the checkpoint did not absorb)
      */
     public record Settings(String domain, AdapterSpec spec, TrainerConfig config, Path checkpointRoot, int everySteps,
                            Duration every, int keep, double divergenceFactor, int divergenceWarmup, int lrBackoffAfter,
-                           double lrBackoff, int sampleFacts, int sampleTexts) {
+                           double lrBackoff, int sampleFacts, int sampleTexts, boolean ledger) {
         public Settings {
             if (everySteps < 1 || keep < 2 || divergenceFactor <= 1 || lrBackoffAfter < 1 || lrBackoff <= 0 || lrBackoff > 1) {
                 throw new IllegalArgumentException("bad trainer settings: everySteps >= 1, keep >= 2, divergenceFactor > 1,"
@@ -135,17 +146,37 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
 
         /** Defaults: checkpoint every 50 steps or 60 s, keep 3, divergence at 4x the mean after 20 steps, halve lr every 2. */
         public static Settings of(String domain, AdapterSpec spec, TrainerConfig config, Path checkpointRoot) {
-            return new Settings(domain, spec, config, checkpointRoot, 50, Duration.ofSeconds(60), 3, 4.0, 20, 2, 0.5, 64, 64);
+            return new Settings(domain, spec, config, checkpointRoot, 50, Duration.ofSeconds(60), 3, 4.0, 20, 2, 0.5, 64, 64, false);
         }
 
         public Settings withCheckpointEvery(int steps, Duration time) {
             return new Settings(domain, spec, config, checkpointRoot, steps, time, keep, divergenceFactor, divergenceWarmup,
-                    lrBackoffAfter, lrBackoff, sampleFacts, sampleTexts);
+                    lrBackoffAfter, lrBackoff, sampleFacts, sampleTexts, ledger);
         }
 
         public Settings withDivergence(double factor, int warmup, int backoffAfter, double backoff) {
             return new Settings(domain, spec, config, checkpointRoot, everySteps, every, keep, factor, warmup, backoffAfter,
-                    backoff, sampleFacts, sampleTexts);
+                    backoff, sampleFacts, sampleTexts, ledger);
+        }
+
+        public Settings withKeep(int n) {
+            return new Settings(domain, spec, config, checkpointRoot, everySteps, every, n, divergenceFactor, divergenceWarmup,
+                    lrBackoffAfter, lrBackoff, sampleFacts, sampleTexts, ledger);
+        }
+
+        public Settings withSamples(int facts, int texts) {
+            return new Settings(domain, spec, config, checkpointRoot, everySteps, every, keep, divergenceFactor, divergenceWarmup,
+                    lrBackoffAfter, lrBackoff, facts, texts, ledger);
+        }
+
+        public Settings withLedger(boolean on) {
+            return new Settings(domain, spec, config, checkpointRoot, everySteps, every, keep, divergenceFactor, divergenceWarmup,
+                    lrBackoffAfter, lrBackoff, sampleFacts, sampleTexts, on);
+        }
+
+        /** The ledger file (see {@code ledger}). */
+        public Path ledgerFile() {
+            return checkpointRoot.resolve(LEDGER_FILE);
         }
     }
 
@@ -156,6 +187,8 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     }
 
     static final String LR_SCALE_KEY = "trainer.lr_scale";
+    static final String LEDGER_KEY = "trainer.ledger_bytes";
+    static final String LEDGER_FILE = "ledger.txt";
     static final String DOMAIN_KEY = "trainer.domain";
 
     private final Settings s;
@@ -175,6 +208,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     private long judged;
     private double progressiveSum;
     private long progressiveCount;
+    private final List<String> unledgered = new ArrayList<>(); // ids trained since the last checkpoint
 
     /**
      * The trainer, supervised: restarted from its last checkpoint on any failure (at most 10 times a
@@ -224,6 +258,11 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
                 Map<String, String> md = TrainerCheckpoint.info(latest.get()).metadata();
                 resume.putAll(ResumePoint.fromMetadata(md));
                 stored = Double.parseDouble(md.getOrDefault(LR_SCALE_KEY, "1"));
+            }
+            if (s.ledger()) {
+                long keepBytes = latest.isPresent()
+                        ? Long.parseLong(TrainerCheckpoint.info(latest.get()).metadata().getOrDefault(LEDGER_KEY, "0")) : 0;
+                cutLedger(s.ledgerFile(), keepBytes);
             }
             double backoff = Math.pow(s.lrBackoff(), health.divergences / s.lrBackoffAfter());
             this.lrScale = Math.min(stored, backoff);
@@ -280,22 +319,27 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         try {
             r = trainer.step(m.batch().batch());
         } catch (RuntimeException e) {
-            throw fail(m, "step failed: " + e, false, e);
+            throw fail(m, "step failed: " + e, "exception", e);
         }
         double loss = r.lossBefore();
         if (!Double.isFinite(loss)) {
-            throw fail(m, "non-finite loss " + loss + " at micro step " + r.microStep(), false, null);
+            throw fail(m, "non-finite loss " + loss + " at micro step " + r.microStep(), "nan", null);
         }
         if (judged >= s.divergenceWarmup() && loss > s.divergenceFactor() * runningLoss) {
             throw fail(m, String.format(Locale.ROOT, "loss diverged: %.4f > %.1f x running mean %.4f", loss,
-                    s.divergenceFactor(), runningLoss), true, null);
+                    s.divergenceFactor(), runningLoss), "divergence", null);
         }
+        MoraEvent.publish(getContext().getSystem(), new MoraEvent.Stepped(s.domain(), r.step(), loss, r.lossAfter(), r.lr(),
+                r.tokens(), (long) (r.millis() * 1e6)));
         runningLoss = Double.isNaN(runningLoss) ? loss : 0.9 * runningLoss + 0.1 * loss;
         judged++;
         progressiveSum += loss;
         progressiveCount++;
         resume.putAll(m.batch().resume());
         reservoir.add(m.batch().batch());
+        if (s.ledger()) {
+            unledgered.addAll(m.batch().completedIds());
+        }
         Optional<Path> ckpt = Optional.empty();
         if (r.updated() && trainer.step() - savedStep >= s.everySteps()) {
             ckpt = checkpoint();
@@ -306,7 +350,9 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         return this;
     }
 
-    private TrainingFailure fail(Train m, String why, boolean divergence, Throwable cause) {
+    private TrainingFailure fail(Train m, String why, String reason, Throwable cause) {
+        boolean divergence = reason.equals("divergence");
+        MoraEvent.publish(getContext().getSystem(), new MoraEvent.TrainFailed(s.domain(), reason, why));
         health.failures++;
         if (divergence) {
             health.divergences++;
@@ -342,12 +388,18 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         md.put(LR_SCALE_KEY, Double.toString(lrScale));
         md.put(DOMAIN_KEY, s.domain());
         Path dir;
+        long t0 = System.nanoTime();
         try {
+            if (s.ledger()) {
+                md.put(LEDGER_KEY, Long.toString(appendLedger(s.ledgerFile(), unledgered)));
+                unledgered.clear();
+            }
             dir = TrainerCheckpoint.save(trainer, s.checkpointRoot(), md, s.keep());
         } catch (IOException e) {
             throw new UncheckedIOException("trainer " + s.domain() + ": checkpoint failed", e);
         }
         savedStep = trainer.step();
+        MoraEvent.publish(getContext().getSystem(), new MoraEvent.Checkpointed(s.domain(), savedStep, System.nanoTime() - t0));
         Map<TopicPartition, Long> offsets = new HashMap<>();
         resume.forEach((tp, p) -> offsets.put(tp, p.offset()));
         undelivered = offsets;
@@ -366,6 +418,37 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
                 r -> new AdapterRegistryActor.Publish(s.domain(), adapter, info, r),
                 (r, err) -> new Published(err != null ? StatusReply.error(err) : r, step, progressive));
         return Optional.of(dir);
+    }
+
+    /** Appends {@code ids} to the ledger, fsyncs it, and returns its length. */
+    static long appendLedger(Path file, List<String> ids) throws IOException {
+        Files.createDirectories(file.getParent());
+        StringBuilder sb = new StringBuilder();
+        ids.forEach(id -> sb.append(id).append('\n'));
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.APPEND)) {
+            ByteBuffer buf = ByteBuffer.wrap(sb.toString().getBytes(StandardCharsets.UTF_8));
+            while (buf.hasRemaining()) {
+                ch.write(buf);
+            }
+            ch.force(true);
+            return ch.size();
+        }
+    }
+
+    /** Cuts the ledger back to what the checkpoint absorbed (entries appended by a checkpoint that never landed). */
+    static void cutLedger(Path file, long bytes) throws IOException {
+        if (Files.exists(file) && Files.size(file) > bytes) {
+            try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
+                ch.truncate(bytes);
+                ch.force(true);
+            }
+        }
+    }
+
+    /** The record ids in {@code checkpointRoot}'s ledger, in training order (empty when none). */
+    public static List<String> ledger(Path checkpointRoot) throws IOException {
+        Path f = checkpointRoot.resolve(LEDGER_FILE);
+        return Files.exists(f) ? Files.readAllLines(f, StandardCharsets.UTF_8) : List.of();
     }
 
     @SuppressWarnings("unchecked")

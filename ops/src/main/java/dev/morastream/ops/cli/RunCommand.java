@@ -1,71 +1,83 @@
 package dev.morastream.ops.cli;
 
-import ai.djl.ndarray.NDManager;
-import dev.morastream.models.eval.Perplexity;
-import dev.morastream.models.eval.TaskSet;
-import dev.morastream.models.generate.GenerationConfig;
-import dev.morastream.models.generate.Generator;
-import dev.morastream.models.llama.LlamaModel;
-import dev.morastream.models.tokenizer.TextTokenizer;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
+import dev.morastream.ops.run.JobConfig;
+import dev.morastream.ops.run.MoraJob;
 import java.nio.file.Path;
-import java.util.List;
-import java.util.Locale;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import sun.misc.Signal;
 
 /**
- * The main job. The streaming system (Kafka ingestion, trainer, evaluator, supervisor and serving
- * actors, HTTP API) is built by later issues; until then this loads the base model and reports
- * what it knows: held-out perplexity, downstream task scores and a sample completion.
+ * The main job: Kafka stream -> MoRA trainers -> evaluator -> promotion -> serving API. Runs until
+ * SIGTERM or Ctrl-C, then stops gracefully (drain, final checkpoints, offsets committed) and
+ * exits 0.
  */
 @Command(name = "run", mixinStandardHelpOptions = true,
-        description = {"Run the main job (today: evaluate the base model; the streaming job is not built yet).",
-            "Loads the base model and reports its held-out perplexity, downstream task scores and a sample answer."})
+        description = {"Run the main job: learn from Kafka, promote better adapters, serve them over HTTP.",
+            "With no configuration: an embedded Kafka broker, the shipped tiny model, a demo stream of new facts,",
+            "HTTP on 127.0.0.1:8080. Configuration: application.conf keys (morastream.*), overridable by --config FILE,",
+            "-D system properties (MORA_JAVA_OPTS) and CONFIG_FORCE_* environment variables.",
+            "SIGTERM / Ctrl-C drains the stream, writes final checkpoints, commits offsets and exits 0."})
 public final class RunCommand implements Callable<Integer> {
-    @Mixin ModelOptions modelOptions;
+    @Option(names = "--config", paramLabel = "FILE", description = "HOCON file with the keys to change (see application.conf).")
+    Path config;
+
+    @Option(names = "--data-dir", paramLabel = "DIR", description = "State directory (morastream.data-dir; default mora-data).")
+    Path dataDir;
+
+    @Option(names = "--port", description = "HTTP port (morastream.http.port; 0 = a free one; default 8080).")
+    Integer port;
+
+    @Option(names = "--bootstrap-servers", paramLabel = "HOST:PORT",
+            description = "External Kafka cluster (morastream.kafka.bootstrap-servers; default: an embedded broker).")
+    String bootstrapServers;
+
+    @Option(names = "--model", paramLabel = "DIR", description = "Base model directory (morastream.base-model; default: the shipped tiny model).")
+    Path model;
+
+    @Option(names = "--no-demo", description = "Do not feed the demo stream of facts (morastream.demo.enabled = false).")
+    boolean noDemo;
 
     @Override
     public Integer call() throws Exception {
-        Path dir = modelOptions.dir();
-        System.err.println("loading base model " + dir);
-        try (NDManager root = NDManager.newBaseManager();
-                LlamaModel model = LlamaModel.load(dir, root);
-                TextTokenizer tok = TextTokenizer.forModel(dir, model.config())) {
-            System.out.printf(Locale.ROOT, "model: %,d parameters, %d layers, context %d, tokenizer %s, device %s%n",
-                    model.parameterCount(), model.config().numHiddenLayers(), model.config().maxPositionEmbeddings(),
-                    tok.name(), model.device());
-            Path held = dir.resolve("eval").resolve("heldout.txt");
-            if (Files.isRegularFile(held)) {
-                Perplexity.Result r = Perplexity.evaluate(model, tok, Files.readString(held, StandardCharsets.UTF_8),
-                        model.config().maxPositionEmbeddings());
-                System.out.printf(Locale.ROOT, "held-out set: %d tokens, loss %.4f nats/token, perplexity %.3f%n",
-                        r.tokens(), r.loss(), r.perplexity());
-            }
-            Generator gen = new Generator(model, tok);
-            Path tasks = dir.resolve("eval").resolve("tasks.jsonl");
-            if (Files.isRegularFile(tasks)) {
-                List<TaskSet.Item> items = TaskSet.load(tasks);
-                java.util.Map<String, List<TaskSet.Item>> bySet = new java.util.LinkedHashMap<>();
-                items.forEach(i -> bySet.computeIfAbsent(i.set(), k -> new java.util.ArrayList<>()).add(i));
-                List<TaskSet.Item> sample = bySet.values().stream()
-                        .flatMap(l -> l.subList(0, Math.min(l.size(), 20)).stream()).toList(); // up to 20 per set
-                for (TaskSet.Score s : TaskSet.evaluate(gen, sample, 16)) {
-                    System.out.printf(Locale.ROOT, "tasks %-12s %3d items  exact match %.2f  char accuracy %.2f%n",
-                            s.set(), s.items(), s.exactMatch(), s.charAccuracy());
-                }
-                TaskSet.Item first = items.get(0);
-                System.out.print("sample: " + first.prompt());
-                gen.generate(first.prompt(), new GenerationConfig(16, 0, 1, 0, List.of("\n"), true), s -> {
-                    System.out.print(s);
-                    System.out.flush();
-                });
-                System.out.println();
-            }
-            System.out.println("the streaming job (Kafka -> MoRA trainers -> evaluator -> serving API) is not built yet");
+        Map<String, Object> overrides = new LinkedHashMap<>();
+        if (dataDir != null) {
+            overrides.put("morastream.data-dir", dataDir.toString());
         }
+        if (port != null) {
+            overrides.put("morastream.http.port", port);
+        }
+        if (bootstrapServers != null) {
+            overrides.put("morastream.kafka.bootstrap-servers", bootstrapServers);
+        }
+        if (model != null) {
+            overrides.put("morastream.base-model", model.toString());
+        }
+        if (noDemo) {
+            overrides.put("morastream.demo.enabled", false);
+        }
+        JobConfig cfg = JobConfig.load(config, overrides, Paths.home());
+        CountDownLatch stop = new CountDownLatch(1);
+        // SIGTERM and SIGINT stop the job from this thread, which then exits 0 (the JVM's own
+        // handler would run shutdown hooks and exit 143)
+        for (String sig : new String[] {"TERM", "INT"}) {
+            Signal.handle(new Signal(sig), s -> stop.countDown());
+        }
+        MoraJob job = MoraJob.start(cfg);
+        Thread hook = new Thread(() -> {
+            try {
+                job.close(); // another way out (SIGHUP, System.exit elsewhere): still stop in order
+            } catch (Exception e) {
+                System.err.println("mora run: shutdown: " + e);
+            }
+        }, "mora-run-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        stop.await();
+        job.close();
         return 0;
     }
 }

@@ -13,6 +13,8 @@ import dev.morastream.ops.metrics.Metrics;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.List;
@@ -23,6 +25,9 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ThreadLocalRandom;
@@ -58,6 +63,8 @@ import org.apache.pekko.util.ByteString;
 public final class HttpApi extends AllDirectives implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
     static final String VERSION_HEADER = "x-mora-adapter-version";
+    /** Decisions of the audit log that {@code GET /v1/adapters} shows (the latest). */
+    static final int AUDIT_LINES = 200;
 
     /**
      * @param adminToken bearer token of the admin endpoints; {@code null} or empty disables them (403)
@@ -81,9 +88,26 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         }
     }
 
+    /**
+     * How promote and rollback move a domain's alias. The default moves the registry's alias and
+     * swaps the pool; the main job goes through its promotion supervisor instead (audit log,
+     * listeners, the promotions topic).
+     */
+    public interface AliasMover {
+        /**
+         * Makes {@code target} the version its domain serves (validated: it exists in the registry).
+         *
+         * @param cause {@code promote} or {@code rollback}
+         * @return completes when new requests get {@code target}
+         */
+        CompletionStage<Void> move(AdapterVersion target, String cause);
+    }
+
     private final ServingPool pool;
     private final Metrics metrics;
     private final Settings settings;
+    private final AliasMover mover;
+    private final Path auditLog;
     private final ExecutorService admin = Executors.newSingleThreadExecutor(r -> {
         Thread t = new Thread(r, "mora-http-admin");
         t.setDaemon(true);
@@ -91,9 +115,26 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
     });
 
     public HttpApi(ServingPool pool, Metrics metrics, Settings settings) {
+        this(pool, metrics, settings, null, null);
+    }
+
+    /**
+     * @param mover how promote/rollback move an alias ({@code null}: the registry's alias, then the pool)
+     * @param auditLog the promotion audit log (JSONL) that {@code GET /v1/adapters} shows, or {@code null}
+     */
+    public HttpApi(ServingPool pool, Metrics metrics, Settings settings, AliasMover mover, Path auditLog) {
         this.pool = pool;
         this.metrics = metrics;
         this.settings = settings;
+        this.auditLog = auditLog;
+        this.mover = mover != null ? mover : (target, cause) -> CompletableFuture.runAsync(() -> {
+            try {
+                pool.registry().orElseThrow().setAlias(target);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            pool.swap(target);
+        }, admin);
     }
 
     /** Binds the routes on {@code host:port} (0 for a free port). */
@@ -447,6 +488,19 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                 throw new UncheckedIOException(e);
             }
         }
+        ArrayNode audit = o.putArray("audit");
+        if (auditLog != null && Files.exists(auditLog)) {
+            try {
+                List<String> lines = Files.readAllLines(auditLog, StandardCharsets.UTF_8);
+                for (String line : lines.subList(Math.max(0, lines.size() - AUDIT_LINES), lines.size())) {
+                    if (!line.isBlank()) {
+                        audit.add(JSON.readTree(line));
+                    }
+                }
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read the audit log " + auditLog, e);
+            }
+        }
         return complete(json(200, o));
     }
 
@@ -482,12 +536,11 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                 if (rollback && current.isPresent() && target.compareTo(current.get()) >= 0) {
                     throw ApiError.badRequest("rollback goes to a version older than " + current.get() + "; use promote");
                 }
-                reg.setAlias(target);
-                Optional<AdapterVersion> old = pool.swap(target);
+                mover.move(target, rollback ? "rollback" : "promote").toCompletableFuture().get(60, TimeUnit.SECONDS);
                 ObjectNode o = JSON.createObjectNode();
                 o.put("domain", domain);
-                o.put("previous", old.map(AdapterVersion::toString).orElse(null));
-                o.put("serving", target.toString());
+                o.put("previous", current.map(AdapterVersion::toString).orElse(null));
+                o.put("serving", pool.serving(domain).map(AdapterVersion::toString).orElse(null));
                 return json(200, o);
             } catch (ApiError e) {
                 return error(e);
@@ -495,6 +548,11 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                 return error(ApiError.badRequest(e.getMessage()));
             } catch (IOException | UncheckedIOException e) {
                 return error(new ApiError(500, "server_error", null, e.toString()));
+            } catch (ExecutionException | TimeoutException e) {
+                return error(new ApiError(500, "server_error", null, "moving the alias failed: " + (e.getCause() != null ? e.getCause() : e)));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return error(new ApiError(503, "server_error", null, "interrupted"));
             }
         }, admin);
         return completeWithFuture(done);

@@ -7,6 +7,7 @@ import dev.morastream.models.adapters.AdapterSet;
 import dev.morastream.models.generate.GenerationConfig;
 import dev.morastream.models.generate.GenerationResult;
 import dev.morastream.models.generate.Generator;
+import dev.morastream.models.llama.Autograd;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
@@ -315,6 +316,7 @@ public final class ServingPool implements AutoCloseable {
     private void run(Target target, String prompt, GenerationConfig cfg, Listener listener, long queuedAt,
             CompletableFuture<Served> out) {
         long started = System.nanoTime();
+        Autograd.off(); // generation builds no graphs (grad mode is per thread and on by default)
         String domain = target.domain();
         AdapterVersion version = null;
         Loaded loaded = null;

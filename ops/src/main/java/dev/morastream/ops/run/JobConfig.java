@@ -1,0 +1,200 @@
+package dev.morastream.ops.run;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigParseOptions;
+import com.typesafe.config.ConfigValue;
+import dev.morastream.actors.supervisor.PromotionPolicy;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.adapters.MoraVariant;
+import dev.morastream.models.train.LrSchedule;
+import dev.morastream.models.train.TrainerConfig;
+import dev.morastream.streams.records.RecordDecoder;
+import dev.morastream.streams.replay.ReplayMixer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The settings of {@code bin/mora run}, read from the {@code morastream} section of the HOCON
+ * configuration (see {@code application.conf}, where every key is documented). Invalid values fail
+ * at start with the key's name.
+ */
+public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, Stream stream, Trainer trainer,
+                        Evaluator evaluator, PromotionPolicy promotion, int registryKeep, Http http, Demo demo) {
+
+    public record Kafka(String bootstrapServers, Map<String, String> client, String groupId, List<String> topics,
+                        boolean createTopics, int partitions, String deadLetterTopic, String promotionsTopic,
+                        Duration lagInterval) {
+        /** Whether the job starts its own broker. */
+        public boolean embedded() {
+            return bootstrapServers.isBlank();
+        }
+    }
+
+    public record Stream(RecordDecoder.Config decoder, int seqLen, int batchSize, int decodeParallelism, Duration idleFlush,
+                         Duration trainerTimeout, Duration restartBackoff, ReplayMixer.Config replay) {}
+
+    public record Trainer(AdapterSpec spec, TrainerConfig config, int checkpointEverySteps, Duration checkpointEvery,
+                          int keepCheckpoints, double divergenceFactor, int divergenceWarmup, int backoffAfter, double backoff,
+                          boolean ledger, int sampleFacts, int sampleTexts) {}
+
+    public record Evaluator(Path tasksFile, int tasksPerSet, Path heldoutFile, int heldoutChars, int window, int maxNewTokens,
+                            Duration timeout) {}
+
+    public record Http(String host, int port, String adminToken, long maxBodyBytes, int maxTokens, int workers, int queue,
+                       int maxLoaded) {}
+
+    public record Demo(boolean enabled, long seed, int countries, int people, double rate, int repeats) {}
+
+    /**
+     * Loads the configuration: {@code overrides} (command-line options), then system properties,
+     * then {@code CONFIG_FORCE_} environment variables, then {@code file} (when not null), then
+     * {@code application.conf} and the modules' {@code reference.conf}.
+     *
+     * @param home the installation directory (the shipped model lives under it)
+     */
+    public static JobConfig load(Path file, Map<String, Object> overrides, Path home) {
+        Config fromFile = ConfigFactory.empty();
+        if (file != null) {
+            if (!Files.isRegularFile(file)) {
+                throw new IllegalArgumentException("configuration file " + file + " does not exist");
+            }
+            fromFile = ConfigFactory.parseFile(file.toFile(), ConfigParseOptions.defaults().setAllowMissing(false));
+        }
+        Config c = ConfigFactory.parseMap(overrides, "command-line options")
+                .withFallback(ConfigFactory.systemProperties())
+                .withFallback(ConfigFactory.systemEnvironmentOverrides())
+                .withFallback(fromFile)
+                .withFallback(ConfigFactory.parseResourcesAnySyntax("application"))
+                .withFallback(ConfigFactory.defaultReference())
+                .resolve();
+        return from(c, home);
+    }
+
+    /** Reads the {@code morastream} section of a resolved configuration. */
+    public static JobConfig from(Config c, Path home) {
+        try {
+            return parse(c, home);
+        } catch (ConfigException e) {
+            throw new IllegalArgumentException("configuration: " + e.getMessage(), e);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("configuration: " + e.getMessage(), e);
+        }
+    }
+
+    private static JobConfig parse(Config c, Path home) {
+        Config m = c.getConfig("morastream");
+        Path dataDir = Path.of(m.getString("data-dir")).toAbsolutePath().normalize();
+        String base = m.getString("base-model");
+        Path baseModel = (base.isBlank() ? home.resolve("base-models").resolve("tiny") : Path.of(base)).toAbsolutePath().normalize();
+
+        Config k = m.getConfig("kafka");
+        Map<String, String> client = new LinkedHashMap<>();
+        for (Map.Entry<String, ConfigValue> e : k.getConfig("client").entrySet()) {
+            client.put(e.getKey().replace("\"", ""), String.valueOf(e.getValue().unwrapped()));
+        }
+        List<String> topics = k.getStringList("topics");
+        if (topics.isEmpty()) {
+            throw new IllegalArgumentException("morastream.kafka.topics is empty: nothing to read");
+        }
+        Kafka kafka = new Kafka(k.getString("bootstrap-servers").trim(), client, k.getString("group-id"), topics,
+                k.getBoolean("create-topics"), positive(k, "partitions"), k.getString("dead-letter-topic"),
+                k.getString("promotions-topic").trim(), k.getDuration("lag-interval"));
+
+        Config s = m.getConfig("stream");
+        String defaultDomain = s.getString("default-domain").trim();
+        RecordDecoder.Config decoder = new RecordDecoder.Config(new LinkedHashSet<>(s.getStringList("domains")),
+                defaultDomain.isEmpty() ? null : defaultDomain, positive(s, "max-record-bytes"));
+        Config r = s.getConfig("replay");
+        ReplayMixer.Config replay = new ReplayMixer.Config(r.getDouble("fraction"), positive(r, "capacity"),
+                r.getDouble("general-share"), r.getInt("general-docs"), r.getLong("seed"));
+        Duration idle = s.getDuration("idle-flush");
+        Stream stream = new Stream(decoder, positive(s, "seq-len"), positive(s, "batch-size"), positive(s, "decode-parallelism"),
+                idle.isZero() ? null : idle, s.getDuration("trainer-timeout"), s.getDuration("restart-backoff"), replay);
+
+        Config t = m.getConfig("trainer");
+        AdapterSpec.Method method = parse("morastream.trainer.method", () -> AdapterSpec.Method.parse(t.getString("method")));
+        String variant = t.getString("variant").trim();
+        MoraVariant moraVariant = method != AdapterSpec.Method.MORA || variant.equalsIgnoreCase("auto") ? null
+                : parse("morastream.trainer.variant", () -> MoraVariant.parse(variant));
+        LrSchedule.Kind schedule = parse("morastream.trainer.schedule", () -> LrSchedule.Kind.parse(t.getString("schedule")));
+        AdapterSpec spec = new AdapterSpec(method, moraVariant,
+                t.getInt("rank"), t.getDouble("alpha"), t.getDouble("dropout"), t.getStringList("target-modules"),
+                positive(t, "rotation-threshold"), t.getLong("seed"));
+        TrainerConfig tc = new TrainerConfig(t.getDouble("lr"), schedule,
+                t.getInt("warmup-steps"), positive(t, "total-steps"), t.getDouble("min-lr-ratio"), t.getDouble("weight-decay"),
+                t.getDouble("clip-norm"), positive(t, "grad-accum"), t.getBoolean("completion-only"), true, 0, 0);
+        Config dv = t.getConfig("divergence");
+        Duration every = t.getDuration("checkpoint-every");
+        Trainer trainer = new Trainer(spec, tc, positive(t, "checkpoint-every-steps"), every.isZero() ? null : every,
+                t.getInt("keep-checkpoints"), dv.getDouble("factor"), dv.getInt("warmup"), positive(dv, "backoff-after"),
+                dv.getDouble("backoff"), t.getBoolean("ledger"), t.getInt("sample-facts"), t.getInt("sample-texts"));
+
+        Config e = m.getConfig("evaluator");
+        Path tasks = e.getString("tasks-file").isBlank() ? baseModel.resolve("eval").resolve("tasks.jsonl") : Path.of(e.getString("tasks-file"));
+        Path heldout = e.getString("heldout-file").isBlank() ? baseModel.resolve("eval").resolve("heldout.txt")
+                : Path.of(e.getString("heldout-file"));
+        Evaluator evaluator = new Evaluator(tasks, e.getInt("tasks-per-set"), heldout, e.getInt("heldout-chars"), positive(e, "window"),
+                positive(e, "max-new-tokens"), e.getDuration("timeout"));
+
+        Config p = m.getConfig("promotion");
+        PromotionPolicy policy = new PromotionPolicy(p.getDouble("memorization-margin"), p.getDouble("downstream-tolerance"),
+                p.getDouble("retention-tolerance"));
+
+        Config h = m.getConfig("http");
+        int port = h.getInt("port");
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException("morastream.http.port must be 0..65535, got " + port);
+        }
+        Http http = new Http(h.getString("host"), port, h.getString("admin-token"), h.getLong("max-body-bytes"),
+                positive(h, "max-tokens"), positive(h, "workers"), positive(h, "queue"), positive(h, "max-loaded"));
+
+        Config d = m.getConfig("demo");
+        Demo demo = new Demo(d.getBoolean("enabled"), d.getLong("seed"), positive(d, "countries"), positive(d, "people"),
+                d.getDouble("rate"), d.getInt("repeats"));
+        if (demo.rate() <= 0) {
+            throw new IllegalArgumentException("morastream.demo.rate must be positive");
+        }
+        return new JobConfig(c, dataDir, baseModel, kafka, stream, trainer, evaluator, policy, positive(m.getConfig("registry"), "keep"),
+                http, demo);
+    }
+
+    private static <T> T parse(String key, java.util.function.Supplier<T> value) {
+        try {
+            return value.get();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(key + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static int positive(Config c, String key) {
+        int v = c.getInt(key);
+        if (v <= 0) {
+            throw new IllegalArgumentException(key + " must be positive, got " + v);
+        }
+        return v;
+    }
+
+    /** Where the trainer of {@code domain} keeps its checkpoints. */
+    public Path checkpoints(String domain) {
+        return dataDir.resolve("checkpoints").resolve(domain);
+    }
+
+    public Path registryDir() {
+        return dataDir.resolve("registry");
+    }
+
+    public Path auditLog() {
+        return dataDir.resolve("audit.jsonl");
+    }
+
+    public Path kafkaDir() {
+        return dataDir.resolve("kafka");
+    }
+}

@@ -1,0 +1,579 @@
+package dev.morastream.ops.run;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import ai.djl.ndarray.NDManager;
+import dev.morastream.actors.evaluator.EvaluatorActor;
+import dev.morastream.actors.events.MoraEvent;
+import dev.morastream.actors.registry.AdapterRegistry;
+import dev.morastream.actors.registry.AdapterRegistryActor;
+import dev.morastream.actors.registry.AdapterVersion;
+import dev.morastream.actors.supervisor.PromotionSupervisor;
+import dev.morastream.actors.trainer.TrainerActor;
+import dev.morastream.models.eval.TaskSet;
+import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.ops.metrics.Metrics;
+import dev.morastream.ops.serve.HttpApi;
+import dev.morastream.ops.serve.ServingPool;
+import dev.morastream.streams.BatchSink;
+import dev.morastream.streams.StreamStats;
+import dev.morastream.streams.TrainingStream;
+import dev.morastream.streams.kafka.EmbeddedKafka;
+import dev.morastream.streams.pack.ResumePoint;
+import dev.morastream.streams.records.DeadLetters;
+import dev.morastream.streams.replay.ReplayMixer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
+import java.time.LocalTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.TopicConfig;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.SpawnProtocol;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.kafka.javadsl.Consumer;
+import org.apache.pekko.stream.Materializer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The main job ({@code bin/mora run}): Kafka (embedded or external) -> {@link TrainingStream} ->
+ * one {@link TrainerActor} per domain -> {@link AdapterRegistryActor} -> {@link PromotionSupervisor}
+ * (with the {@link EvaluatorActor}) -> the {@link ServingPool} behind the HTTP API, with metrics
+ * and a progress log. Every piece of state lives under the data directory, so a restart resumes:
+ * trainers from their checkpoints, the stream from the checkpoints' offsets, serving from the
+ * registry's aliases.
+ *
+ * <p>{@link #close()} is the graceful stop: the stream drains (the batch at a trainer finishes and
+ * its commit lands), every trainer writes a final checkpoint, the offsets it holds are committed,
+ * then serving, the actors and the broker stop.
+ */
+public final class MoraJob implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(MoraJob.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final Duration ASK = Duration.ofSeconds(30);
+
+    private final JobConfig cfg;
+    private final List<AutoCloseable> closeLast = new ArrayList<>(); // closed in reverse order
+    private FileLock lock;
+    private EmbeddedKafka kafka;
+    private String bootstrap;
+    private Admin admin;
+    private NDManager root;
+    private LlamaModel model;
+    private TextTokenizer tok;
+    private Metrics metrics;
+    private ActorSystem<SpawnProtocol.Command> system;
+    private Materializer materializer;
+    private final StreamStats stats = new StreamStats();
+    private JobMetrics jobMetrics;
+    private final Progress progress = new Progress();
+    private ActorRef<PromotionSupervisor.Command> supervisor;
+    private final Map<String, ActorRef<TrainerActor.Command>> trainers = new LinkedHashMap<>();
+    private DeadLetters deadLetters;
+    private KafkaProducer<String, String> promotions;
+    private ServingPool pool;
+    private HttpApi api;
+    private ServerBinding binding;
+    private CompletableFuture<Void> warm;
+    private DemoFeed demo;
+    private final ExecutorService blocking = Executors.newFixedThreadPool(2, r -> {
+        Thread t = new Thread(r, "mora-job");
+        t.setDaemon(true);
+        return t;
+    });
+    private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "mora-job-timer");
+        t.setDaemon(true);
+        return t;
+    });
+    private volatile Consumer.DrainingControl<Done> control;
+    private volatile boolean stopping;
+    private boolean closed;
+
+    private MoraJob(JobConfig cfg) {
+        this.cfg = cfg;
+    }
+
+    /** Starts everything; on failure, what was started is stopped and the error is thrown. */
+    public static MoraJob start(JobConfig cfg) throws Exception {
+        MoraJob job = new MoraJob(cfg);
+        try {
+            job.boot();
+            return job;
+        } catch (Exception | Error e) {
+            try {
+                job.close();
+            } catch (Exception suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
+    }
+
+    private void boot() throws Exception {
+        if (cfg.trainer().spec().method() == dev.morastream.models.adapters.AdapterSpec.Method.FULL) {
+            throw new IllegalArgumentException("morastream.trainer.method = full cannot be served as an adapter: use mora or lora");
+        }
+        Files.createDirectories(cfg.dataDir());
+        FileChannel lockFile = FileChannel.open(cfg.dataDir().resolve(".lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+        lock = lockFile.tryLock();
+        if (lock == null) {
+            lockFile.close();
+            throw new IllegalStateException("another morastream run is using the data directory " + cfg.dataDir());
+        }
+        closeLast.add(lockFile);
+        progress.say("data directory " + cfg.dataDir());
+
+        // ---- Kafka ----
+        JobConfig.Kafka k = cfg.kafka();
+        if (k.embedded()) {
+            kafka = EmbeddedKafka.start(cfg.kafkaDir());
+            bootstrap = kafka.bootstrapServers();
+            Files.writeString(cfg.kafkaDir().resolve("bootstrap.servers"), bootstrap + "\n", StandardCharsets.UTF_8);
+            progress.say("embedded Kafka broker on " + bootstrap + " (data in " + cfg.kafkaDir() + ")");
+        } else {
+            bootstrap = k.bootstrapServers();
+            progress.say("Kafka cluster " + bootstrap);
+        }
+        Map<String, Object> adminProps = new HashMap<>(k.client());
+        adminProps.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        admin = Admin.create(adminProps);
+        if (k.createTopics()) {
+            createTopics();
+        }
+
+        // ---- model ----
+        root = NDManager.newBaseManager();
+        model = LlamaModel.load(cfg.baseModel(), root);
+        tok = TextTokenizer.forModel(cfg.baseModel(), model.config());
+        progress.say(String.format(Locale.ROOT, "base model %s: %,d parameters on %s", cfg.baseModel(), model.parameterCount(),
+                model.device()));
+
+        // ---- actors ----
+        metrics = new Metrics();
+        List<String> domains = List.copyOf(cfg.stream().decoder().domains());
+        AdapterRegistry servingRegistry = new AdapterRegistry(cfg.registryDir(), cfg.registryKeep());
+        Map<String, Integer> servingNow = new HashMap<>();
+        for (String d : domains) {
+            servingRegistry.alias(d).ifPresent(v -> servingNow.put(d, (int) v.number()));
+        }
+        jobMetrics = new JobMetrics(metrics.registry(), stats, domains, servingNow);
+        stats.observe(jobMetrics);
+        system = ActorSystem.create(SpawnProtocol.create(), "morastream", cfg.raw());
+        materializer = Materializer.matFromSystem(system);
+        ActorRef<MoraEvent> events = spawn(Behaviors.receive(MoraEvent.class).onMessage(MoraEvent.class, e -> {
+            jobMetrics.on(e);
+            progress.on(e);
+            return Behaviors.same();
+        }).build(), "events", Props.empty());
+        system.eventStream().tell(new EventStream.Subscribe<>(MoraEvent.class, events));
+
+        ActorRef<AdapterRegistryActor.Command> registry = spawn(
+                AdapterRegistryActor.create(new AdapterRegistry(cfg.registryDir(), cfg.registryKeep())), "registry",
+                DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
+        ActorRef<EvaluatorActor.Command> evaluator = spawn(EvaluatorActor.create(model, tok, evaluatorSettings()), "evaluator",
+                EvaluatorActor.DISPATCHER);
+        supervisor = spawn(PromotionSupervisor.create(registry, evaluator, cfg.promotion(), cfg.auditLog(), cfg.evaluator().timeout()),
+                "supervisor", PromotionSupervisor.DISPATCHER);
+
+        // ---- serving ----
+        String baseName = cfg.baseModel().getFileName().toString();
+        JobConfig.Http h = cfg.http();
+        pool = new ServingPool(model, tok, baseName, servingRegistry, new ServingPool.Options(h.workers(), h.queue(), h.maxLoaded()),
+                metrics.registry());
+        api = new HttpApi(pool, metrics, new HttpApi.Settings(h.adminToken().isBlank() ? null : h.adminToken(), h.maxBodyBytes(),
+                h.maxTokens()), this::moveAlias, cfg.auditLog());
+        if (!k.promotionsTopic().isBlank()) {
+            Map<String, Object> p = new HashMap<>(k.client());
+            p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            p.put(ProducerConfig.ACKS_CONFIG, "all");
+            p.put(ProducerConfig.CLIENT_ID_CONFIG, "morastream-promotions");
+            promotions = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer());
+        }
+        ActorRef<PromotionSupervisor.Event> listener = spawn(Behaviors.receive(PromotionSupervisor.Event.class)
+                .onMessage(PromotionSupervisor.Promoted.class, p -> {
+                    blocking.execute(() -> served(p));
+                    return Behaviors.same();
+                })
+                .onMessage(PromotionSupervisor.Rejected.class, r -> Behaviors.same())
+                .build(), "serving-listener", Props.empty());
+        supervisor.tell(new PromotionSupervisor.Subscribe(listener));
+        binding = api.bind(system, h.host(), h.port()).toCompletableFuture().get(30, TimeUnit.SECONDS);
+        warm = pool.warmUp();
+
+        // ---- trainers and the stream ----
+        JobConfig.Trainer t = cfg.trainer();
+        for (String d : domains) {
+            TrainerActor.Settings s = new TrainerActor.Settings(d, t.spec(), t.config(), cfg.checkpoints(d), t.checkpointEverySteps(),
+                    t.checkpointEvery(), t.keepCheckpoints(), t.divergenceFactor(), t.divergenceWarmup(), t.backoffAfter(), t.backoff(),
+                    t.sampleFacts(), t.sampleTexts(), t.ledger());
+            trainers.put(d, spawn(TrainerActor.create(s, model, tok, registry, supervisor), "trainer-" + d, TrainerActor.DISPATCHER));
+        }
+        Map<String, String> dl = new HashMap<>(k.client());
+        Map<String, Object> dlProps = new HashMap<>(dl);
+        dlProps.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        deadLetters = DeadLetters.create(dlProps, k.deadLetterTopic());
+        startStream();
+        timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(admin, k.groupId(), k.topics()), 0,
+                k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
+        timers.scheduleWithFixedDelay(progress::status, 10, 10, TimeUnit.SECONDS);
+
+        String url = "http://" + h.host() + ":" + port();
+        progress.say("serving the OpenAI-compatible API on " + url + "/v1 (models: " + url + "/v1/models, metrics: " + url + "/metrics)");
+        warm.whenComplete((v, e) -> progress.say(e == null ? "ready: " + url + "/health/ready" : "warm-up failed, not ready: " + e));
+
+        if (cfg.demo().enabled()) {
+            demo = new DemoFeed(cfg.demo(), bootstrap, k.client(), k.topics().get(0), cfg.stream().decoder().defaultDomain() != null
+                    ? cfg.stream().decoder().defaultDomain() : domains.get(0), cfg.dataDir());
+            DemoFeed.Fact f = demo.facts().get(0);
+            progress.say("try: curl -s " + url + "/v1/completions -H 'Content-Type: application/json' -d '{\"model\": \""
+                    + domains.get(0) + "\", \"prompt\": " + JSON.writeValueAsString(f.prompt()) + ", \"max_tokens\": 8}'"
+                    + "   (the demo teaches:" + f.completion() + ")");
+            demo.start();
+        }
+    }
+
+    private EvaluatorActor.Settings evaluatorSettings() throws IOException {
+        JobConfig.Evaluator e = cfg.evaluator();
+        List<TaskSet.Item> tasks = new ArrayList<>();
+        if (Files.isRegularFile(e.tasksFile())) {
+            Map<String, Integer> perSet = new HashMap<>();
+            for (TaskSet.Item i : TaskSet.load(e.tasksFile())) {
+                if (perSet.merge(i.set(), 1, Integer::sum) <= e.tasksPerSet()) {
+                    tasks.add(i);
+                }
+            }
+        } else {
+            log.warn("no downstream task file {}: candidates are judged on memorisation and retention only", e.tasksFile());
+        }
+        String heldout = "";
+        if (Files.isRegularFile(e.heldoutFile())) {
+            heldout = Files.readString(e.heldoutFile(), StandardCharsets.UTF_8);
+            if (e.heldoutChars() > 0 && heldout.length() > e.heldoutChars()) {
+                heldout = heldout.substring(0, e.heldoutChars());
+            }
+        } else {
+            log.warn("no held-out file {}: retention is not measured", e.heldoutFile());
+        }
+        return new EvaluatorActor.Settings(tasks, heldout, Math.min(e.window(), model.config().maxPositionEmbeddings()), e.maxNewTokens());
+    }
+
+    private void createTopics() throws Exception {
+        JobConfig.Kafka k = cfg.kafka();
+        Set<String> existing = admin.listTopics().names().get(30, TimeUnit.SECONDS);
+        List<NewTopic> create = new ArrayList<>();
+        for (String t : k.topics()) {
+            if (!existing.contains(t)) {
+                create.add(new NewTopic(t, Optional.of(k.partitions()), Optional.empty()));
+            }
+        }
+        if (!existing.contains(k.deadLetterTopic())) {
+            create.add(new NewTopic(k.deadLetterTopic(), Optional.of(1), Optional.empty()));
+        }
+        if (!k.promotionsTopic().isBlank() && !existing.contains(k.promotionsTopic())) {
+            create.add(new NewTopic(k.promotionsTopic(), Optional.of(1), Optional.empty())
+                    .configs(Map.of(TopicConfig.CLEANUP_POLICY_CONFIG, TopicConfig.CLEANUP_POLICY_COMPACT)));
+        }
+        if (!create.isEmpty()) {
+            admin.createTopics(create).all().get(30, TimeUnit.SECONDS);
+            progress.say("created topics " + create.stream().map(NewTopic::name).toList());
+        }
+    }
+
+    private <T> ActorRef<T> spawn(Behavior<T> behavior, String name, Props props) throws Exception {
+        CompletionStage<ActorRef<T>> ref = AskPattern.ask(system, r -> new SpawnProtocol.Spawn<>(behavior, name, props, r), ASK,
+                system.scheduler());
+        return ref.toCompletableFuture().get(ASK.toSeconds(), TimeUnit.SECONDS);
+    }
+
+    // ---- the stream, restarted from the checkpoints whenever it fails ----
+
+    private synchronized void startStream() {
+        if (stopping) {
+            return;
+        }
+        JobConfig.Stream s = cfg.stream();
+        Map<String, Map<TopicPartition, ResumePoint>> resume = new HashMap<>();
+        for (String d : trainers.keySet()) {
+            try {
+                resume.put(d, TrainerActor.resumePoints(cfg.checkpoints(d)));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read the checkpoints of " + d, e);
+            }
+        }
+        Map<String, BatchSink> sinks = new HashMap<>();
+        trainers.forEach((d, ref) -> sinks.put(d, TrainerActor.sink(ref, s.trainerTimeout(), system.scheduler(), system.executionContext())));
+        BatchSink sink = b -> sinks.get(b.domain()).accept(b);
+        ReplayMixer replay = s.replay().fraction() > 0 ? new ReplayMixer(s.replay(), tok, s.seqLen()) : null;
+        TrainingStream.Settings ts = new TrainingStream.Settings(bootstrap, cfg.kafka().client(), cfg.kafka().groupId(),
+                Set.copyOf(cfg.kafka().topics()), s.decoder(), s.seqLen(), s.batchSize(), s.decodeParallelism(), s.idleFlush());
+        Consumer.DrainingControl<Done> c = TrainingStream.run(system, materializer, ts, tok, deadLetters, sink, resume, stats, replay);
+        control = c;
+        progress.say("stream: reading " + cfg.kafka().topics() + " as group " + cfg.kafka().groupId()
+                + (resume.values().stream().allMatch(Map::isEmpty) ? "" : ", resuming from the checkpoints' offsets " + resume));
+        c.streamCompletion().whenComplete((done, err) -> {
+            if (stopping) {
+                return;
+            }
+            log.warn("stream stopped{}; restarting in {} from the trainers' checkpoints",
+                    err == null ? "" : ": " + rootCause(err), s.restartBackoff());
+            progress.say("stream stopped (" + (err == null ? "completed" : rootCause(err)) + "); restarting from the checkpoints");
+            timers.schedule(this::startStream, s.restartBackoff().toMillis(), TimeUnit.MILLISECONDS);
+        });
+    }
+
+    private static String rootCause(Throwable t) {
+        while (t.getCause() != null && t.getCause() != t) {
+            t = t.getCause();
+        }
+        return t.getMessage() == null ? t.toString() : t.getMessage();
+    }
+
+    // ---- serving follows the supervisor ----
+
+    /** A promotion or rollback: serve it, and tell other nodes on the promotions topic. */
+    private void served(PromotionSupervisor.Promoted p) {
+        try {
+            pool.swap(p.version());
+        } catch (RuntimeException e) {
+            log.error("serving could not switch to {}: {}", p.version(), e.toString());
+            return;
+        }
+        if (promotions != null) {
+            ObjectNode o = JSON.createObjectNode();
+            o.put("domain", p.version().domain());
+            o.put("version", p.version().toString());
+            o.put("previous", p.previous().map(AdapterVersion::toString).orElse(null));
+            o.put("cause", p.cause());
+            o.put("time", java.time.Instant.now().toString());
+            p.reasons().forEach(o.putArray("reasons")::add);
+            promotions.send(new ProducerRecord<>(cfg.kafka().promotionsTopic(), p.version().domain(), o.toString()), (md, e) -> {
+                if (e != null) {
+                    log.warn("promotion {} not published to {}: {}", p.version(), cfg.kafka().promotionsTopic(), e.toString());
+                }
+            });
+        }
+    }
+
+    /** The HTTP admin endpoints go through the supervisor (audit log, listeners, promotions topic). */
+    private CompletionStage<Void> moveAlias(AdapterVersion target, String cause) {
+        return AskPattern.<PromotionSupervisor.Command, AdapterVersion>askWithStatus(supervisor,
+                        r -> new PromotionSupervisor.Rollback(target, cause + " via the HTTP admin API", r), ASK, system.scheduler())
+                .thenAcceptAsync(v -> pool.swap(v), blocking);
+    }
+
+    // ---- accessors ----
+
+    public int port() {
+        return binding.localAddress().getPort();
+    }
+
+    public String bootstrapServers() {
+        return bootstrap;
+    }
+
+    public ServingPool pool() {
+        return pool;
+    }
+
+    public Metrics metrics() {
+        return metrics;
+    }
+
+    public StreamStats stats() {
+        return stats;
+    }
+
+    public JobConfig config() {
+        return cfg;
+    }
+
+    /** Completes when the readiness generation succeeded. */
+    public CompletableFuture<Void> warm() {
+        return warm;
+    }
+
+    // ---- graceful stop ----
+
+    @Override
+    public synchronized void close() throws Exception {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        stopping = true;
+        progress.say("stopping: draining the stream, final checkpoints, committing offsets");
+        timers.shutdownNow();
+        if (demo != null) {
+            demo.close();
+        }
+        Consumer.DrainingControl<Done> c = control;
+        if (c != null) {
+            try {
+                c.drainAndShutdown(system.executionContext()).toCompletableFuture()
+                        .get(cfg.stream().trainerTimeout().toSeconds() + 30, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                log.warn("stream drain: {}", e.toString());
+            }
+        }
+        Map<String, Map<TopicPartition, ResumePoint>> finalPoints = new HashMap<>();
+        for (Map.Entry<String, ActorRef<TrainerActor.Command>> e : trainers.entrySet()) {
+            try {
+                Optional<Path> ckpt = AskPattern.<TrainerActor.Command, Optional<Path>>askWithStatus(e.getValue(),
+                        TrainerActor.Stop::new, Duration.ofSeconds(120), system.scheduler()).toCompletableFuture().get(130, TimeUnit.SECONDS);
+                ckpt.ifPresent(p -> progress.say("trainer " + e.getKey() + ": final checkpoint " + p.getFileName()));
+                finalPoints.put(e.getKey(), TrainerActor.resumePoints(cfg.checkpoints(e.getKey())));
+            } catch (Exception ex) {
+                log.warn("trainer {}: no final checkpoint: {}", e.getKey(), ex.toString());
+            }
+        }
+        commit(finalPoints);
+        if (binding != null) {
+            try {
+                binding.terminate(Duration.ofSeconds(10)).toCompletableFuture().get(15, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                log.warn("HTTP unbind: {}", e.toString());
+            }
+        }
+        quietly(api);
+        quietly(pool);
+        if (system != null) {
+            system.terminate();
+            system.getWhenTerminated().toCompletableFuture().get(60, TimeUnit.SECONDS);
+        }
+        blocking.shutdownNow();
+        quietly(promotions == null ? null : () -> promotions.close(Duration.ofSeconds(5)));
+        quietly(deadLetters);
+        quietly(admin == null ? null : () -> admin.close(Duration.ofSeconds(5)));
+        quietly(metrics);
+        quietly(tok);
+        quietly(model);
+        quietly(root);
+        quietly(kafka);
+        for (int i = closeLast.size() - 1; i >= 0; i--) {
+            quietly(closeLast.get(i)); // releases the data-directory lock
+        }
+        progress.say("stopped");
+    }
+
+    /** Commits the offsets the final checkpoints hold (the group has no member now; the stream committed up to its last batch). */
+    private void commit(Map<String, Map<TopicPartition, ResumePoint>> points) {
+        if (admin == null || points.isEmpty() || points.size() < trainers.size()) {
+            return;
+        }
+        Map<TopicPartition, Long> min = new HashMap<>();
+        Map<TopicPartition, Integer> count = new HashMap<>();
+        points.values().forEach(m -> m.forEach((tp, p) -> {
+            min.merge(tp, p.offset(), Math::min);
+            count.merge(tp, 1, Integer::sum);
+        }));
+        Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+        min.forEach((tp, o) -> {
+            if (count.get(tp) == points.size()) {
+                offsets.put(tp, new OffsetAndMetadata(o));
+            }
+        });
+        if (offsets.isEmpty()) {
+            return;
+        }
+        try {
+            admin.alterConsumerGroupOffsets(cfg.kafka().groupId(), offsets).all().get(30, TimeUnit.SECONDS);
+            progress.say("committed offsets " + offsets.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue().offset()).toList());
+        } catch (Exception e) {
+            // the checkpoints hold them: the next start seeks there anyway
+            log.warn("final offset commit failed ({}); the next start resumes from the checkpoints", rootCause(e));
+        }
+    }
+
+    private static void quietly(AutoCloseable c) {
+        if (c == null) {
+            return;
+        }
+        try {
+            c.close();
+        } catch (Exception e) {
+            log.warn("while stopping: {}", e.toString());
+        }
+    }
+
+    /** What a person watching the console sees: one line per event that matters, and a status line every 10 s. */
+    final class Progress {
+        private final DateTimeFormatter time = DateTimeFormatter.ofPattern("HH:mm:ss");
+        private final Map<String, double[]> loss = new java.util.concurrent.ConcurrentHashMap<>(); // domain -> {step, progressive}
+
+        void say(String line) {
+            System.out.println(LocalTime.now().format(time) + " " + line);
+            System.out.flush();
+        }
+
+        void on(MoraEvent e) {
+            if (e instanceof MoraEvent.Stepped s) {
+                loss.put(s.domain(), new double[] {s.step(), s.lossBefore()});
+            } else if (e instanceof MoraEvent.TrainFailed f) {
+                say("trainer " + f.domain() + ": " + f.message() + " -> restarting from its last checkpoint");
+            } else if (e instanceof MoraEvent.Checkpointed c) {
+                say(String.format(Locale.ROOT, "trainer %s: checkpoint at step %d (%.0f ms)", c.domain(), c.step(), c.nanos() / 1e6));
+            } else if (e instanceof MoraEvent.Evaluated v) {
+                say(String.format(Locale.ROOT, "evaluator: %s memorisation %.2f vs %s %.2f, retention loss %.3f vs %.3f (%.1f s)",
+                        v.candidate(), v.evaluation().candidate().memorizationCharAcc(), v.serving().map(Object::toString).orElse("base"),
+                        v.evaluation().serving().memorizationCharAcc(), v.evaluation().candidate().retentionLoss(),
+                        v.evaluation().serving().retentionLoss(), v.nanos() / 1e9));
+            } else if (e instanceof MoraEvent.Decided d) {
+                switch (d.decision()) {
+                    case "promoted" -> say("PROMOTED " + d.version() + ": now serving it as model '" + d.domain() + "'");
+                    case "rolled_back" -> say("alias moved: " + d.domain() + " -> " + d.version() + " (" + String.join("; ", d.reasons()) + ")");
+                    default -> say(d.decision() + " " + d.version() + ": " + String.join("; ", d.reasons()));
+                }
+            }
+        }
+
+        void status() {
+            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "records: %d consumed, %d trained, %d dead-lettered",
+                    stats.decoded.get(), stats.recordsTrained.get(), stats.rejected.get()));
+            loss.forEach((d, v) -> sb.append(String.format(Locale.ROOT, " | %s: step %d, loss %.3f", d, (long) v[0], v[1])));
+            for (String d : trainers.keySet()) {
+                sb.append(" | serving ").append(pool.serving(d).map(Object::toString).orElse(d + ": base"));
+            }
+            say(sb.toString());
+        }
+    }
+}

@@ -1,0 +1,98 @@
+package dev.morastream.ops.run;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigValue;
+import dev.morastream.models.adapters.AdapterSpec;
+import dev.morastream.models.adapters.MoraVariant;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** application.conf: every key documented, the override order, clear errors. */
+class JobConfigTest {
+    static final Path HOME = Path.of("/opt/mora");
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void defaultsRunTheDemoOnTheShippedModelWithAnEmbeddedBroker() {
+        JobConfig c = JobConfig.load(null, Map.of(), HOME);
+        assertEquals(HOME.resolve("base-models/tiny"), c.baseModel());
+        assertTrue(c.kafka().embedded());
+        assertTrue(c.demo().enabled());
+        assertEquals(8080, c.http().port());
+        assertEquals("127.0.0.1", c.http().host());
+        assertEquals(List.of("mora.demo.facts"), c.kafka().topics());
+        assertEquals("demo", c.stream().decoder().defaultDomain());
+        assertEquals(AdapterSpec.Method.MORA, c.trainer().spec().method());
+        assertEquals(MoraVariant.ROTATION, c.trainer().spec().resolvedVariant()); // auto, r = 8 < 128
+        assertEquals(Path.of("mora-data").toAbsolutePath().normalize(), c.dataDir());
+        assertEquals(HOME.resolve("base-models/tiny/eval/tasks.jsonl"), c.evaluator().tasksFile());
+        assertNull(c.http().adminToken().isEmpty() ? null : "a token by default");
+    }
+
+    @Test
+    void everyKeyOfApplicationConfIsCommented() {
+        Config app = ConfigFactory.parseResources("application.conf").getConfig("morastream");
+        List<String> bare = new ArrayList<>();
+        for (Map.Entry<String, ConfigValue> e : app.entrySet()) {
+            if (e.getValue().origin().comments().isEmpty()) {
+                bare.add(e.getKey());
+            }
+        }
+        assertTrue(bare.isEmpty(), "keys without a comment in application.conf: " + bare);
+        assertTrue(app.entrySet().size() > 60, "keys: " + app.entrySet().size());
+    }
+
+    @Test
+    void optionsBeatSystemPropertiesWhichBeatTheFileWhichBeatsTheDefaults() throws Exception {
+        Path f = tmp.resolve("my.conf");
+        Files.writeString(f, "morastream { http.port = 9001, trainer.rank = 16, demo.rate = 5, kafka.client { \"security.protocol\" = SASL_SSL } }\n");
+        System.setProperty("morastream.trainer.rank", "32");
+        ConfigFactory.invalidateCaches();
+        try {
+            JobConfig c = JobConfig.load(f, Map.of("morastream.http.port", 9002), HOME);
+            assertEquals(9002, c.http().port()); // option over file
+            assertEquals(32, c.trainer().spec().r()); // system property over file
+            assertEquals(5.0, c.demo().rate()); // file over default
+            assertEquals(Map.of("security.protocol", "SASL_SSL"), c.kafka().client()); // passed through to the clients
+            assertEquals(Duration.ofSeconds(60), c.trainer().checkpointEvery()); // default
+        } finally {
+            System.clearProperty("morastream.trainer.rank");
+            ConfigFactory.invalidateCaches();
+        }
+    }
+
+    @Test
+    void badValuesNameTheirKey() {
+        IllegalArgumentException port = assertThrows(IllegalArgumentException.class,
+                () -> JobConfig.load(null, Map.of("morastream.http.port", 70000), HOME));
+        assertTrue(port.getMessage().contains("morastream.http.port"), port.getMessage());
+        IllegalArgumentException method = assertThrows(IllegalArgumentException.class,
+                () -> JobConfig.load(null, Map.of("morastream.trainer.method", "dora"), HOME));
+        assertTrue(method.getMessage().contains("trainer.method"), method.getMessage());
+        IllegalArgumentException type = assertThrows(IllegalArgumentException.class,
+                () -> JobConfig.load(null, Map.of("morastream.stream.seq-len", "long"), HOME));
+        assertTrue(type.getMessage().contains("seq-len"), type.getMessage());
+        IllegalArgumentException domain = assertThrows(IllegalArgumentException.class,
+                () -> JobConfig.load(null, Map.of("morastream.stream.default-domain", "other"), HOME));
+        assertTrue(domain.getMessage().contains("other"), domain.getMessage());
+        IllegalArgumentException file = assertThrows(IllegalArgumentException.class,
+                () -> JobConfig.load(tmp.resolve("missing.conf"), Map.of(), HOME));
+        assertTrue(file.getMessage().contains("missing.conf"), file.getMessage());
+        assertFalse(JobConfig.load(null, Map.of("morastream.stream.idle-flush", "0s"), HOME).stream().idleFlush() != null);
+    }
+}
