@@ -99,7 +99,7 @@ class MoraJobTest {
         o.put("morastream.evaluator.tasks-per-set", 3);
         o.put("morastream.evaluator.heldout-chars", 1200);
         // this test checks that learning gets promoted; the gate's regressions are PromotionPolicyTest's
-        o.put("morastream.promotion.memorization-margin", 0.2);
+        o.put("morastream.promotion.memorization-margin", 0.5);
         o.put("morastream.promotion.downstream-tolerance", 1.0);
         o.put("morastream.promotion.retention-tolerance", 10.0);
         return o;
@@ -186,7 +186,7 @@ class MoraJobTest {
         Set<String> versions = new HashSet<>();
         double acc = accuracy(DOMAIN, versions);
         System.out.printf("facts char accuracy: base %.3f, %s %.3f (%s)%n", baseAcc, promoted, acc, versions);
-        assertTrue(acc >= baseAcc + 0.2, "learned facts not answered better: base " + baseAcc + ", adapter " + acc);
+        assertTrue(acc >= baseAcc + 0.3, "learned facts not answered better: base " + baseAcc + ", adapter " + acc);
         for (String v : versions) {
             assertTrue(v.startsWith(DOMAIN + "@v"), "response not stamped with an adapter version: " + v);
         }
