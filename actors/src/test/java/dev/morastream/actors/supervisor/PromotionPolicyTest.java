@@ -1,8 +1,10 @@
 package dev.morastream.actors.supervisor;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -14,6 +16,7 @@ class PromotionPolicyTest {
     void promotesWhenMemorisationImprovesAndNothingRegresses() {
         PromotionPolicy.Decision d = P.decide(new Scores(0.55, 1.1, Map.of("capitals", 0.77, "arithmetic", 0.08), 0.495), SERVING);
         assertTrue(d.promote(), d.reasons().toString());
+        assertEquals(List.of(), d.codes());
     }
 
     @Test
@@ -21,6 +24,7 @@ class PromotionPolicyTest {
         PromotionPolicy.Decision d = P.decide(new Scores(0.41, 1.4, SERVING.downstream(), 0.49), SERVING);
         assertFalse(d.promote());
         assertTrue(d.reasons().get(0).contains("below margin"), d.reasons().toString());
+        assertEquals(List.of("memorization"), d.codes());
     }
 
     @Test
@@ -28,6 +32,7 @@ class PromotionPolicyTest {
         PromotionPolicy.Decision d = P.decide(new Scores(0.9, 0.5, Map.of("capitals", 0.70, "arithmetic", 0.08), 0.49), SERVING);
         assertFalse(d.promote());
         assertTrue(d.reasons().stream().anyMatch(r -> r.contains("downstream 'capitals' regressed")), d.reasons().toString());
+        assertEquals(List.of("downstream"), d.codes());
     }
 
     @Test
@@ -35,11 +40,13 @@ class PromotionPolicyTest {
         PromotionPolicy.Decision d = P.decide(new Scores(0.9, 0.5, SERVING.downstream(), 0.52), SERVING);
         assertFalse(d.promote());
         assertTrue(d.reasons().stream().anyMatch(r -> r.contains("retention loss regressed")), d.reasons().toString());
+        assertEquals(List.of("retention"), d.codes());
     }
 
     @Test
     void neverPromotesANonFiniteCandidate() {
         assertFalse(P.decide(new Scores(1.0, Double.NaN, SERVING.downstream(), 0.4), SERVING).promote());
+        assertEquals(List.of("non_finite"), P.decide(new Scores(1.0, Double.NaN, SERVING.downstream(), 0.4), SERVING).codes());
         assertFalse(P.decide(new Scores(1.0, 0.1, Map.of("capitals", Double.POSITIVE_INFINITY, "arithmetic", 0.1), 0.4), SERVING).promote());
     }
 
