@@ -266,7 +266,7 @@ public final class MoraJob implements AutoCloseable {
                     ? cfg.stream().decoder().defaultDomain() : domains.get(0), cfg.dataDir());
             DemoFeed.Fact f = demo.facts().get(0);
             progress.say("try: curl -s " + url + "/v1/completions -H 'Content-Type: application/json' -d '{\"model\": \""
-                    + domains.get(0) + "\", \"prompt\": " + JSON.writeValueAsString(f.prompt()) + ", \"max_tokens\": 8}'"
+                    + domains.get(0) + "\", \"prompt\": " + JSON.writeValueAsString(f.prompt()) + ", \"max_tokens\": 8, \"stop\": [\"\\n\"]}'"
                     + "   (the demo teaches:" + f.completion() + ")");
             demo.start();
         }
