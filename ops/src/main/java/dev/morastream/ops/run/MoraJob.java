@@ -2,6 +2,8 @@ package dev.morastream.ops.run;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import ai.djl.Device;
+import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import dev.morastream.actors.evaluator.EvaluatorActor;
 import dev.morastream.actors.events.MoraEvent;
@@ -99,6 +101,7 @@ public final class MoraJob implements AutoCloseable {
     private Admin admin;
     private NDManager root;
     private LlamaModel model;
+    private final Map<Device, LlamaModel> models = new LinkedHashMap<>();
     private TextTokenizer tok;
     private Metrics metrics;
     private ActorSystem<SpawnProtocol.Command> system;
@@ -182,11 +185,16 @@ public final class MoraJob implements AutoCloseable {
         }
 
         // ---- model ----
-        root = NDManager.newBaseManager();
+        // one copy of the frozen base per device: serving and the evaluator use the first, trainer i
+        // trains on GPU i mod n (one trainer per GPU when there are as many), or all on the CPU
+        int gpus = Engine.getInstance().getGpuCount();
+        Device first = gpus > 0 ? Device.gpu(0) : Device.cpu();
+        root = NDManager.newBaseManager(first);
         model = LlamaModel.load(cfg.baseModel(), root);
+        models.put(first, model);
         tok = TextTokenizer.forModel(cfg.baseModel(), model.config());
-        progress.say(String.format(Locale.ROOT, "base model %s: %,d parameters on %s", cfg.baseModel(), model.parameterCount(),
-                model.device()));
+        progress.say(String.format(Locale.ROOT, "base model %s: %,d parameters on %s (%d GPU%s)", cfg.baseModel(),
+                model.parameterCount(), model.device(), gpus, gpus == 1 ? "" : "s"));
 
         // ---- actors ----
         metrics = new Metrics();
@@ -242,11 +250,19 @@ public final class MoraJob implements AutoCloseable {
 
         // ---- trainers and the stream ----
         JobConfig.Trainer t = cfg.trainer();
-        for (String d : domains) {
+        for (int i = 0; i < domains.size(); i++) {
+            String d = domains.get(i);
+            Device device = gpus > 0 ? Device.gpu(i % gpus) : Device.cpu();
+            LlamaModel on = models.computeIfAbsent(device, dev -> {
+                NDManager m = NDManager.newBaseManager(dev);
+                closeLast.add(m);
+                return LlamaModel.load(cfg.baseModel(), m);
+            });
             TrainerActor.Settings s = new TrainerActor.Settings(d, t.spec(), t.config(), cfg.checkpoints(d), t.checkpointEverySteps(),
                     t.checkpointEvery(), t.keepCheckpoints(), t.divergenceFactor(), t.divergenceWarmup(), t.backoffAfter(), t.backoff(),
                     t.sampleFacts(), t.sampleTexts(), t.ledger());
-            trainers.put(d, spawn(TrainerActor.create(s, model, tok, registry, supervisor), "trainer-" + d, TrainerActor.DISPATCHER));
+            trainers.put(d, spawn(TrainerActor.create(s, on, tok, registry, supervisor), "trainer-" + d, TrainerActor.DISPATCHER));
+            progress.say("trainer " + d + ": " + t.spec().label() + " on " + device);
         }
         Map<String, String> dl = new HashMap<>(k.client());
         Map<String, Object> dlProps = new HashMap<>(dl);
@@ -486,7 +502,7 @@ public final class MoraJob implements AutoCloseable {
         quietly(admin == null ? null : () -> admin.close(Duration.ofSeconds(5)));
         quietly(metrics);
         quietly(tok);
-        quietly(model);
+        models.values().forEach(MoraJob::quietly);
         quietly(root);
         quietly(kafka);
         for (int i = closeLast.size() - 1; i >= 0; i--) {
