@@ -127,14 +127,16 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         this.metrics = metrics;
         this.settings = settings;
         this.auditLog = auditLog;
-        this.mover = mover != null ? mover : (target, cause) -> CompletableFuture.runAsync(() -> {
+        // runs on the admin thread that called it (which waits for the returned stage)
+        this.mover = mover != null ? mover : (target, cause) -> {
             try {
                 pool.registry().orElseThrow().setAlias(target);
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
+                pool.swap(target);
+                return CompletableFuture.completedFuture(null);
+            } catch (IOException | RuntimeException e) {
+                return CompletableFuture.failedFuture(e);
             }
-            pool.swap(target);
-        }, admin);
+        };
     }
 
     /** Binds the routes on {@code host:port} (0 for a free port). */
