@@ -5,33 +5,28 @@ import dev.morastream.streams.pack.PackedBatch;
 import dev.morastream.streams.pack.Packer;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.records.DeadLetters;
-import dev.morastream.streams.records.DecodeResult;
-import dev.morastream.streams.records.DomainRecord;
 import dev.morastream.streams.records.RecordDecoder;
 import dev.morastream.streams.records.Rejected;
 import dev.morastream.streams.replay.ReplayMixer;
 import java.time.Duration;
-import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.DispatcherSelector;
-import org.apache.pekko.japi.Pair;
-import org.apache.pekko.kafka.CommitterSettings;
-import org.apache.pekko.kafka.ConsumerMessage;
 import org.apache.pekko.kafka.ConsumerSettings;
 import org.apache.pekko.kafka.Subscriptions;
-import org.apache.pekko.kafka.javadsl.Committer;
 import org.apache.pekko.kafka.javadsl.Consumer;
 import org.apache.pekko.stream.Materializer;
+import org.apache.pekko.stream.javadsl.Sink;
+import org.apache.pekko.stream.javadsl.Source;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -57,6 +52,11 @@ import org.slf4j.LoggerFactory;
 public final class TrainingStream {
     /** The dispatcher of the decode and pack work, configured in this module's reference.conf. */
     public static final String DECODE_DISPATCHER = "morastream.streams.decode-dispatcher";
+    /**
+     * The config path of the longest a partition hand-over may wait for the trainer (its in-flight
+     * batches and a checkpoint); keep it below the consumer's {@code max.poll.interval.ms}.
+     */
+    public static final String REBALANCE_TIMEOUT = "morastream.streams.rebalance-timeout";
 
     /**
      * @param bootstrapServers Kafka {@code bootstrap.servers}
@@ -121,11 +121,15 @@ public final class TrainingStream {
                                                      StreamStats stats, ReplayMixer replay) {
         Executor decodeExec = system.dispatchers().lookup(DispatcherSelector.fromConfig(DECODE_DISPATCHER));
         Executor exec = system.executionContext();
+        Duration handOverTimeout = system.settings().config().getDuration(REBALANCE_TIMEOUT);
         RecordDecoder decoder = new RecordDecoder(s.decoder());
-        Packer packer = new Packer(tokenizer, s.seqLen(), s.batchSize());
-        checkpoint.forEach(packer::resumeFrom);
+        Ownership ownership = new Ownership();
         CommitTracker tracker = new CommitTracker();
-        Map<TopicPartition, Long> seek = seekOffsets(s.decoder().domains(), checkpoint);
+        PackingStage packing = new PackingStage(new Packer(tokenizer, s.seqLen(), s.batchSize()), ownership, tracker, stats,
+                s.idleFlush());
+        Rebalancer.SerialSink trainer = new Rebalancer.SerialSink(sink);
+        Rebalancer rebalancer = new Rebalancer(s.decoder().domains(), checkpoint, ownership, packing, tracker, trainer, stats,
+                handOverTimeout);
 
         ConsumerSettings<byte[], byte[]> consumerSettings =
                 ConsumerSettings.create(system, new ByteArrayDeserializer(), new ByteArrayDeserializer())
@@ -133,80 +137,47 @@ public final class TrainingStream {
                         .withGroupId(s.groupId())
                         .withProperty(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest")
                         .withProperty(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false")
-                        .withProperties(s.clientProperties());
-        CommitterSettings committerSettings = CommitterSettings.create(system);
-        log.debug("consumer stop-timeout {}, committer max-interval {}", consumerSettings.stopTimeout(), committerSettings.maxInterval());
+                        .withProperties(s.clientProperties())
+                        .withConsumerFactory(cs -> ownership.consumer(cs.getProperties()));
+        log.debug("consumer stop-timeout {}, hand-over timeout {}", consumerSettings.stopTimeout(), handOverTimeout);
 
-        return Consumer.committablePartitionedManualOffsetSource(consumerSettings,
-                        Subscriptions.topics(s.topics()),
-                        assigned -> {
-                            Map<TopicPartition, Object> m = new HashMap<>();
-                            for (TopicPartition tp : assigned) {
-                                Long off = seek.get(tp);
-                                if (off != null) {
-                                    m.put(tp, off);
-                                }
-                            }
-                            log.info("assigned {}, seeking {}", assigned, m);
-                            return CompletableFuture.completedFuture(m);
-                        },
-                        revoked -> log.info("revoked {}", revoked))
-                .flatMapMerge(1024, Pair::second)
-                .mapAsync(s.decodeParallelism(), msg -> CompletableFuture.supplyAsync(
+        Duration tick = s.idleFlush() == null || s.idleFlush().compareTo(PackingStage.TICK) > 0 ? PackingStage.TICK : s.idleFlush();
+        return Consumer.plainSource(consumerSettings, Subscriptions.topics(s.topics()).withPartitionAssignmentHandler(rebalancer))
+                .map(r -> new Fetched(r, Ownership.untag(r)))
+                .mapAsync(s.decodeParallelism(), f -> CompletableFuture.supplyAsync(
                         () -> {
-                            Decoded d = new Decoded(decoder.decode(msg.record()), msg.committableOffset());
-                            stats.consumed(msg.record().topic());
-                            return d;
+                            PackingStage.Element e = PackingStage.Element.of(decoder.decode(f.record()), f.ownership());
+                            stats.consumed(f.record().topic());
+                            return e;
                         }, decodeExec))
-                .mapAsync(s.decodeParallelism(), d -> d.result() instanceof Rejected r
+                .mapAsync(s.decodeParallelism(), e -> e.result() instanceof Rejected r
                         ? deadLetters.send(r).thenApplyAsync(x -> {
                             stats.deadLettered(r.topic(), r.reason().code());
-                            return d;
+                            return e;
                         }, exec)
-                        : CompletableFuture.completedFuture(d))
-                .keepAlive(s.idleFlush() == null ? Duration.ofDays(365) : s.idleFlush(), () -> Decoded.IDLE)
-                .map(d -> {
-                    if (d == Decoded.IDLE) {
-                        return s.idleFlush() == null ? List.<PackedBatch>of() : packer.flushIdle();
-                    }
-                    DecodeResult r = d.result();
-                    String domain = r instanceof DomainRecord rec ? rec.domain() : null;
-                    tracker.record(new TopicPartition(r.topic(), r.partition()), r.offset(), d.offset(), domain);
-                    return packer.add(r);
-                })
+                        : CompletableFuture.completedFuture(e))
+                .keepAlive(tick, () -> PackingStage.Element.TICK_ELEMENT)
+                .concat(Source.single(PackingStage.Element.END_ELEMENT))
+                .map(packing::onElement)
                 .mapConcat(batches -> batches)
                 .map(b -> replay == null ? b : replay.mix(b))
-                .mapAsync(1, (PackedBatch b) -> sink.accept(b).thenApplyAsync(durable -> {
+                .mapAsync(1, (PackedBatch b) -> trainer.accept(b).thenApplyAsync(durable -> {
                     stats.batch(b.domain(), b.completedIds().size(), b.batch().predictions());
-                    return tracker.durable(b.domain(), durable);
+                    packing.trained();
+                    Map<TopicPartition, CommitTracker.Commit> commits = tracker.durable(b.domain(), durable);
+                    if (!commits.isEmpty()) {
+                        ownership.requestCommits(commits);
+                        stats.commits.incrementAndGet();
+                    }
+                    return Done.getInstance();
                 }, exec))
-                .mapConcat(o -> o.map(List::of).orElse(List.of()))
-                .map(batch -> {
-                    stats.commits.incrementAndGet();
-                    return batch;
+                .watchTermination((control, done) -> {
+                    done.whenComplete((x, e) -> packing.terminated());
+                    return control;
                 })
-                .map(batch -> (ConsumerMessage.Committable) batch)
-                .toMat(Committer.sink(committerSettings), Consumer::createDrainingControl)
+                .toMat(Sink.ignore(), Consumer::createDrainingControl)
                 .run(materializer);
     }
 
-    /** Per partition, the lowest resume offset over the domains, when every domain has one there. */
-    static Map<TopicPartition, Long> seekOffsets(Set<String> domains, Map<String, Map<TopicPartition, ResumePoint>> checkpoint) {
-        Map<TopicPartition, Long> seek = new HashMap<>();
-        Map<TopicPartition, Integer> count = new HashMap<>();
-        for (String d : domains) {
-            checkpoint.getOrDefault(d, Map.of()).forEach((tp, p) -> {
-                seek.merge(tp, p.offset(), Math::min);
-                count.merge(tp, 1, Integer::sum);
-            });
-        }
-        // a domain with no resume point there has absorbed nothing there: fall back to the group's committed offset
-        seek.keySet().removeIf(tp -> count.get(tp) < domains.size());
-        return seek;
-    }
-
-    private record Decoded(DecodeResult result, ConsumerMessage.CommittableOffset offset) {
-        /** Injected when the topic is quiet: flush the packer. */
-        static final Decoded IDLE = new Decoded(null, null);
-    }
+    private record Fetched(ConsumerRecord<byte[], byte[]> record, long ownership) {}
 }

@@ -25,6 +25,9 @@ final class RecordingSink implements BatchSink {
     private final Map<String, List<Integer>> pendingTokens = new HashMap<>();
     private final Map<String, Map<TopicPartition, ResumePoint>> checkpoint = new HashMap<>();
     private final Map<String, Integer> sinceCheckpoint = new HashMap<>();
+    /** Per domain, the resume points of its last batch accepted (what a checkpoint now would hold). */
+    private final Map<String, Map<TopicPartition, ResumePoint>> lastResume = new HashMap<>();
+    private long flushes;
     private final List<Waiter> waiters = new ArrayList<>();
     private long batches;
     private long recordsSeen;
@@ -48,13 +51,11 @@ final class RecordingSink implements BatchSink {
         }
         batches++;
         recordsSeen += b.completedIds().size();
+        lastResume.put(b.domain(), b.resume());
         Map<TopicPartition, Long> durable = Map.of();
         int n = sinceCheckpoint.merge(b.domain(), 1, Integer::sum);
         if (n >= every) {
-            durableTokens.computeIfAbsent(b.domain(), d -> new ArrayList<>()).addAll(pending);
-            pending.clear();
-            checkpoint.put(b.domain(), b.resume());
-            sinceCheckpoint.put(b.domain(), 0);
+            checkpoint(b.domain());
             durable = b.resumeOffsets();
         }
         waiters.removeIf(w -> {
@@ -65,6 +66,42 @@ final class RecordingSink implements BatchSink {
             return false;
         });
         return CompletableFuture.completedFuture(durable);
+    }
+
+    private void checkpoint(String domain) {
+        durableTokens.computeIfAbsent(domain, d -> new ArrayList<>()).addAll(pendingTokens.getOrDefault(domain, List.of()));
+        pendingTokens.remove(domain);
+        checkpoint.put(domain, lastResume.get(domain));
+        sinceCheckpoint.put(domain, 0);
+    }
+
+    /** Checkpoints every domain now; reports each domain's offsets, as {@link #accept} does. */
+    @Override
+    public synchronized CompletionStage<Map<String, Map<TopicPartition, Long>>> flush() {
+        flushes++;
+        Map<String, Map<TopicPartition, Long>> durable = new HashMap<>();
+        lastResume.forEach((domain, resume) -> {
+            checkpoint(domain);
+            Map<TopicPartition, Long> offsets = new HashMap<>();
+            resume.forEach((tp, p) -> offsets.put(tp, p.offset()));
+            durable.put(domain, offsets);
+        });
+        return CompletableFuture.completedFuture(durable);
+    }
+
+    /** How many times {@link #flush} was called. */
+    synchronized long flushes() {
+        return flushes;
+    }
+
+    /** Batches accepted so far. */
+    synchronized long batches() {
+        return batches;
+    }
+
+    /** Records completed in the batches accepted so far (since creation or the last crash). */
+    synchronized long records() {
+        return recordsSeen;
     }
 
     /** Completes once this many batches more have been accepted. */
@@ -89,6 +126,7 @@ final class RecordingSink implements BatchSink {
     synchronized void crash() {
         pendingTokens.clear();
         sinceCheckpoint.clear();
+        lastResume.clear();
         waiters.clear();
         recordsSeen = 0;
     }
