@@ -55,9 +55,21 @@ final class CommitTracker {
     private final Map<TopicPartition, Owned> owned = new HashMap<>();
     private final Set<String> domains = new HashSet<>();
 
-    /** This consumer now owns {@code tp} (ownership {@code ownership}), starting at {@code start} ({@code null}: unknown, the first record read). */
-    synchronized void assign(TopicPartition tp, long ownership, Long start) {
-        owned.put(tp, new Owned(ownership, start == null ? -1 : start));
+    /**
+     * This consumer now owns {@code tp} (ownership {@code ownership}), starting at {@code start}
+     * ({@code null}: unknown, the first record read), each domain of {@code resume} having absorbed
+     * everything before its offset (so a hand-over before it trains anything keeps those positions).
+     */
+    synchronized void assign(TopicPartition tp, long ownership, Long start, Map<String, Long> resume) {
+        Owned o = new Owned(ownership, start == null ? -1 : start);
+        if (start != null) {
+            resume.forEach((d, off) -> {
+                if (off >= start) {
+                    o.durable.put(d, off);
+                }
+            });
+        }
+        owned.put(tp, o);
     }
 
     synchronized void record(TopicPartition tp, long offset, String domainOrNull) {

@@ -71,7 +71,9 @@ final class Rebalancer implements PartitionAssignmentHandler {
             }
             long id = ownership.nextId();
             stage.assign(tp, points);
-            tracker.assign(tp, id, seek);
+            Map<String, Long> offsets = new HashMap<>();
+            points.forEach((d, p) -> offsets.put(d, p.offset()));
+            tracker.assign(tp, id, seek, offsets);
             ownership.own(tp, id);
         }
         log.info("assigned {}, seeking {}", assigned, seeks);

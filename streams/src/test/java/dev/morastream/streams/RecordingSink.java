@@ -7,10 +7,13 @@ import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
 import org.apache.kafka.common.TopicPartition;
 
 /**
@@ -34,8 +37,18 @@ final class RecordingSink implements BatchSink {
 
     private record Waiter(long batches, long records, CompletableFuture<Void> done) {}
 
+    /** Completes {@link #accept} on this executor (a trainer that takes a while), or at once when {@code null}. */
+    private final Executor completion;
+    private final Set<TopicPartition> partitions = new HashSet<>();
+    private final Set<TopicPartition> partitionsSinceMark = new HashSet<>();
+
     RecordingSink(int every) {
+        this(every, null);
+    }
+
+    RecordingSink(int every, Executor completion) {
         this.every = every;
+        this.completion = completion;
     }
 
     @Override
@@ -52,6 +65,8 @@ final class RecordingSink implements BatchSink {
         batches++;
         recordsSeen += b.completedIds().size();
         lastResume.put(b.domain(), b.resume());
+        partitions.addAll(b.ranges().keySet());
+        partitionsSinceMark.addAll(b.ranges().keySet());
         Map<TopicPartition, Long> durable = Map.of();
         int n = sinceCheckpoint.merge(b.domain(), 1, Integer::sum);
         if (n >= every) {
@@ -65,7 +80,26 @@ final class RecordingSink implements BatchSink {
             }
             return false;
         });
-        return CompletableFuture.completedFuture(durable);
+        if (completion == null) {
+            return CompletableFuture.completedFuture(durable);
+        }
+        Map<TopicPartition, Long> d = durable;
+        return CompletableFuture.supplyAsync(() -> d, completion);
+    }
+
+    /** The partitions of the records in the batches accepted so far. */
+    synchronized Set<TopicPartition> partitions() {
+        return Set.copyOf(partitions);
+    }
+
+    /** Starts counting {@link #partitionsSinceMark} again. */
+    synchronized void mark() {
+        partitionsSinceMark.clear();
+    }
+
+    /** The partitions of the records in the batches accepted since {@link #mark}. */
+    synchronized Set<TopicPartition> partitionsSinceMark() {
+        return Set.copyOf(partitionsSinceMark);
     }
 
     private void checkpoint(String domain) {
