@@ -12,6 +12,8 @@ import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.RebalanceInProgressException;
+import org.apache.kafka.common.errors.RetriableException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.slf4j.Logger;
@@ -75,11 +77,11 @@ final class Ownership {
                 (a, b) -> a.ownership() != b.ownership() ? (a.ownership() > b.ownership() ? a : b) : (a.offset() >= b.offset() ? a : b)));
     }
 
-    private synchronized Map<TopicPartition, OffsetAndMetadata> takeCommits() {
-        Map<TopicPartition, OffsetAndMetadata> out = new HashMap<>();
+    private synchronized Map<TopicPartition, CommitTracker.Commit> takeCommits() {
+        Map<TopicPartition, CommitTracker.Commit> out = new HashMap<>();
         pendingCommits.forEach((tp, c) -> {
             if (isCurrent(tp, c.ownership())) {
-                out.put(tp, c.toKafka());
+                out.put(tp, c);
             }
         });
         pendingCommits.clear();
@@ -116,10 +118,16 @@ final class Ownership {
 
         @Override
         public ConsumerRecords<byte[], byte[]> poll(Duration timeout) {
-            Map<TopicPartition, OffsetAndMetadata> commits = ownership.takeCommits();
+            Map<TopicPartition, CommitTracker.Commit> commits = ownership.takeCommits();
             if (!commits.isEmpty()) {
-                commitAsync(commits, (offsets, e) -> {
-                    if (e != null) {
+                Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+                commits.forEach((tp, c) -> offsets.put(tp, c.toKafka()));
+                commitAsync(offsets, (done, e) -> {
+                    if (e instanceof RetriableException || e instanceof RebalanceInProgressException) {
+                        // typically a rebalance under way: again at the next poll, if still ours (and not superseded)
+                        log.debug("commit of {} to be retried: {}", offsets, e.toString());
+                        ownership.requestCommits(commits);
+                    } else if (e != null) {
                         // a later commit, or the one at revocation, covers these offsets
                         log.warn("commit of {} failed: {}", offsets, e.toString());
                     }

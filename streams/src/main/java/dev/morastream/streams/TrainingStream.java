@@ -34,20 +34,67 @@ import org.slf4j.LoggerFactory;
  * Kafka topics to packed training batches, with the exactly-once training effect:
  *
  * <pre>
- * committable partitioned source (seeks to the checkpoint's offsets on assignment)
+ * plain source, subscribed with a rebalance handler ({@link Rebalancer}); records tagged with
+ *   the ownership of their partition when fetched ({@link Ownership})
  *   -> decode (mapAsync on morastream.streams.decode-dispatcher)
  *   -> rejected: dead-letter topic, acknowledged before going on
- *   -> tokenize + pack per domain ({@link Packer})
+ *   -> tokenize + pack per domain ({@link Packer}, in {@link PackingStage}); records of partitions
+ *      no longer owned under the ownership they were fetched in are dropped here
  *   -> optional replay rows appended ({@link ReplayMixer})
  *   -> {@link BatchSink#accept} (mapAsync 1: a slow trainer slows consumption)
- *   -> commit the offsets the trainer reports durable (min over domains) -> Committer.sink
+ *   -> commit the offsets the trainer reports durable (min over domains; the domains further on
+ *      in the commit's metadata), sent by the consumer's own thread for current ownerships only
  * </pre>
  *
- * Every buffer is bounded (decode parallelism, one batch at the trainer, the packer's tail per
- * domain, the connector's poll buffer), so memory does not grow with the topic's backlog. The
- * packer's tail is not flushed on stop: its records are read again on the next start (their
- * offsets were never committed nor checkpointed), and the tokens of a record split across batches
- * are skipped by {@link ResumePoint#skipTokens()}.
+ * <h2>The guarantee</h2>
+ * Every record is trained exactly once over the union of the trainers of a consumer group (each
+ * member with its own trainer and checkpoint), across restarts and across partitions moving between
+ * members, provided that (1) every trainer checkpoints what it is asked to: {@link BatchSink#flush}
+ * makes everything accepted durable and reports it; (2) a hand-over completes within
+ * {@code morastream.streams.rebalance-timeout} (the trainer takes the batches already packed and
+ * checkpoints; beyond it the stream fails rather than let a record be trained twice); (3) members
+ * stop cleanly ({@code drainAndShutdown}, or {@code shutdown}: both hand their partitions over).
+ * What is outside it, and how far:
+ * <ul>
+ *   <li>a member that crashes (no hand-over) or whose partitions are <em>lost</em> (session timeout):
+ *       the next owner trains again what it trained after its last commit, i.e. at most what its
+ *       trainer made durable (or trained) after the last commit that reached Kafka. A crashed member
+ *       that restarts with the partitions still its own trains nothing twice (it resumes at its
+ *       checkpoint, even ahead of the commit);</li>
+ *   <li>a trainer without {@link BatchSink#flush} (the default): at a hand-over the next owner
+ *       trains again what was trained since its last durable checkpoint (at least once);</li>
+ *   <li>a record whose partition moves while a checkpoint restored at start still waits for it
+ *       to finish (a record split by that checkpoint): its first tokens were trained before the
+ *       restart and the next owner trains it whole (once per domain, per restart);</li>
+ *   <li>dead letters stay at least once (see {@link DeadLetters}).</li>
+ * </ul>
+ *
+ * <h2>The mechanism</h2>
+ * <b>Start and assignment</b>: for each partition assigned, each domain resumes at the later of its
+ * checkpoint's point ({@code checkpoint}) and the group's committed position (the committed offset,
+ * or the domain's own offset in the commit's metadata); the consumer seeks to the earliest of these.
+ * A checkpoint ahead of the commit is this member's own progress (a crash between checkpoint and
+ * commit); a commit ahead of the checkpoint is another member's progress since this one gave the
+ * partition up, which a stale checkpoint must not undo.
+ *
+ * <p><b>Revocation</b> (and stop), inside the consumer's poll, before the group moves the
+ * partitions: they stop being this member's (records of theirs still buffered are dropped from then
+ * on); the packer finishes the records of theirs that a batch has already split (so no record is
+ * divided between two trainers) and drops the rest of theirs (the next owner reads them from the
+ * committed offset); the trainer takes every batch packed until then and checkpoints
+ * ({@link BatchSink#flush}); and what it made durable is committed synchronously, with the domains
+ * that are further on than the committed offset named in the metadata. Commits asked for before a
+ * rebalance are sent by the consumer's thread only while their ownership is current, so none lands
+ * after a hand-over. Records fetched before an assignment are told apart from those fetched after by
+ * the ownership tag, so a partition revoked and assigned back in one rebalance (eager protocol)
+ * starts cleanly from the committed offset.
+ *
+ * <p>Every buffer is bounded (decode parallelism, one batch at the trainer, the packer's tail per
+ * domain, the connector's poll buffer), so memory does not grow with the topic's backlog. Whole
+ * records in the packer's tail are not trained on stop: they are read again by the next owner (their
+ * offsets were never committed nor checkpointed); records already split by a batch are finished
+ * first. The tokens of a record split by a checkpoint are skipped on restart by
+ * {@link ResumePoint#skipTokens()}.
  */
 public final class TrainingStream {
     /** The dispatcher of the decode and pack work, configured in this module's reference.conf. */
@@ -90,9 +137,10 @@ public final class TrainingStream {
     /**
      * Starts the stream.
      *
-     * @param checkpoint per domain, the resume points its trainer's checkpoint holds (empty map: none)
-     * @return the control: {@code drainAndShutdown} stops reading, lets in-flight batches finish and
-     *     their commits land
+     * @param checkpoint per domain, the resume points its trainer's checkpoint holds (empty map: none);
+     *     used for a partition only where it is further on than the group's committed position
+     * @return the control: {@code drainAndShutdown} stops reading, lets in-flight batches finish,
+     *     has the trainer checkpoint ({@link BatchSink#flush}) and commits, then leaves the group
      */
     public static Consumer.DrainingControl<Done> run(ActorSystem<?> system, Materializer materializer, Settings s,
                                                      TextTokenizer tokenizer, DeadLetters deadLetters, BatchSink sink,
