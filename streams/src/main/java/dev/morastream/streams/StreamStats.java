@@ -16,8 +16,13 @@ public final class StreamStats {
     public final AtomicLong recordsTrained = new AtomicLong();
     /** Batches the trainer took. */
     public final AtomicLong batches = new AtomicLong();
-    /** Offset commits sent to Kafka (one may cover several partitions). */
+    /** Offset commits asked of Kafka (one may cover several partitions). */
     public final AtomicLong commits = new AtomicLong();
+    /**
+     * Records read but dropped because their partition was revoked from this consumer before they
+     * were packed (its next owner reads them again from the committed offset).
+     */
+    public final AtomicLong discarded = new AtomicLong();
 
     private volatile Observer observer = Observer.NONE;
 
@@ -59,6 +64,6 @@ public final class StreamStats {
 
     /** Records read but not yet wholly handed to the trainer (or dead-lettered): what the stream holds. */
     public long inFlight() {
-        return decoded.get() - rejected.get() - recordsTrained.get();
+        return decoded.get() - rejected.get() - recordsTrained.get() - discarded.get();
     }
 }

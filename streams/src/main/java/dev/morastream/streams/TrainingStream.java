@@ -5,33 +5,28 @@ import dev.morastream.streams.pack.PackedBatch;
 import dev.morastream.streams.pack.Packer;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.records.DeadLetters;
-import dev.morastream.streams.records.DecodeResult;
-import dev.morastream.streams.records.DomainRecord;
 import dev.morastream.streams.records.RecordDecoder;
 import dev.morastream.streams.records.Rejected;
 import dev.morastream.streams.replay.ReplayMixer;
 import java.time.Duration;
-import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.DispatcherSelector;
-import org.apache.pekko.japi.Pair;
-import org.apache.pekko.kafka.CommitterSettings;
-import org.apache.pekko.kafka.ConsumerMessage;
 import org.apache.pekko.kafka.ConsumerSettings;
 import org.apache.pekko.kafka.Subscriptions;
-import org.apache.pekko.kafka.javadsl.Committer;
 import org.apache.pekko.kafka.javadsl.Consumer;
 import org.apache.pekko.stream.Materializer;
+import org.apache.pekko.stream.javadsl.Sink;
+import org.apache.pekko.stream.javadsl.Source;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -39,24 +34,76 @@ import org.slf4j.LoggerFactory;
  * Kafka topics to packed training batches, with the exactly-once training effect:
  *
  * <pre>
- * committable partitioned source (seeks to the checkpoint's offsets on assignment)
+ * plain source, subscribed with a rebalance handler ({@link Rebalancer}); records tagged with
+ *   the ownership of their partition when fetched ({@link Ownership})
  *   -> decode (mapAsync on morastream.streams.decode-dispatcher)
  *   -> rejected: dead-letter topic, acknowledged before going on
- *   -> tokenize + pack per domain ({@link Packer})
+ *   -> tokenize + pack per domain ({@link Packer}, in {@link PackingStage}); records of partitions
+ *      no longer owned under the ownership they were fetched in are dropped here
  *   -> optional replay rows appended ({@link ReplayMixer})
  *   -> {@link BatchSink#accept} (mapAsync 1: a slow trainer slows consumption)
- *   -> commit the offsets the trainer reports durable (min over domains) -> Committer.sink
+ *   -> commit the offsets the trainer reports durable (min over domains; the domains further on
+ *      in the commit's metadata), sent by the consumer's own thread for current ownerships only
  * </pre>
  *
- * Every buffer is bounded (decode parallelism, one batch at the trainer, the packer's tail per
- * domain, the connector's poll buffer), so memory does not grow with the topic's backlog. The
- * packer's tail is not flushed on stop: its records are read again on the next start (their
- * offsets were never committed nor checkpointed), and the tokens of a record split across batches
- * are skipped by {@link ResumePoint#skipTokens()}.
+ * <h2>The guarantee</h2>
+ * Every record is trained exactly once over the union of the trainers of a consumer group (each
+ * member with its own trainer and checkpoint), across restarts and across partitions moving between
+ * members, provided that (1) every trainer checkpoints what it is asked to: {@link BatchSink#flush}
+ * makes everything accepted durable and reports it; (2) a hand-over completes within
+ * {@code morastream.streams.rebalance-timeout} (the trainer takes the batches already packed and
+ * checkpoints; beyond it the stream fails rather than let a record be trained twice); (3) members
+ * stop cleanly ({@code drainAndShutdown}, or {@code shutdown}: both hand their partitions over).
+ * What is outside it, and how far:
+ * <ul>
+ *   <li>a member that crashes (no hand-over) or whose partitions are <em>lost</em> (session timeout):
+ *       the next owner trains again what it trained after its last commit, i.e. at most what its
+ *       trainer made durable (or trained) after the last commit that reached Kafka. A crashed member
+ *       that restarts with the partitions still its own trains nothing twice (it resumes at its
+ *       checkpoint, even ahead of the commit);</li>
+ *   <li>a trainer without {@link BatchSink#flush} (the default): at a hand-over the next owner
+ *       trains again what was trained since its last durable checkpoint (at least once);</li>
+ *   <li>a record whose partition moves while a checkpoint restored at start still waits for it
+ *       to finish (a record split by that checkpoint): its first tokens were trained before the
+ *       restart and the next owner trains it whole (once per domain, per restart);</li>
+ *   <li>dead letters stay at least once (see {@link DeadLetters}).</li>
+ * </ul>
+ *
+ * <h2>The mechanism</h2>
+ * <b>Start and assignment</b>: for each partition assigned, each domain resumes at the later of its
+ * checkpoint's point ({@code checkpoint}) and the group's committed position (the committed offset,
+ * or the domain's own offset in the commit's metadata); the consumer seeks to the earliest of these.
+ * A checkpoint ahead of the commit is this member's own progress (a crash between checkpoint and
+ * commit); a commit ahead of the checkpoint is another member's progress since this one gave the
+ * partition up, which a stale checkpoint must not undo.
+ *
+ * <p><b>Revocation</b> (and stop), inside the consumer's poll, before the group moves the
+ * partitions: they stop being this member's (records of theirs still buffered are dropped from then
+ * on); the packer finishes the records of theirs that a batch has already split (so no record is
+ * divided between two trainers) and drops the rest of theirs (the next owner reads them from the
+ * committed offset); the trainer takes every batch packed until then and checkpoints
+ * ({@link BatchSink#flush}); and what it made durable is committed synchronously, with the domains
+ * that are further on than the committed offset named in the metadata. Commits asked for before a
+ * rebalance are sent by the consumer's thread only while their ownership is current, so none lands
+ * after a hand-over. Records fetched before an assignment are told apart from those fetched after by
+ * the ownership tag, so a partition revoked and assigned back in one rebalance (eager protocol)
+ * starts cleanly from the committed offset.
+ *
+ * <p>Every buffer is bounded (decode parallelism, one batch at the trainer, the packer's tail per
+ * domain, the connector's poll buffer), so memory does not grow with the topic's backlog. Whole
+ * records in the packer's tail are not trained on stop: they are read again by the next owner (their
+ * offsets were never committed nor checkpointed); records already split by a batch are finished
+ * first. The tokens of a record split by a checkpoint are skipped on restart by
+ * {@link ResumePoint#skipTokens()}.
  */
 public final class TrainingStream {
     /** The dispatcher of the decode and pack work, configured in this module's reference.conf. */
     public static final String DECODE_DISPATCHER = "morastream.streams.decode-dispatcher";
+    /**
+     * The config path of the longest a partition hand-over may wait for the trainer (its in-flight
+     * batches and a checkpoint); keep it below the consumer's {@code max.poll.interval.ms}.
+     */
+    public static final String REBALANCE_TIMEOUT = "morastream.streams.rebalance-timeout";
 
     /**
      * @param bootstrapServers Kafka {@code bootstrap.servers}
@@ -90,9 +137,10 @@ public final class TrainingStream {
     /**
      * Starts the stream.
      *
-     * @param checkpoint per domain, the resume points its trainer's checkpoint holds (empty map: none)
-     * @return the control: {@code drainAndShutdown} stops reading, lets in-flight batches finish and
-     *     their commits land
+     * @param checkpoint per domain, the resume points its trainer's checkpoint holds (empty map: none);
+     *     used for a partition only where it is further on than the group's committed position
+     * @return the control: {@code drainAndShutdown} stops reading, lets in-flight batches finish,
+     *     has the trainer checkpoint ({@link BatchSink#flush}) and commits, then leaves the group
      */
     public static Consumer.DrainingControl<Done> run(ActorSystem<?> system, Materializer materializer, Settings s,
                                                      TextTokenizer tokenizer, DeadLetters deadLetters, BatchSink sink,
@@ -121,11 +169,15 @@ public final class TrainingStream {
                                                      StreamStats stats, ReplayMixer replay) {
         Executor decodeExec = system.dispatchers().lookup(DispatcherSelector.fromConfig(DECODE_DISPATCHER));
         Executor exec = system.executionContext();
+        Duration handOverTimeout = system.settings().config().getDuration(REBALANCE_TIMEOUT);
         RecordDecoder decoder = new RecordDecoder(s.decoder());
-        Packer packer = new Packer(tokenizer, s.seqLen(), s.batchSize());
-        checkpoint.forEach(packer::resumeFrom);
+        Ownership ownership = new Ownership();
         CommitTracker tracker = new CommitTracker();
-        Map<TopicPartition, Long> seek = seekOffsets(s.decoder().domains(), checkpoint);
+        PackingStage packing = new PackingStage(new Packer(tokenizer, s.seqLen(), s.batchSize()), ownership, tracker, stats,
+                s.idleFlush());
+        Rebalancer.SerialSink trainer = new Rebalancer.SerialSink(sink);
+        Rebalancer rebalancer = new Rebalancer(s.decoder().domains(), checkpoint, ownership, packing, tracker, trainer, stats,
+                handOverTimeout);
 
         ConsumerSettings<byte[], byte[]> consumerSettings =
                 ConsumerSettings.create(system, new ByteArrayDeserializer(), new ByteArrayDeserializer())
@@ -133,80 +185,47 @@ public final class TrainingStream {
                         .withGroupId(s.groupId())
                         .withProperty(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest")
                         .withProperty(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false")
-                        .withProperties(s.clientProperties());
-        CommitterSettings committerSettings = CommitterSettings.create(system);
-        log.debug("consumer stop-timeout {}, committer max-interval {}", consumerSettings.stopTimeout(), committerSettings.maxInterval());
+                        .withProperties(s.clientProperties())
+                        .withConsumerFactory(cs -> ownership.consumer(cs.getProperties()));
+        log.debug("consumer stop-timeout {}, hand-over timeout {}", consumerSettings.stopTimeout(), handOverTimeout);
 
-        return Consumer.committablePartitionedManualOffsetSource(consumerSettings,
-                        Subscriptions.topics(s.topics()),
-                        assigned -> {
-                            Map<TopicPartition, Object> m = new HashMap<>();
-                            for (TopicPartition tp : assigned) {
-                                Long off = seek.get(tp);
-                                if (off != null) {
-                                    m.put(tp, off);
-                                }
-                            }
-                            log.info("assigned {}, seeking {}", assigned, m);
-                            return CompletableFuture.completedFuture(m);
-                        },
-                        revoked -> log.info("revoked {}", revoked))
-                .flatMapMerge(1024, Pair::second)
-                .mapAsync(s.decodeParallelism(), msg -> CompletableFuture.supplyAsync(
+        Duration tick = s.idleFlush() == null || s.idleFlush().compareTo(PackingStage.TICK) > 0 ? PackingStage.TICK : s.idleFlush();
+        return Consumer.plainSource(consumerSettings, Subscriptions.topics(s.topics()).withPartitionAssignmentHandler(rebalancer))
+                .map(r -> new Fetched(r, Ownership.untag(r)))
+                .mapAsync(s.decodeParallelism(), f -> CompletableFuture.supplyAsync(
                         () -> {
-                            Decoded d = new Decoded(decoder.decode(msg.record()), msg.committableOffset());
-                            stats.consumed(msg.record().topic());
-                            return d;
+                            PackingStage.Element e = PackingStage.Element.of(decoder.decode(f.record()), f.ownership());
+                            stats.consumed(f.record().topic());
+                            return e;
                         }, decodeExec))
-                .mapAsync(s.decodeParallelism(), d -> d.result() instanceof Rejected r
+                .mapAsync(s.decodeParallelism(), e -> e.result() instanceof Rejected r
                         ? deadLetters.send(r).thenApplyAsync(x -> {
                             stats.deadLettered(r.topic(), r.reason().code());
-                            return d;
+                            return e;
                         }, exec)
-                        : CompletableFuture.completedFuture(d))
-                .keepAlive(s.idleFlush() == null ? Duration.ofDays(365) : s.idleFlush(), () -> Decoded.IDLE)
-                .map(d -> {
-                    if (d == Decoded.IDLE) {
-                        return s.idleFlush() == null ? List.<PackedBatch>of() : packer.flushIdle();
-                    }
-                    DecodeResult r = d.result();
-                    String domain = r instanceof DomainRecord rec ? rec.domain() : null;
-                    tracker.record(new TopicPartition(r.topic(), r.partition()), r.offset(), d.offset(), domain);
-                    return packer.add(r);
-                })
+                        : CompletableFuture.completedFuture(e))
+                .keepAlive(tick, () -> PackingStage.Element.TICK_ELEMENT)
+                .concat(Source.single(PackingStage.Element.END_ELEMENT))
+                .map(packing::onElement)
                 .mapConcat(batches -> batches)
                 .map(b -> replay == null ? b : replay.mix(b))
-                .mapAsync(1, (PackedBatch b) -> sink.accept(b).thenApplyAsync(durable -> {
+                .mapAsync(1, (PackedBatch b) -> trainer.accept(b).thenApplyAsync(durable -> {
                     stats.batch(b.domain(), b.completedIds().size(), b.batch().predictions());
-                    return tracker.durable(b.domain(), durable);
+                    packing.trained();
+                    Map<TopicPartition, CommitTracker.Commit> commits = tracker.durable(b.domain(), durable);
+                    if (!commits.isEmpty()) {
+                        ownership.requestCommits(commits);
+                        stats.commits.incrementAndGet();
+                    }
+                    return Done.getInstance();
                 }, exec))
-                .mapConcat(o -> o.map(List::of).orElse(List.of()))
-                .map(batch -> {
-                    stats.commits.incrementAndGet();
-                    return batch;
+                .watchTermination((control, done) -> {
+                    done.whenComplete((x, e) -> packing.terminated());
+                    return control;
                 })
-                .map(batch -> (ConsumerMessage.Committable) batch)
-                .toMat(Committer.sink(committerSettings), Consumer::createDrainingControl)
+                .toMat(Sink.ignore(), Consumer::createDrainingControl)
                 .run(materializer);
     }
 
-    /** Per partition, the lowest resume offset over the domains, when every domain has one there. */
-    static Map<TopicPartition, Long> seekOffsets(Set<String> domains, Map<String, Map<TopicPartition, ResumePoint>> checkpoint) {
-        Map<TopicPartition, Long> seek = new HashMap<>();
-        Map<TopicPartition, Integer> count = new HashMap<>();
-        for (String d : domains) {
-            checkpoint.getOrDefault(d, Map.of()).forEach((tp, p) -> {
-                seek.merge(tp, p.offset(), Math::min);
-                count.merge(tp, 1, Integer::sum);
-            });
-        }
-        // a domain with no resume point there has absorbed nothing there: fall back to the group's committed offset
-        seek.keySet().removeIf(tp -> count.get(tp) < domains.size());
-        return seek;
-    }
-
-    private record Decoded(DecodeResult result, ConsumerMessage.CommittableOffset offset) {
-        /** Injected when the topic is quiet: flush the packer. */
-        static final Decoded IDLE = new Decoded(null, null);
-    }
+    private record Fetched(ConsumerRecord<byte[], byte[]> record, long ownership) {}
 }

@@ -7,10 +7,13 @@ import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
 import org.apache.kafka.common.TopicPartition;
 
 /**
@@ -25,14 +28,27 @@ final class RecordingSink implements BatchSink {
     private final Map<String, List<Integer>> pendingTokens = new HashMap<>();
     private final Map<String, Map<TopicPartition, ResumePoint>> checkpoint = new HashMap<>();
     private final Map<String, Integer> sinceCheckpoint = new HashMap<>();
+    /** Per domain, the resume points of its last batch accepted (what a checkpoint now would hold). */
+    private final Map<String, Map<TopicPartition, ResumePoint>> lastResume = new HashMap<>();
+    private long flushes;
     private final List<Waiter> waiters = new ArrayList<>();
     private long batches;
     private long recordsSeen;
 
     private record Waiter(long batches, long records, CompletableFuture<Void> done) {}
 
+    /** Completes {@link #accept} on this executor (a trainer that takes a while), or at once when {@code null}. */
+    private final Executor completion;
+    private final Set<TopicPartition> partitions = new HashSet<>();
+    private final Set<TopicPartition> partitionsSinceMark = new HashSet<>();
+
     RecordingSink(int every) {
+        this(every, null);
+    }
+
+    RecordingSink(int every, Executor completion) {
         this.every = every;
+        this.completion = completion;
     }
 
     @Override
@@ -48,13 +64,13 @@ final class RecordingSink implements BatchSink {
         }
         batches++;
         recordsSeen += b.completedIds().size();
+        lastResume.put(b.domain(), b.resume());
+        partitions.addAll(b.ranges().keySet());
+        partitionsSinceMark.addAll(b.ranges().keySet());
         Map<TopicPartition, Long> durable = Map.of();
         int n = sinceCheckpoint.merge(b.domain(), 1, Integer::sum);
         if (n >= every) {
-            durableTokens.computeIfAbsent(b.domain(), d -> new ArrayList<>()).addAll(pending);
-            pending.clear();
-            checkpoint.put(b.domain(), b.resume());
-            sinceCheckpoint.put(b.domain(), 0);
+            checkpoint(b.domain());
             durable = b.resumeOffsets();
         }
         waiters.removeIf(w -> {
@@ -64,7 +80,62 @@ final class RecordingSink implements BatchSink {
             }
             return false;
         });
+        if (completion == null) {
+            return CompletableFuture.completedFuture(durable);
+        }
+        Map<TopicPartition, Long> d = durable;
+        return CompletableFuture.supplyAsync(() -> d, completion);
+    }
+
+    /** The partitions of the records in the batches accepted so far. */
+    synchronized Set<TopicPartition> partitions() {
+        return Set.copyOf(partitions);
+    }
+
+    /** Starts counting {@link #partitionsSinceMark} again. */
+    synchronized void mark() {
+        partitionsSinceMark.clear();
+    }
+
+    /** The partitions of the records in the batches accepted since {@link #mark}. */
+    synchronized Set<TopicPartition> partitionsSinceMark() {
+        return Set.copyOf(partitionsSinceMark);
+    }
+
+    private void checkpoint(String domain) {
+        durableTokens.computeIfAbsent(domain, d -> new ArrayList<>()).addAll(pendingTokens.getOrDefault(domain, List.of()));
+        pendingTokens.remove(domain);
+        checkpoint.put(domain, lastResume.get(domain));
+        sinceCheckpoint.put(domain, 0);
+    }
+
+    /** Checkpoints every domain now; reports each domain's offsets, as {@link #accept} does. */
+    @Override
+    public synchronized CompletionStage<Map<String, Map<TopicPartition, Long>>> flush() {
+        flushes++;
+        Map<String, Map<TopicPartition, Long>> durable = new HashMap<>();
+        lastResume.forEach((domain, resume) -> {
+            checkpoint(domain);
+            Map<TopicPartition, Long> offsets = new HashMap<>();
+            resume.forEach((tp, p) -> offsets.put(tp, p.offset()));
+            durable.put(domain, offsets);
+        });
         return CompletableFuture.completedFuture(durable);
+    }
+
+    /** How many times {@link #flush} was called. */
+    synchronized long flushes() {
+        return flushes;
+    }
+
+    /** Batches accepted so far. */
+    synchronized long batches() {
+        return batches;
+    }
+
+    /** Records completed in the batches accepted so far (since creation or the last crash). */
+    synchronized long records() {
+        return recordsSeen;
     }
 
     /** Completes once this many batches more have been accepted. */
@@ -89,6 +160,7 @@ final class RecordingSink implements BatchSink {
     synchronized void crash() {
         pendingTokens.clear();
         sinceCheckpoint.clear();
+        lastResume.clear();
         waiters.clear();
         recordsSeen = 0;
     }

@@ -12,9 +12,13 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -25,6 +29,7 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.common.Uuid;
+import org.apache.kafka.common.security.auth.SecurityProtocol;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.utils.AppInfoParser;
 import org.apache.kafka.common.utils.Time;
@@ -52,13 +57,15 @@ public final class EmbeddedKafka implements AutoCloseable {
 
     private final KafkaRaftServer server;
     private final String bootstrapServers;
+    private final Map<String, String> listeners;
     private final Path dataDir;
     private final Admin admin;
     private boolean closed;
 
-    private EmbeddedKafka(KafkaRaftServer server, String bootstrapServers, Path dataDir, Admin admin) {
+    private EmbeddedKafka(KafkaRaftServer server, String bootstrapServers, Map<String, String> listeners, Path dataDir, Admin admin) {
         this.server = server;
         this.bootstrapServers = bootstrapServers;
+        this.listeners = Map.copyOf(listeners);
         this.dataDir = dataDir;
         this.admin = admin;
     }
@@ -73,15 +80,47 @@ public final class EmbeddedKafka implements AutoCloseable {
      * {@code log.retention.ms}).
      */
     public static EmbeddedKafka start(Path dataDir, Map<String, String> overrides) {
+        return start(dataDir, overrides, Set.of());
+    }
+
+    /**
+     * As {@link #start(Path, Map)}, with one more client listener per security protocol in
+     * {@code securedListeners} ({@code SASL_PLAINTEXT}, {@code SASL_SSL}, {@code SSL}), each named
+     * after its protocol, on its own free loopback port ({@link #bootstrapServers(String)}). The
+     * PLAINTEXT listener stays: the broker talks to itself there and {@link #admin()} uses it. The
+     * secured listeners are configured with {@code overrides}, for example
+     * {@code sasl.enabled.mechanisms=PLAIN} and
+     * {@code listener.name.sasl_plaintext.plain.sasl.jaas.config=...PlainLoginModule required user_alice="secret";}.
+     */
+    public static EmbeddedKafka start(Path dataDir, Map<String, String> overrides, Set<String> securedListeners) {
         try {
             Files.createDirectories(dataDir);
-            int brokerPort = freePort();
-            int controllerPort = freePort();
-            while (controllerPort == brokerPort) {
-                controllerPort = freePort();
+            Set<Integer> taken = new HashSet<>();
+            int brokerPort = freePort(taken);
+            int controllerPort = freePort(taken);
+            Map<String, String> extra = new LinkedHashMap<>();
+            for (String protocol : new TreeSet<>(securedListeners)) {
+                SecurityProtocol.forName(protocol); // fails on an unknown protocol
+                if (protocol.equals("PLAINTEXT") || protocol.equals("CONTROLLER")) {
+                    throw new IllegalArgumentException("listener " + protocol + " is always there");
+                }
+                extra.put(protocol, "127.0.0.1:" + freePort(taken));
             }
             Path logDir = dataDir.resolve("kraft-logs");
             Properties props = brokerProperties(logDir, brokerPort, controllerPort);
+            if (!extra.isEmpty()) {
+                StringBuilder listeners = new StringBuilder(props.getProperty("listeners"));
+                StringBuilder advertised = new StringBuilder(props.getProperty("advertised.listeners"));
+                StringBuilder map = new StringBuilder(props.getProperty("listener.security.protocol.map"));
+                extra.forEach((protocol, address) -> {
+                    listeners.append(',').append(protocol).append("://").append(address);
+                    advertised.append(',').append(protocol).append("://").append(address);
+                    map.append(',').append(protocol).append(':').append(protocol);
+                });
+                props.setProperty("listeners", listeners.toString());
+                props.setProperty("advertised.listeners", advertised.toString());
+                props.setProperty("listener.security.protocol.map", map.toString());
+            }
             overrides.forEach(props::setProperty);
             Path configFile = dataDir.resolve("server.properties");
             try (OutputStream out = Files.newOutputStream(configFile)) {
@@ -94,14 +133,16 @@ public final class EmbeddedKafka implements AutoCloseable {
             server.startup();
             String bootstrap = "127.0.0.1:" + brokerPort;
             Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap));
-            EmbeddedKafka kafka = new EmbeddedKafka(server, bootstrap, dataDir, admin);
+            Map<String, String> listeners = new LinkedHashMap<>(extra);
+            listeners.put("PLAINTEXT", bootstrap);
+            EmbeddedKafka kafka = new EmbeddedKafka(server, bootstrap, listeners, dataDir, admin);
             try {
                 kafka.awaitReady();
             } catch (RuntimeException e) {
                 kafka.close();
                 throw e;
             }
-            log.info("embedded Kafka {} serving on {} with data in {}", AppInfoParser.getVersion(), bootstrap, dataDir);
+            log.info("embedded Kafka {} serving on {} with data in {}", AppInfoParser.getVersion(), listeners, dataDir);
             return kafka;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot start an embedded Kafka broker in " + dataDir, e);
@@ -169,16 +210,30 @@ public final class EmbeddedKafka implements AutoCloseable {
         throw new IllegalStateException("embedded broker did not serve within " + STARTUP_TIMEOUT, last);
     }
 
-    private static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            s.setReuseAddress(true);
-            return s.getLocalPort();
+    /** A free loopback port not in {@code taken} (added to it). */
+    private static int freePort(Set<Integer> taken) throws IOException {
+        while (true) {
+            try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+                s.setReuseAddress(true);
+                if (taken.add(s.getLocalPort())) {
+                    return s.getLocalPort();
+                }
+            }
         }
     }
 
     /** {@code host:port} of the PLAINTEXT listener. */
     public String bootstrapServers() {
         return bootstrapServers;
+    }
+
+    /** {@code host:port} of the listener named {@code listener} (its security protocol, or PLAINTEXT). */
+    public String bootstrapServers(String listener) {
+        String address = listeners.get(listener);
+        if (address == null) {
+            throw new IllegalArgumentException("no listener " + listener + " (there are " + listeners.keySet() + ")");
+        }
+        return address;
     }
 
     public Path dataDir() {

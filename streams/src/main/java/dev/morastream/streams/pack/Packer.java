@@ -7,10 +7,12 @@ import dev.morastream.streams.records.DomainRecord;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.TreeMap;
 import org.apache.kafka.common.TopicPartition;
 
@@ -143,8 +145,74 @@ public final class Packer {
     private List<PackedBatch> cutFull(DomainBuffer buf) {
         List<PackedBatch> out = new ArrayList<>();
         while (buf.tokens >= (long) batchSize * (seqLen + 1)) {
-            out.add(buf.cut(false));
+            out.add(buf.cut(Long.MAX_VALUE, false));
         }
+        return out;
+    }
+
+    /**
+     * Gives up partitions (revoked from this consumer, or the stream ends): a record of theirs that
+     * a batch has already split is finished first, in batches of its own (padded), so that no record
+     * is ever divided between two owners; then every other buffered record of theirs is dropped
+     * (never trained here: the next owner reads it from the committed offset), and so is what this
+     * packer knows of them (resume points, offsets seen). Records of other partitions are kept.
+     *
+     * @return the batches that finish split records (in the order they must be trained), then any
+     *     batches that records of a domain no longer waiting for a split record now fill
+     */
+    public List<PackedBatch> release(Set<TopicPartition> partitions) {
+        List<PackedBatch> out = new ArrayList<>();
+        long full = (long) batchSize * (seqLen + 1);
+        for (DomainBuffer buf : domains.values()) {
+            for (Piece head = buf.pending.peekFirst(); head != null && head.start > 0 && partitions.contains(head.tp);
+                 head = buf.pending.peekFirst()) {
+                long rest = head.tokens.length - head.start;
+                out.add(buf.cut(Math.min(rest, full), rest < full));
+            }
+            buf.pending.removeIf(p -> {
+                if (partitions.contains(p.tp)) {
+                    buf.tokens -= p.tokens.length - p.start;
+                    return true;
+                }
+                return false;
+            });
+        }
+        held.forEach((domain, pieces) -> pieces.removeIf(p -> partitions.contains(p.tp)));
+        for (String domain : List.copyOf(straddler.keySet())) {
+            if (partitions.contains(straddler.get(domain).getKey())) {
+                // the split record will not come back here: the others stop waiting for it
+                straddler.remove(domain);
+                heldTokens.remove(domain);
+                DomainBuffer buf = domains.computeIfAbsent(domain, DomainBuffer::new);
+                for (Piece p : held.getOrDefault(domain, List.of())) {
+                    enqueue(buf, p);
+                }
+                held.remove(domain);
+                out.addAll(cutFull(buf));
+            }
+        }
+        seen.keySet().removeAll(partitions);
+        resumeFrom.values().forEach(points -> points.keySet().removeAll(partitions));
+        return out;
+    }
+
+    /** The partitions this packer has seen records of or has resume points for. */
+    public Set<TopicPartition> partitions() {
+        Set<TopicPartition> all = new HashSet<>(seen.keySet());
+        resumeFrom.values().forEach(points -> all.addAll(points.keySet()));
+        return all;
+    }
+
+    /**
+     * Takes on {@code partition} (assigned to this consumer): resumes each domain there at its point
+     * ({@link #resumeFrom}), after {@link #release releasing} anything still known of it from an
+     * earlier assignment.
+     *
+     * @return what that release returns (nothing when the partition was released when it was revoked)
+     */
+    public List<PackedBatch> assign(TopicPartition partition, Map<String, ResumePoint> points) {
+        List<PackedBatch> out = release(Set.of(partition));
+        points.forEach((domain, p) -> resumeFrom(domain, Map.of(partition, p)));
         return out;
     }
 
@@ -168,7 +236,7 @@ public final class Packer {
         List<PackedBatch> out = new ArrayList<>();
         for (DomainBuffer buf : domains.values()) {
             while (buf.tokens > 0) {
-                out.add(buf.cut(true));
+                out.add(buf.cut(Long.MAX_VALUE, true));
             }
         }
         return out;
@@ -237,9 +305,12 @@ public final class Packer {
             this.domain = domain;
         }
 
-        PackedBatch cut(boolean pad) {
+        /** The next batch: at most {@code limit} tokens from the front, padded when {@code pad} (else B full rows). */
+        PackedBatch cut(long limit, boolean pad) {
             int rowLen = seqLen + 1;
-            int rows = pad ? (int) Math.min(batchSize, (tokens + rowLen - 1) / rowLen) : batchSize;
+            long take = Math.min(tokens, limit);
+            int rows = pad ? (int) Math.min(batchSize, (take + rowLen - 1) / rowLen) : batchSize;
+            long taken = 0;
             int[][] ids = new int[rows][rowLen]; // (B, T + 1)
             boolean[][] isCompletionToken = new boolean[rows][rowLen]; // (B, T + 1)
             boolean[][] real = new boolean[rows][rowLen]; // (B, T + 1)
@@ -248,7 +319,7 @@ public final class Packer {
             List<String> completed = new ArrayList<>();
             for (int i = 0; i < rows; i++) {
                 for (int j = 0; j < rowLen; j++) {
-                    Piece p = pending.peekFirst();
+                    Piece p = taken < take ? pending.peekFirst() : null;
                     if (p == null) {
                         ids[i][j] = tokenizer.pad() >= 0 ? tokenizer.pad() : 0;
                         continue;
@@ -261,6 +332,7 @@ public final class Packer {
                     first.putIfAbsent(p.tp, p.offset);
                     p.start++;
                     tokens--;
+                    taken++;
                     if (p.start == p.tokens.length) {
                         completed.add(p.id);
                         pending.pollFirst();
@@ -302,8 +374,7 @@ public final class Packer {
     }
 
     private static ResumePoint later(ResumePoint a, ResumePoint b) {
-        int c = Long.compare(a.offset(), b.offset());
-        return (c != 0 ? c > 0 : a.skipTokens() >= b.skipTokens()) ? a : b;
+        return ResumePoint.later(a, b);
     }
 
     private static int compare(TopicPartition a, TopicPartition b) {

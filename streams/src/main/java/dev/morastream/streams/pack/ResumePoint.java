@@ -16,6 +16,12 @@ public record ResumePoint(long offset, int skipTokens) {
         return new ResumePoint(offset, 0);
     }
 
+    /** The point further on: the higher offset, or at the same offset the one that skips more tokens. */
+    public static ResumePoint later(ResumePoint a, ResumePoint b) {
+        int c = Long.compare(a.offset(), b.offset());
+        return (c != 0 ? c > 0 : a.skipTokens() >= b.skipTokens()) ? a : b;
+    }
+
     /** {@code offset} or {@code offset:skip}, the form stored in a checkpoint's metadata. */
     @Override
     public String toString() {

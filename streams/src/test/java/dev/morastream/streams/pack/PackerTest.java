@@ -87,6 +87,55 @@ class PackerTest {
         assertEquals(recs.stream().map(DomainRecord::id).toList(), ids);
     }
 
+    /**
+     * A partition revoked from the consumer: the record of it a batch has split is finished (no
+     * record is divided between two owners), its other buffered records are dropped (the next owner
+     * reads them), and the other partition's records go on as if it had never been there.
+     */
+    @Test
+    void releasingAPartitionFinishesItsSplitRecordAndDropsTheRestOfIt() {
+        List<DomainRecord> recs = records(120, 3);
+        for (int stop = 5; stop < 115; stop += 3) {
+            Packer packer = new Packer(new ByteTokenizer(), T, B);
+            List<PackedBatch> out = new ArrayList<>();
+            for (int i = 0; i < stop; i++) {
+                out.addAll(packer.add(recs.get(i)));
+            }
+            // the records with tokens in a batch already: a prefix of the arrival order
+            int emitted = flatten(out).size();
+            int started = 0;
+            for (int seen = 0; started < stop && seen < emitted; started++) {
+                seen += reference(List.of(recs.get(started))).size();
+            }
+            List<PackedBatch> released = packer.release(java.util.Set.of(P0));
+            for (PackedBatch b : released) {
+                assertTrue(b.ranges().keySet().stream().allMatch(P0::equals), "a finishing batch holds only the split record");
+            }
+            out.addAll(released);
+            int afterRelease = out.size();
+            for (int i = stop; i < recs.size(); i++) {
+                if (recs.get(i).partition() == 1) { // the stream drops P0's records from now on
+                    out.addAll(packer.add(recs.get(i)));
+                }
+            }
+            out.addAll(packer.flush());
+            List<DomainRecord> expected = new ArrayList<>();
+            for (int i = 0; i < recs.size(); i++) {
+                if (i < started || recs.get(i).partition() == 1) {
+                    expected.add(recs.get(i));
+                }
+            }
+            assertEquals(reference(expected), flatten(out), "released after " + stop + " records");
+            List<String> ids = new ArrayList<>();
+            out.forEach(b -> ids.addAll(b.completedIds()));
+            assertEquals(expected.stream().map(DomainRecord::id).toList(), ids);
+            for (PackedBatch b : out.subList(afterRelease, out.size())) {
+                assertTrue(!b.resume().containsKey(P0), "P0 is forgotten after its release: " + b.resume());
+            }
+            assertTrue(!packer.partitions().contains(P0));
+        }
+    }
+
     @Test
     void resumingFromAnyBatchReproducesTheRestExactly() {
         List<DomainRecord> recs = records(150, 2);

@@ -1,0 +1,174 @@
+package dev.morastream.streams;
+
+import dev.morastream.streams.pack.PackedBatch;
+import dev.morastream.streams.pack.Packer;
+import dev.morastream.streams.pack.ResumePoint;
+import dev.morastream.streams.records.DecodeResult;
+import dev.morastream.streams.records.DomainRecord;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Queue;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.TimeoutException;
+import org.apache.kafka.common.TopicPartition;
+
+/**
+ * The packing stage of a {@link TrainingStream} and what the rebalance callbacks (on the consumer's
+ * thread) ask of it. The {@link Packer} is touched only by the stream ({@link #onElement}); the
+ * callbacks leave requests in an inbox that the stage handles before its next element (a record,
+ * or a tick that comes at least every {@link #TICK} while the topic is quiet), and wait for their
+ * effect with {@link #release} and {@link #awaitTrained}.
+ *
+ * <p>Batches are numbered as the stage emits them and counted as the trainer takes them
+ * ({@link #trained}), in the same order: "every batch emitted before this release is trained" is
+ * {@code trained >= barrier}.
+ */
+final class PackingStage {
+    /** The longest a quiet stream goes without handling its inbox. */
+    static final Duration TICK = Duration.ofMillis(100);
+
+    /** What flows into the stage: a decoded record with the ownership it was fetched under, or a marker. */
+    record Element(DecodeResult result, long ownership, Kind kind) {
+        enum Kind { RECORD, TICK, END }
+
+        static final Element TICK_ELEMENT = new Element(null, 0, Kind.TICK);
+        static final Element END_ELEMENT = new Element(null, 0, Kind.END);
+
+        static Element of(DecodeResult r, long ownership) {
+            return new Element(r, ownership, Kind.RECORD);
+        }
+    }
+
+    private sealed interface Request permits Release, Assign {}
+
+    private record Release(Set<TopicPartition> partitions, CompletableFuture<Long> barrier) implements Request {}
+
+    private record Assign(TopicPartition partition, Map<String, ResumePoint> points) implements Request {}
+
+    private final Packer packer;
+    private final Ownership ownership;
+    private final CommitTracker tracker;
+    private final StreamStats stats;
+    private final Duration idleFlush;
+    private final Queue<Request> inbox = new ConcurrentLinkedQueue<>();
+    // the stream's thread only
+    private long lastRecordNanos = System.nanoTime();
+    private long emitted;
+
+    // guarded by this
+    private long trained;
+    private boolean terminated;
+    private RuntimeException failure;
+
+    PackingStage(Packer packer, Ownership ownership, CommitTracker tracker, StreamStats stats, Duration idleFlush) {
+        this.packer = packer;
+        this.ownership = ownership;
+        this.tracker = tracker;
+        this.stats = stats;
+        this.idleFlush = idleFlush;
+    }
+
+    /** The stream's packing step: handles the inbox, then {@code e}; returns the batches to train, in order. */
+    List<PackedBatch> onElement(Element e) {
+        RuntimeException failed;
+        synchronized (this) {
+            failed = failure;
+        }
+        if (failed != null) {
+            throw failed;
+        }
+        List<PackedBatch> out = new ArrayList<>();
+        for (Request r = inbox.poll(); r != null; r = inbox.poll()) {
+            if (r instanceof Release rel) {
+                out.addAll(packer.release(rel.partitions()));
+                rel.barrier().complete(emitted + out.size()); // these are emitted (and trained) in order after this call
+            } else if (r instanceof Assign a) {
+                out.addAll(packer.assign(a.partition(), a.points()));
+            }
+        }
+        switch (e.kind()) {
+            case RECORD -> {
+                lastRecordNanos = System.nanoTime();
+                DecodeResult r = e.result();
+                TopicPartition tp = new TopicPartition(r.topic(), r.partition());
+                if (!ownership.isCurrent(tp, e.ownership())) {
+                    stats.discarded.incrementAndGet(); // fetched before its partition was revoked: the next owner reads it
+                } else {
+                    tracker.record(tp, r.offset(), r instanceof DomainRecord rec ? rec.domain() : null);
+                    out.addAll(packer.add(r));
+                }
+            }
+            case TICK -> {
+                if (idleFlush != null && System.nanoTime() - lastRecordNanos >= idleFlush.toNanos()) {
+                    out.addAll(packer.flushIdle());
+                }
+            }
+            case END -> out.addAll(packer.release(packer.partitions())); // finish split records: nothing stays half-trained
+        }
+        emitted += out.size();
+        return out;
+    }
+
+    /** The trainer took the next batch. */
+    synchronized void trained() {
+        trained++;
+        notifyAll();
+    }
+
+    /** The stream stopped: nothing more will be packed or trained; waiters go on. */
+    synchronized void terminated() {
+        terminated = true;
+        for (Request r = inbox.poll(); r != null; r = inbox.poll()) {
+            if (r instanceof Release rel) {
+                rel.barrier().complete(-1L);
+            }
+        }
+        notifyAll();
+    }
+
+    /** Makes the stream fail at its next element (a rebalance could not keep the guarantee). */
+    synchronized void fail(RuntimeException e) {
+        failure = e;
+    }
+
+    /**
+     * Asks the stage to {@link Packer#release release} {@code partitions} and waits until it has:
+     * returns the number of batches it has emitted by then (the release's own included), or -1 when
+     * the stream has stopped.
+     */
+    long release(Set<TopicPartition> partitions, Duration timeout) throws TimeoutException, InterruptedException {
+        CompletableFuture<Long> barrier = new CompletableFuture<>();
+        synchronized (this) {
+            if (terminated) {
+                return -1;
+            }
+            inbox.add(new Release(Set.copyOf(partitions), barrier));
+        }
+        try {
+            return barrier.get(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw new IllegalStateException(e.getCause());
+        }
+    }
+
+    /** Asks the stage to take on {@code partition} with these resume points before any record of it. */
+    void assign(TopicPartition partition, Map<String, ResumePoint> points) {
+        inbox.add(new Assign(partition, Map.copyOf(points)));
+    }
+
+    /** Waits until the trainer has taken the first {@code barrier} batches, or the stream has stopped. */
+    synchronized void awaitTrained(long barrier, Duration timeout) throws TimeoutException, InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (trained < barrier && !terminated) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new TimeoutException("the trainer took " + trained + " of " + barrier + " batches within " + timeout);
+            }
+            wait(Math.max(1, left / 1_000_000));
+        }
+    }
+}
