@@ -31,6 +31,8 @@ import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -80,6 +82,20 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
 
     /** Writes a checkpoint now when anything was trained since the last (also used on shutdown). */
     public record CheckpointNow(ActorRef<StatusReply<Optional<Path>>> replyTo) implements Command {}
+
+    /**
+     * Checkpoints now when anything was trained since the last, and replies with the offsets the
+     * latest checkpoint holds (what {@link BatchSink#flush} reports for this domain). In the middle
+     * of a gradient accumulation nothing can be saved: the reply is the last checkpoint's offsets.
+     */
+    public record Flush(ActorRef<StatusReply<Flushed>> replyTo) implements Command {}
+
+    /** Reply to {@link Flush}: the trainer's domain and the offsets its latest checkpoint holds. */
+    public record Flushed(String domain, Map<TopicPartition, Long> offsets) {
+        public Flushed {
+            offsets = Map.copyOf(offsets);
+        }
+    }
 
     /** Stops after a final checkpoint; replies when done. */
     public record Stop(ActorRef<StatusReply<Optional<Path>>> replyTo) implements Command {}
@@ -203,6 +219,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     private final Reservoir reservoir;
     private final Map<TopicPartition, ResumePoint> resume = new HashMap<>();
     private Map<TopicPartition, Long> undelivered = Map.of(); // durable offsets not yet reported to the stream
+    private Map<TopicPartition, Long> savedOffsets = Map.of(); // the offsets of the latest checkpoint
     private long savedStep;
     private double runningLoss = Double.NaN;
     private long judged;
@@ -226,10 +243,43 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         });
     }
 
-    /** The stream's view of a trainer: one ask per batch, answered with the durable offsets. */
+    /**
+     * The stream's view of a trainer: one ask per batch, answered with the durable offsets; a flush
+     * (partitions moving to another consumer) is a checkpoint now.
+     */
     public static BatchSink sink(ActorRef<Command> trainer, Duration timeout, Scheduler scheduler, Executor executor) {
-        return batch -> AskPattern.<Command, Trained>askWithStatus(trainer, r -> new Train(batch, r), timeout, scheduler)
-                .thenApplyAsync(Trained::durableOffsets, executor);
+        return sink(Map.of("*", trainer), timeout, scheduler, executor);
+    }
+
+    /**
+     * One sink for the trainers of several domains ({@code domain -> trainer}), as one stream feeds
+     * them (a single trainer takes every batch, whatever the key).
+     */
+    public static BatchSink sink(Map<String, ActorRef<Command>> trainers, Duration timeout, Scheduler scheduler, Executor executor) {
+        Map<String, ActorRef<Command>> byDomain = Map.copyOf(trainers);
+        return new BatchSink() {
+            @Override
+            public CompletionStage<Map<TopicPartition, Long>> accept(PackedBatch batch) {
+                ActorRef<Command> t = byDomain.size() == 1 ? byDomain.values().iterator().next() : byDomain.get(batch.domain());
+                if (t == null) {
+                    return CompletableFuture.failedFuture(new IllegalStateException("no trainer for domain " + batch.domain()));
+                }
+                return AskPattern.<Command, Trained>askWithStatus(t, r -> new Train(batch, r), timeout, scheduler)
+                        .thenApplyAsync(Trained::durableOffsets, executor);
+            }
+
+            @Override
+            public CompletionStage<Map<String, Map<TopicPartition, Long>>> flush() {
+                List<CompletableFuture<Flushed>> asks = new ArrayList<>();
+                byDomain.values().forEach(t -> asks.add(AskPattern.<Command, Flushed>askWithStatus(t, Flush::new, timeout, scheduler)
+                        .toCompletableFuture()));
+                return CompletableFuture.allOf(asks.toArray(CompletableFuture[]::new)).thenApplyAsync(x -> {
+                    Map<String, Map<TopicPartition, Long>> out = new HashMap<>();
+                    asks.forEach(f -> out.put(f.join().domain(), f.join().offsets()));
+                    return out;
+                }, executor);
+            }
+        };
     }
 
     /** The resume points stored in the latest checkpoint under {@code checkpointRoot} (empty when none). */
@@ -279,6 +329,9 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
             throw new UncheckedIOException("trainer " + s.domain() + ": cannot read checkpoints in " + s.checkpointRoot(), e);
         }
         this.savedStep = trainer.step();
+        Map<TopicPartition, Long> restored = new HashMap<>();
+        resume.forEach((tp, p) -> restored.put(tp, p.offset()));
+        this.savedOffsets = Map.copyOf(restored);
         if (s.every() != null) {
             timers.startTimerWithFixedDelay(new Tick(), s.every());
         }
@@ -302,6 +355,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
                 .onMessage(Tick.class, t -> onTick())
                 .onMessage(CheckpointNow.class, this::onCheckpointNow)
                 .onMessage(Stop.class, this::onStop)
+                .onMessage(Flush.class, this::onFlush)
                 .onMessage(Published.class, this::onPublished)
                 .onSignal(PreRestart.class, sig -> release())
                 .onSignal(PostStop.class, sig -> release())
@@ -376,6 +430,15 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         return this;
     }
 
+    private Behavior<Command> onFlush(Flush m) {
+        if (trainer.step() > savedStep && trainer.microStep() % trainer.config().gradAccum() == 0) {
+            checkpoint();
+        }
+        undelivered = Map.of(); // reported here
+        m.replyTo().tell(StatusReply.success(new Flushed(s.domain(), savedOffsets)));
+        return this;
+    }
+
     private Behavior<Command> onStop(Stop m) {
         boolean due = trainer.step() > savedStep && trainer.microStep() % trainer.config().gradAccum() == 0;
         m.replyTo().tell(StatusReply.success(due ? checkpoint() : Optional.empty()));
@@ -403,6 +466,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         Map<TopicPartition, Long> offsets = new HashMap<>();
         resume.forEach((tp, p) -> offsets.put(tp, p.offset()));
         undelivered = offsets;
+        savedOffsets = Map.copyOf(offsets);
         double progressive = progressiveCount == 0 ? Double.NaN : progressiveSum / progressiveCount;
         progressiveSum = 0;
         progressiveCount = 0;

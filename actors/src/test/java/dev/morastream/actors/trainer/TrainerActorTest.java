@@ -231,6 +231,20 @@ class TrainerActorTest extends TinyModelFixture {
         assertEquals(List.of("a", "b", "c", "d", "e"), TrainerActor.ledger(ckpt));
     }
 
+    @Test
+    void aFlushCheckpointsWhatWasTrainedAndReportsItsOffsets() throws Exception {
+        BatchSink sink = spawn(settings(1000, 1000));
+        assertEquals(Map.of("news", Map.of()), sink.flush().toCompletableFuture().get(30, TimeUnit.SECONDS));
+        train(sink, packed(text()));
+        train(sink, packed(text()));
+        assertEquals(Map.of("news", Map.of(TP, 20L)), sink.flush().toCompletableFuture().get(30, TimeUnit.SECONDS));
+        assertEquals(Map.of(TP, ResumePoint.at(20)), TrainerActor.resumePoints(tmp.resolve("ckpt")));
+        assertEquals("news@v1", supervisor.expectMessageClass(PromotionSupervisor.CandidateReady.class).version().toString());
+        // nothing new: no checkpoint, the same offsets
+        assertEquals(Map.of("news", Map.of(TP, 20L)), sink.flush().toCompletableFuture().get(30, TimeUnit.SECONDS));
+        supervisor.expectNoMessage(Duration.ofMillis(300));
+    }
+
     TrainerActor.Trained askStep(PackedBatch b) throws Exception {
         return org.apache.pekko.actor.typed.javadsl.AskPattern.<TrainerActor.Command, TrainerActor.Trained>askWithStatus(
                         trainer, r -> new TrainerActor.Train(b, r), Duration.ofSeconds(20), kit.scheduler())

@@ -356,9 +356,7 @@ public final class MoraJob implements AutoCloseable {
                 throw new UncheckedIOException("cannot read the checkpoints of " + d, e);
             }
         }
-        Map<String, BatchSink> sinks = new HashMap<>();
-        trainers.forEach((d, ref) -> sinks.put(d, TrainerActor.sink(ref, s.trainerTimeout(), system.scheduler(), system.executionContext())));
-        BatchSink sink = b -> sinks.get(b.domain()).accept(b);
+        BatchSink sink = TrainerActor.sink(trainers, s.trainerTimeout(), system.scheduler(), system.executionContext());
         ReplayMixer replay = s.replay().fraction() > 0 ? new ReplayMixer(s.replay(), tok, s.seqLen()) : null;
         TrainingStream.Settings ts = new TrainingStream.Settings(bootstrap, cfg.kafka().client(), cfg.kafka().groupId(),
                 Set.copyOf(cfg.kafka().topics()), s.decoder(), s.seqLen(), s.batchSize(), s.decodeParallelism(), s.idleFlush());
