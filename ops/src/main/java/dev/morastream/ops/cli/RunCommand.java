@@ -14,7 +14,7 @@ import sun.misc.Signal;
 /**
  * The main job: Kafka stream -> MoRA trainers -> evaluator -> promotion -> serving API. Runs until
  * SIGTERM or Ctrl-C, then stops gracefully (drain, final checkpoints, offsets committed) and
- * exits 0.
+ * exits 0; exits 1 after stopping the same way when a trainer gave up (repeated failures).
  */
 @Command(name = "run", mixinStandardHelpOptions = true,
         description = {"Run the main job: learn from Kafka, promote better adapters, serve them over HTTP.",
@@ -76,8 +76,17 @@ public final class RunCommand implements Callable<Integer> {
             }
         }, "mora-run-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
+        String[] failure = {null};
+        job.failed().thenAccept(why -> {
+            failure[0] = why;
+            stop.countDown();
+        });
         stop.await();
         job.close();
+        if (failure[0] != null) {
+            System.err.println("mora run: " + failure[0]);
+            return 1;
+        }
         return 0;
     }
 }

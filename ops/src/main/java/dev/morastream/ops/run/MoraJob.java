@@ -130,6 +130,8 @@ public final class MoraJob implements AutoCloseable {
     });
     private volatile Consumer.DrainingControl<Done> control;
     private volatile boolean stopping;
+    private final CompletableFuture<String> failed = new CompletableFuture<>();
+    private final Set<ActorRef<?>> dead = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private boolean closed;
 
     private MoraJob(JobConfig cfg) {
@@ -264,6 +266,21 @@ public final class MoraJob implements AutoCloseable {
             trainers.put(d, spawn(TrainerActor.create(s, on, tok, registry, supervisor), "trainer-" + d, TrainerActor.DISPATCHER));
             progress.say("trainer " + d + ": " + t.spec().label() + " on " + device);
         }
+        // a trainer that failed more often than its supervision allows stops for good: the job cannot
+        // go on training that domain, so it stops (exit code 1 from bin/mora run) and a restart
+        // resumes from the last checkpoint with fresh failure counters
+        spawn(Behaviors.<Void>setup(ctx -> {
+            trainers.values().forEach(ctx::watch);
+            return Behaviors.<Void>receive(Void.class).onSignal(org.apache.pekko.actor.typed.Terminated.class, sig -> {
+                dead.add(sig.getRef());
+                if (!stopping) {
+                    String why = "trainer " + sig.getRef().path().name() + " stopped after repeated failures";
+                    progress.say(why + "; stopping the job (a restart resumes from the last checkpoint)");
+                    failed.complete(why);
+                }
+                return Behaviors.same();
+            }).build();
+        }), "trainer-watch", Props.empty());
         Map<String, String> dl = new HashMap<>(k.client());
         Map<String, Object> dlProps = new HashMap<>(dl);
         dlProps.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -441,6 +458,11 @@ public final class MoraJob implements AutoCloseable {
         return cfg;
     }
 
+    /** Completes (with the reason) when the job cannot go on and should be stopped and restarted. */
+    public CompletableFuture<String> failed() {
+        return failed;
+    }
+
     /** Completes when the readiness generation succeeded. */
     public CompletableFuture<Void> warm() {
         return warm;
@@ -471,6 +493,9 @@ public final class MoraJob implements AutoCloseable {
         }
         Map<String, Map<TopicPartition, ResumePoint>> finalPoints = new HashMap<>();
         for (Map.Entry<String, ActorRef<TrainerActor.Command>> e : trainers.entrySet()) {
+            if (dead.contains(e.getValue())) {
+                continue; // its last checkpoint is all there is
+            }
             try {
                 Optional<Path> ckpt = AskPattern.<TrainerActor.Command, Optional<Path>>askWithStatus(e.getValue(),
                         TrainerActor.Stop::new, Duration.ofSeconds(120), system.scheduler()).toCompletableFuture().get(130, TimeUnit.SECONDS);
