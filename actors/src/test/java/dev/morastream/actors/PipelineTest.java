@@ -110,6 +110,9 @@ class PipelineTest extends TinyModelFixture {
         double cand = line.path("candidate_scores").path("memorizationCharAcc").asDouble();
         double base = line.path("serving_scores").path("memorizationCharAcc").asDouble();
         assertTrue(cand >= base + 0.2, line.toString());
+        // the trainer's progressive loss travels with the candidate's scores
+        assertTrue(Double.isFinite(line.path("candidate_scores").path("progressiveLoss").asDouble(Double.NaN)), line.toString());
+        assertTrue(line.path("candidate_scores").has("memorizationExactMatch"), line.toString());
         kit.stop(trainer);
     }
 }

@@ -119,14 +119,18 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
     public Scores score(LinearOp op, Sample sample) {
         Generator gen = new Generator(model, tok, op);
         double charAcc = Double.NaN;
+        double exact = Double.NaN;
         if (!sample.facts().isEmpty()) {
             double sum = 0;
+            int hits = 0;
             for (Sample.Fact f : sample.facts()) {
                 int budget = tok.encode(f.completion()).length + 2;
                 String got = gen.generate(f.prompt(), GenerationConfig.greedy(budget), null).text();
                 sum += TextMetrics.charAccuracy(got, f.completion());
+                hits += TextMetrics.exactMatch(got, f.completion()) ? 1 : 0;
             }
             charAcc = sum / sample.facts().size();
+            exact = (double) hits / sample.facts().size();
         }
         double memLoss = sample.texts().isEmpty() ? Double.NaN : rowsLoss(op, sample.texts());
         Map<String, Double> downstream = new LinkedHashMap<>();
@@ -137,7 +141,7 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
                 }
             }
         }
-        return new Scores(charAcc, memLoss, downstream, retentionLoss(op));
+        return new Scores(charAcc, memLoss, downstream, retentionLoss(op), exact, Double.NaN);
     }
 
     /** Mean next-token loss of whole rows {@code (T + 1)} through {@code op}. */

@@ -180,7 +180,9 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
         if (m.reply().isError()) {
             return reject(c, m.serving(), null, List.of("evaluation failed: " + m.reply().getError().getMessage()), List.of("error"));
         }
-        EvaluatorActor.Evaluation eval = m.reply().getValue();
+        EvaluatorActor.Evaluation scored = m.reply().getValue();
+        EvaluatorActor.Evaluation eval = new EvaluatorActor.Evaluation(scored.candidate().withProgressiveLoss(c.progressiveLoss()),
+                scored.serving());
         MoraEvent.publish(getContext().getSystem(), new MoraEvent.Evaluated(c.version().domain(), c.version(),
                 m.serving().map(AdapterRegistry.Entry::version), eval, System.nanoTime() - evalStarted));
         PromotionPolicy.Decision d = policy.decide(eval.candidate(), eval.serving());

@@ -109,6 +109,8 @@ class EvaluatorActorTest extends TinyModelFixture {
         assertTrue(c.finite() && base.finite(), e.toString());
         assertTrue(c.memorizationCharAcc() > base.memorizationCharAcc() + 0.3, e.toString());
         assertTrue(c.memorizationLoss() < base.memorizationLoss(), e.toString());
+        assertTrue(c.memorizationExactMatch() >= 0 && c.memorizationExactMatch() <= 1, e.toString());
+        assertTrue(c.memorizationExactMatch() >= base.memorizationExactMatch(), e.toString());
         assertEquals(base.downstream().keySet(), c.downstream().keySet());
         assertTrue(base.downstream().size() >= 2, base.downstream().toString());
         assertSame(LinearOp.PLAIN, model.linearOp(), "evaluation installed an adapter on the shared model");

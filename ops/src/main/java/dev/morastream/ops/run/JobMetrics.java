@@ -171,6 +171,10 @@ final class JobMetrics implements StreamStats.Observer {
 
     private void scores(String domain, String version, String role, Scores s) {
         score(domain, version, role, "memorization", "char_acc", s.memorizationCharAcc());
+        score(domain, version, role, "memorization", "exact_match", s.memorizationExactMatch());
+        if (role.equals("candidate")) {
+            score(domain, version, role, "progressive", "loss", s.progressiveLoss());
+        }
         score(domain, version, role, "memorization", "loss", s.memorizationLoss());
         score(domain, version, role, "retention", "loss", s.retentionLoss());
         s.downstream().forEach((set, acc) -> score(domain, version, role, set, "char_acc", acc));
