@@ -229,7 +229,7 @@ public final class MoraJob implements AutoCloseable {
         String baseName = cfg.baseModel().getFileName().toString();
         JobConfig.Http h = cfg.http();
         pool = new ServingPool(model, tok, baseName, servingRegistry, new ServingPool.Options(h.workers(), h.queue(), h.maxLoaded()),
-                metrics.registry());
+                metrics.registry(), system);
         api = new HttpApi(pool, metrics, new HttpApi.Settings(h.adminToken().isBlank() ? null : h.adminToken(), h.maxBodyBytes(),
                 h.maxTokens()), this::moveAlias, cfg.auditLog());
         if (!k.promotionsTopic().isBlank()) {

@@ -6,7 +6,6 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.IntSupplier;
 
@@ -25,11 +24,11 @@ final class ServingMetrics {
 
     private final MeterRegistry registry;
 
-    ServingMetrics(MeterRegistry registry, ThreadPoolExecutor workers, IntSupplier loadedAdapters) {
+    ServingMetrics(MeterRegistry registry, IntSupplier queueDepth, IntSupplier running, IntSupplier loadedAdapters) {
         this.registry = registry;
-        Gauge.builder("mora.serving.queue.depth", workers, w -> w.getQueue().size())
-                .description("Requests waiting for a serving worker").register(registry);
-        Gauge.builder("mora.serving.running", workers, ThreadPoolExecutor::getActiveCount)
+        Gauge.builder("mora.serving.queue.depth", queueDepth, IntSupplier::getAsInt)
+                .description("Requests waiting for a serving actor").register(registry);
+        Gauge.builder("mora.serving.running", running, IntSupplier::getAsInt)
                 .description("Requests being generated now").register(registry);
         Gauge.builder("mora.serving.adapters.loaded", loadedAdapters, IntSupplier::getAsInt)
                 .description("Adapter versions held in memory").register(registry);

@@ -25,15 +25,17 @@ import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 /**
  * Answers generation requests on one frozen base model shared by every adapter version: a bounded
- * queue in front of N worker threads, each request generated with its own {@link Generator} (which
+ * queue in front of N {@link ServingActor}s, each request generated with its own {@link Generator} (which
  * scopes its native memory to the request) and the {@link LinearOp} of the version it runs on.
  *
  * <p>A request names {@code model}: the base model's name, a domain (its alias, read when the
@@ -47,7 +49,7 @@ import java.util.function.Consumer;
 public final class ServingPool implements AutoCloseable {
 
     /**
-     * @param workers generation threads (concurrent requests)
+     * @param workers serving actors (concurrent generations, at most the serving dispatcher's threads)
      * @param queueCapacity requests that may wait for a worker; more are refused
      * @param maxLoaded adapter versions kept in memory (aliased ones are evicted last)
      */
@@ -115,7 +117,12 @@ public final class ServingPool implements AutoCloseable {
     private final String baseName;
     private final AdapterRegistry registry; // null: base model only
     private final Options options;
-    private final ThreadPoolExecutor workers;
+    private static final AtomicInteger POOLS = new AtomicInteger();
+    private final ActorSystem<Void> ownSystem; // null when the serving actors live in the caller's system
+    private final ActorRef<ServingActor.Msg> queue;
+    private final AtomicInteger admitted = new AtomicInteger(); // waiting + running
+    private final AtomicInteger running = new AtomicInteger();
+    private volatile boolean closed;
     private final ConcurrentHashMap<String, AdapterVersion> aliases = new ConcurrentHashMap<>();
     private final LinkedHashMap<AdapterVersion, Loaded> cache = new LinkedHashMap<>(16, 0.75f, true); // LRU order
     private final ServingMetrics metrics;
@@ -127,19 +134,24 @@ public final class ServingPool implements AutoCloseable {
      */
     public ServingPool(LlamaModel model, TextTokenizer tokenizer, String baseName, AdapterRegistry registry,
             Options options, MeterRegistry meters) {
+        this(model, tokenizer, baseName, registry, options, meters, null);
+    }
+
+    /**
+     * As above, with the serving actors spawned in {@code system} ({@code null}: in an actor
+     * system of the pool's own, terminated by {@link #close}).
+     */
+    public ServingPool(LlamaModel model, TextTokenizer tokenizer, String baseName, AdapterRegistry registry,
+            Options options, MeterRegistry meters, ActorSystem<?> system) {
         this.model = model;
         this.tokenizer = tokenizer;
         this.baseName = baseName;
         this.registry = registry;
         this.options = options;
-        AtomicInteger n = new AtomicInteger();
-        this.workers = new ThreadPoolExecutor(options.workers(), options.workers(), 0, TimeUnit.SECONDS,
-                new ArrayBlockingQueue<>(options.queueCapacity()), r -> {
-                    Thread t = new Thread(r, "mora-serve-" + n.incrementAndGet());
-                    t.setDaemon(true);
-                    return t;
-                }, new ThreadPoolExecutor.AbortPolicy());
-        this.metrics = new ServingMetrics(meters, workers, this::loadedCount);
+        this.ownSystem = system == null ? ActorSystem.create(Behaviors.empty(), "mora-serving") : null;
+        ActorSystem<?> sys = system != null ? system : ownSystem;
+        this.queue = sys.systemActorOf(ServingActor.queue(options.workers()), "serving-" + POOLS.incrementAndGet(), Props.empty());
+        this.metrics = new ServingMetrics(meters, this::queueDepth, running::get, this::loadedCount);
     }
 
     public String baseName() {
@@ -169,7 +181,7 @@ public final class ServingPool implements AutoCloseable {
 
     /** Requests waiting for a worker. */
     public int queueDepth() {
-        return workers.getQueue().size();
+        return Math.max(0, admitted.get() - running.get());
     }
 
     /**
@@ -195,13 +207,25 @@ public final class ServingPool implements AutoCloseable {
         Target target = resolve(modelName);
         long queuedAt = System.nanoTime();
         CompletableFuture<Served> out = new CompletableFuture<>();
-        try {
-            workers.execute(() -> run(target, prompt, cfg, listener, queuedAt, out));
-        } catch (RejectedExecutionException e) {
+        if (closed) {
+            metrics.rejected(target.domain());
+            throw new Overloaded("the server is stopping");
+        }
+        if (admitted.incrementAndGet() > options.workers() + options.queueCapacity()) {
+            admitted.decrementAndGet();
             metrics.rejected(target.domain());
             throw new Overloaded("serving queue is full (" + options.queueCapacity() + " waiting, "
                     + options.workers() + " running); retry later");
         }
+        queue.tell(new ServingActor.Work(() -> {
+            running.incrementAndGet();
+            try {
+                run(target, prompt, cfg, listener, queuedAt, out);
+            } finally {
+                running.decrementAndGet();
+                admitted.decrementAndGet();
+            }
+        }));
         return out;
     }
 
@@ -419,13 +443,25 @@ public final class ServingPool implements AutoCloseable {
     /** Stops accepting work, lets queued and running requests finish (up to 30 s), frees every adapter. */
     @Override
     public void close() {
-        workers.shutdown();
-        try {
-            workers.awaitTermination(30, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+        closed = true;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (admitted.get() > 0 && System.nanoTime() < deadline) {
+            try {
+                Thread.sleep(20); // queued and running requests finish
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
         }
-        workers.shutdownNow();
+        queue.tell(new ServingActor.Stop());
+        if (ownSystem != null) {
+            ownSystem.terminate();
+            try {
+                ownSystem.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                // stopping anyway
+            }
+        }
         List<AdapterSet> toClose = new ArrayList<>();
         synchronized (cache) {
             for (Loaded l : cache.values()) {
