@@ -7,9 +7,10 @@ import java.util.Map;
 
 /**
  * The promotion gate: a candidate replaces the adapter in service only when its memorisation
- * improves by at least {@code memorizationMargin} (character accuracy, absolute) and no downstream
- * set and no retention score regresses beyond its tolerance. A candidate with any non-finite
- * score is never promoted.
+ * improves by at least {@code memorizationMargin} (character accuracy on trained facts, absolute;
+ * for a domain of plain text, with no facts to answer, the loss on trained text, relatively) and no
+ * downstream set and no retention score regresses beyond its tolerance. A candidate with any
+ * non-finite score is never promoted.
  *
  * @param memorizationMargin least gain in memorisation character accuracy (e.g. 0.02)
  * @param downstreamTolerance largest drop of any downstream accuracy (absolute, e.g. 0.02)
@@ -46,14 +47,28 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
             why.add("non-finite score in candidate");
             return new Decision(false, why, List.of("non_finite"));
         }
-        double gain = candidate.memorizationCharAcc() - serving.memorizationCharAcc();
         boolean ok = true;
-        if (gain < memorizationMargin) {
-            ok = false;
-            codes.add("memorization");
-            why.add(String.format(Locale.ROOT, "memorization char_acc gain %.4f below margin %.4f", gain, memorizationMargin));
+        if (Double.isFinite(candidate.memorizationCharAcc()) && Double.isFinite(serving.memorizationCharAcc())) {
+            double gain = candidate.memorizationCharAcc() - serving.memorizationCharAcc();
+            if (gain < memorizationMargin) {
+                ok = false;
+                codes.add("memorization");
+                why.add(String.format(Locale.ROOT, "memorization char_acc gain %.4f below margin %.4f", gain, memorizationMargin));
+            } else {
+                why.add(String.format(Locale.ROOT, "memorization char_acc +%.4f", gain));
+            }
         } else {
-            why.add(String.format(Locale.ROOT, "memorization char_acc +%.4f", gain));
+            // no prompt/completion facts trained (a text domain): memorisation is the loss on trained text,
+            // which must fall by the margin, relatively
+            double gain = (serving.memorizationLoss() - candidate.memorizationLoss()) / serving.memorizationLoss();
+            if (!(gain >= memorizationMargin)) {
+                ok = false;
+                codes.add("memorization");
+                why.add(String.format(Locale.ROOT, "memorization loss fell %.1f%%, below the margin %.1f%% (no facts to answer)", gain * 100,
+                        memorizationMargin * 100));
+            } else {
+                why.add(String.format(Locale.ROOT, "memorization loss -%.1f%% (no facts to answer)", gain * 100));
+            }
         }
         for (Map.Entry<String, Double> e : serving.downstream().entrySet()) {
             Double c = candidate.downstream().get(e.getKey());

@@ -30,9 +30,12 @@ public record Scores(double memorizationCharAcc, double memorizationLoss, Map<St
         return new Scores(memorizationCharAcc, memorizationLoss, downstream, retentionLoss, memorizationExactMatch, loss);
     }
 
-    /** Whether every score the gate judges is finite (memorisation, downstream, retention). */
+    /**
+     * Whether every score the gate judges is finite (memorisation, downstream, retention); the
+     * character accuracy may be NaN, which means no facts were sampled (a domain of plain text).
+     */
     public boolean finite() {
-        return Double.isFinite(memorizationCharAcc) && Double.isFinite(memorizationLoss) && Double.isFinite(retentionLoss)
+        return !Double.isInfinite(memorizationCharAcc) && Double.isFinite(memorizationLoss) && Double.isFinite(retentionLoss)
                 && downstream.values().stream().allMatch(Double::isFinite);
     }
 }

@@ -396,7 +396,12 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         }
         Optional<Path> ckpt = Optional.empty();
         if (r.updated() && trainer.step() - savedStep >= s.everySteps()) {
-            ckpt = checkpoint();
+            try {
+                ckpt = checkpoint();
+            } catch (RuntimeException e) {
+                // the state trained since the last checkpoint cannot be saved: start again from that one
+                throw fail(m, "checkpoint failed: " + e, "exception", e);
+            }
         }
         Map<TopicPartition, Long> durable = undelivered;
         undelivered = Map.of();

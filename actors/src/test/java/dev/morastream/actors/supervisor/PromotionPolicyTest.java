@@ -51,6 +51,18 @@ class PromotionPolicyTest {
     }
 
     @Test
+    void aTextDomainWithoutFactsIsJudgedOnItsTrainedTextLoss() {
+        Scores serving = new Scores(Double.NaN, 1.0, SERVING.downstream(), 0.49);
+        PromotionPolicy.Decision better = P.decide(new Scores(Double.NaN, 0.9, SERVING.downstream(), 0.49), serving);
+        assertTrue(better.promote(), better.reasons().toString());
+        PromotionPolicy.Decision same = P.decide(new Scores(Double.NaN, 0.99, SERVING.downstream(), 0.49), serving);
+        assertFalse(same.promote());
+        assertEquals(List.of("memorization"), same.codes());
+        // a NaN loss is broken weights, not "no facts"
+        assertEquals(List.of("non_finite"), P.decide(new Scores(Double.NaN, Double.NaN, SERVING.downstream(), 0.49), serving).codes());
+    }
+
+    @Test
     void aMissingDownstreamScoreIsNotAPass() {
         assertFalse(P.decide(new Scores(0.9, 0.5, Map.of("capitals", 0.8), 0.49), SERVING).promote());
     }

@@ -49,6 +49,7 @@ final class JobMetrics implements StreamStats.Observer {
     }
 
     private final MeterRegistry registry;
+    private final Counter restarts;
     private final Map<String, Value> gauges = new ConcurrentHashMap<>();
     private final Map<String, List<Meter>> evalMeters = new ConcurrentHashMap<>();
 
@@ -58,6 +59,8 @@ final class JobMetrics implements StreamStats.Observer {
                 .description("Records read from Kafka and not yet wholly handed to a trainer or dead-lettered").register(registry);
         FunctionCounter.builder("mora.stream.commits", stats, s -> s.commits.get())
                 .description("Offset commits sent to Kafka after trainer checkpoints").register(registry);
+        restarts = Counter.builder("mora.stream.restarts")
+                .description("Restarts of the training stream from the trainers' checkpoints (after a trainer failure)").register(registry);
         double start = System.currentTimeMillis() / 1000.0;
         for (String d : domains) {
             gauge("mora.promotion.last.timestamp.seconds", "Epoch seconds of the last promotion (the process start until one)",
@@ -77,6 +80,10 @@ final class JobMetrics implements StreamStats.Observer {
     }
 
     // ---- stream ----
+
+    void streamRestarted() {
+        restarts.increment();
+    }
 
     @Override
     public void consumed(String topic) {

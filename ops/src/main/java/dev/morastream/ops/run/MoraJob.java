@@ -388,6 +388,7 @@ public final class MoraJob implements AutoCloseable {
             log.warn("stream stopped{}; restarting in {} from the trainers' checkpoints",
                     err == null ? "" : ": " + rootCause(err), s.restartBackoff());
             progress.say("stream stopped (" + (err == null ? "completed" : rootCause(err)) + "); restarting from the checkpoints");
+            jobMetrics.streamRestarted();
             timers.schedule(this::startStream, s.restartBackoff().toMillis(), TimeUnit.MILLISECONDS);
         });
     }
