@@ -593,10 +593,13 @@ public final class MoraJob implements AutoCloseable {
             } else if (e instanceof MoraEvent.Checkpointed c) {
                 say(String.format(Locale.ROOT, "trainer %s: checkpoint at step %d (%.0f ms)", c.domain(), c.step(), c.nanos() / 1e6));
             } else if (e instanceof MoraEvent.Evaluated v) {
-                say(String.format(Locale.ROOT, "evaluator: %s memorisation %.2f vs %s %.2f, retention loss %.3f vs %.3f (%.1f s)",
-                        v.candidate(), v.evaluation().candidate().memorizationCharAcc(), v.serving().map(Object::toString).orElse("base"),
-                        v.evaluation().serving().memorizationCharAcc(), v.evaluation().candidate().retentionLoss(),
-                        v.evaluation().serving().retentionLoss(), v.nanos() / 1e9));
+                var c = v.evaluation().candidate();
+                var sv = v.evaluation().serving();
+                boolean facts = Double.isFinite(c.memorizationCharAcc());
+                say(String.format(Locale.ROOT, "evaluator: %s memorisation %s %.2f vs %s %.2f, retention loss %.3f vs %.3f (%.1f s)",
+                        v.candidate(), facts ? "char_acc" : "loss", facts ? c.memorizationCharAcc() : c.memorizationLoss(),
+                        v.serving().map(Object::toString).orElse("base"), facts ? sv.memorizationCharAcc() : sv.memorizationLoss(),
+                        c.retentionLoss(), sv.retentionLoss(), v.nanos() / 1e9));
             } else if (e instanceof MoraEvent.Decided d) {
                 switch (d.decision()) {
                     case "promoted" -> say("PROMOTED " + d.version() + ": now serving it as model '" + d.domain() + "'");
