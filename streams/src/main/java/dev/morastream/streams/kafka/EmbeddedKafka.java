@@ -90,7 +90,9 @@ public final class EmbeddedKafka implements AutoCloseable {
      * PLAINTEXT listener stays: the broker talks to itself there and {@link #admin()} uses it. The
      * secured listeners are configured with {@code overrides}, for example
      * {@code sasl.enabled.mechanisms=PLAIN} and
-     * {@code listener.name.sasl_plaintext.plain.sasl.jaas.config=...PlainLoginModule required user_alice="secret";}.
+     * {@code listener.name.sasl_plaintext.plain.sasl.jaas.config=...PlainLoginModule required user_alice="secret";},
+     * or for {@code SSL} the broker's key: {@code listener.name.ssl.ssl.keystore.location},
+     * {@code ...keystore.password}, {@code ...key.password} and {@code ...keystore.type}.
      */
     public static EmbeddedKafka start(Path dataDir, Map<String, String> overrides, Set<String> securedListeners) {
         try {
