@@ -1,6 +1,5 @@
 package dev.morastream.streams;
 
-import static dev.morastream.streams.StreamTestSupport.assertAllStagesStopped;
 import static dev.morastream.streams.StreamTestSupport.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -33,11 +32,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.kafka.javadsl.Consumer;
-import org.apache.pekko.stream.Materializer;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -45,16 +41,13 @@ import org.junit.jupiter.api.Test;
  * broker listener that demands SASL/PLAIN, the right credentials read, train, dead-letter and
  * commit; a wrong password fails fast with an authentication error.
  */
-class SaslTest {
+class SaslTest extends StreamTestBase {
     private static final Duration WAIT = Duration.ofSeconds(30);
     private static final String LISTENER = "SASL_PLAINTEXT";
     private static final String USER = "trainer";
     private static final String PASSWORD = "trainer-secret";
 
     private static EmbeddedKafka kafka;
-    private static ActorTestKit kit;
-    private Materializer mat;
-    private final List<AutoCloseable> toClose = new ArrayList<>();
 
     @BeforeAll
     static void startBroker() throws Exception {
@@ -74,18 +67,6 @@ class SaslTest {
         kafka.close();
     }
 
-    @BeforeEach
-    void materializer() {
-        mat = Materializer.createMaterializer(kit.system());
-    }
-
-    @AfterEach
-    void stagesStopped() throws Exception {
-        for (AutoCloseable c : toClose) {
-            c.close();
-        }
-        assertAllStagesStopped(kit, mat);
-    }
 
     private static Map<String, String> sasl(String password) {
         return Map.of(

@@ -1,6 +1,5 @@
 package dev.morastream.streams;
 
-import static dev.morastream.streams.StreamTestSupport.assertAllStagesStopped;
 import static dev.morastream.streams.StreamTestSupport.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -40,11 +39,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.kafka.javadsl.Consumer;
-import org.apache.pekko.stream.Materializer;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -56,7 +52,7 @@ import org.junit.jupiter.api.io.TempDir;
  * are committed; a client whose truststore does not hold that CA fails at once with an SSL
  * handshake error instead of retrying until a timeout.
  */
-class TlsTest {
+class TlsTest extends StreamTestBase {
     private static final Duration WAIT = Duration.ofSeconds(30);
     private static final String LISTENER = "SSL";
 
@@ -64,9 +60,6 @@ class TlsTest {
     static Path dir;
     private static TestCertificates certs;
     private static EmbeddedKafka kafka;
-    private static ActorTestKit kit;
-    private Materializer mat;
-    private final List<AutoCloseable> toClose = new ArrayList<>();
 
     @BeforeAll
     static void startBroker() {
@@ -92,18 +85,6 @@ class TlsTest {
         }
     }
 
-    @BeforeEach
-    void materializer() {
-        mat = Materializer.createMaterializer(kit.system());
-    }
-
-    @AfterEach
-    void stagesStopped() throws Exception {
-        for (AutoCloseable c : toClose) {
-            c.close();
-        }
-        assertAllStagesStopped(kit, mat);
-    }
 
     /** What a client of a TLS cluster sets; {@code ssl.endpoint.identification.algorithm} stays at its default (https). */
     private static Map<String, String> tls(Path truststore) {

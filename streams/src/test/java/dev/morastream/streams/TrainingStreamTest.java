@@ -1,6 +1,5 @@
 package dev.morastream.streams;
 
-import static dev.morastream.streams.StreamTestSupport.assertAllStagesStopped;
 import static dev.morastream.streams.StreamTestSupport.await;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -46,23 +45,17 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.kafka.javadsl.Consumer;
-import org.apache.pekko.stream.Materializer;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** The whole stream against a real embedded broker. */
-class TrainingStreamTest {
+class TrainingStreamTest extends StreamTestBase {
     private static final Pattern ID = Pattern.compile("^\\[([^\\]]+)]");
     private static final Duration WAIT = Duration.ofSeconds(60);
 
     private static EmbeddedKafka kafka;
-    private static ActorTestKit kit;
     private static KafkaProducer<byte[], byte[]> producer;
-    private Materializer mat;
-    private final List<AutoCloseable> toClose = new ArrayList<>();
 
     @BeforeAll
     static void startBroker() throws Exception {
@@ -82,18 +75,6 @@ class TrainingStreamTest {
         kafka.close();
     }
 
-    @BeforeEach
-    void materializer() {
-        mat = Materializer.createMaterializer(kit.system());
-    }
-
-    @AfterEach
-    void stagesStopped() throws Exception {
-        for (AutoCloseable c : toClose) {
-            c.close();
-        }
-        assertAllStagesStopped(kit, mat);
-    }
 
     private TrainingStream.Settings settings(String topic, String group, RecordDecoder.Config decoder, int seqLen, int batch) {
         return new TrainingStream.Settings(kafka.bootstrapServers(), Map.of(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "500"),
