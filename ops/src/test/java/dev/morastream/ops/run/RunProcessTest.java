@@ -1,6 +1,7 @@
 package dev.morastream.ops.run;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static dev.morastream.ops.run.MoraJobTest.await;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -24,7 +25,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -229,16 +229,6 @@ class RunProcessTest {
             return Files.exists(f) ? Files.readString(f, StandardCharsets.UTF_8) : "";
         } catch (java.io.IOException e) {
             return "";
-        }
-    }
-
-    static void await(String what, Duration timeout, BooleanSupplier ok) throws InterruptedException {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (!ok.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("timed out after " + timeout + " waiting for " + what);
-            }
-            Thread.sleep(250);
         }
     }
 }
