@@ -136,6 +136,22 @@ public final class IncrementalTrainer implements AutoCloseable {
                 lr = currentLr();
                 List<NDArray> grads = Gradients.collect(trainable, sm);
                 gradNorm = Gradients.clip(grads, cfg.clipNorm());
+                if (!Double.isFinite(gradNorm) && Double.isFinite(accumulatedLoss) && cfg.gradAccum() == 1) {
+                    // a finite loss with non-finite gradients: recompute them once before giving the update up.
+                    // Seen on CPU, rarely, in the first backward of a process (gradients of ~1e30 in one layer);
+                    // a recomputation gives the true ones, and the run stays the same as without the glitch
+                    Gradients.zero(trainable.values());
+                    adapters.setTraining(true);
+                    adapters.seedDropout(microStep - 1);
+                    try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                        gc.backward(Losses.mean(model.forward(in.x, null), in.y, in.mask));
+                    } finally {
+                        adapters.setTraining(false);
+                        Autograd.off();
+                    }
+                    grads = Gradients.collect(trainable, sm);
+                    gradNorm = Gradients.clip(grads, cfg.clipNorm());
+                }
                 boolean finite = Double.isFinite(accumulatedLoss) && Double.isFinite(gradNorm);
                 if (finite) {
                     List<AdamW.Slot> slots = new ArrayList<>();
