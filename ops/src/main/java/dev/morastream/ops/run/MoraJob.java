@@ -179,9 +179,7 @@ public final class MoraJob implements AutoCloseable {
             bootstrap = k.bootstrapServers();
             progress.say("Kafka cluster " + bootstrap);
         }
-        Map<String, Object> adminProps = new HashMap<>(k.client());
-        adminProps.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        admin = Admin.create(adminProps);
+        admin = Admin.create(clientProps());
         if (k.createTopics()) {
             createTopics();
         }
@@ -233,8 +231,7 @@ public final class MoraJob implements AutoCloseable {
         api = new HttpApi(pool, metrics, new HttpApi.Settings(h.adminToken().isBlank() ? null : h.adminToken(), h.maxBodyBytes(),
                 h.maxTokens()), this::moveAlias, cfg.auditLog());
         if (!k.promotionsTopic().isBlank()) {
-            Map<String, Object> p = new HashMap<>(k.client());
-            p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            Map<String, Object> p = clientProps();
             p.put(ProducerConfig.ACKS_CONFIG, "all");
             p.put(ProducerConfig.CLIENT_ID_CONFIG, "morastream-promotions");
             promotions = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer());
@@ -281,10 +278,7 @@ public final class MoraJob implements AutoCloseable {
                 return Behaviors.same();
             }).build();
         }), "trainer-watch", Props.empty());
-        Map<String, String> dl = new HashMap<>(k.client());
-        Map<String, Object> dlProps = new HashMap<>(dl);
-        dlProps.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        deadLetters = DeadLetters.create(dlProps, k.deadLetterTopic());
+        deadLetters = DeadLetters.create(clientProps(), k.deadLetterTopic());
         startStream();
         timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(admin, k.groupId(), k.topics()), 0,
                 k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
@@ -303,6 +297,13 @@ public final class MoraJob implements AutoCloseable {
                     + "   (the demo teaches:" + f.completion() + ")");
             demo.start();
         }
+    }
+
+    /** The configured client properties (security settings…) and the bootstrap servers, for any Kafka client. */
+    private Map<String, Object> clientProps() {
+        Map<String, Object> p = new HashMap<>(cfg.kafka().client());
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        return p;
     }
 
     private EvaluatorActor.Settings evaluatorSettings() throws IOException {
