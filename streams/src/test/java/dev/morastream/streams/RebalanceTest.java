@@ -1,18 +1,14 @@
 package dev.morastream.streams;
 
-import static dev.morastream.streams.StreamTestSupport.assertAllStagesStopped;
 import static dev.morastream.streams.StreamTestSupport.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.morastream.models.tokenizer.ByteTokenizer;
-import dev.morastream.streams.kafka.EmbeddedKafka;
 import dev.morastream.streams.records.DeadLetters;
 import dev.morastream.streams.records.RecordDecoder;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -30,19 +26,11 @@ import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
-import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.pekko.Done;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.kafka.javadsl.Consumer;
-import org.apache.pekko.stream.Materializer;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -50,46 +38,11 @@ import org.junit.jupiter.params.provider.ValueSource;
  * Two training streams in one consumer group, each with its own trainer and checkpoints, while
  * partitions move between them: every record is trained exactly once over the two trainers.
  */
-class RebalanceTest {
+class RebalanceTest extends PlainBrokerTestBase {
     private static final Duration WAIT = Duration.ofSeconds(30);
     private static final int PARTITIONS = 4;
 
-    private static EmbeddedKafka kafka;
-    private static ActorTestKit kit;
-    private static KafkaProducer<byte[], byte[]> producer;
-    private Materializer mat;
     private DeadLetters deadLetters;
-
-    @BeforeAll
-    static void startBroker() throws Exception {
-        Files.createDirectories(Path.of("target"));
-        kafka = EmbeddedKafka.start(Files.createTempDirectory(Path.of("target"), "kafka-rebalance-test-"));
-        kit = ActorTestKit.create();
-        producer = new KafkaProducer<>(Map.of(
-                ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers(),
-                ProducerConfig.LINGER_MS_CONFIG, 5,
-                ProducerConfig.ACKS_CONFIG, "all"), new ByteArraySerializer(), new ByteArraySerializer());
-    }
-
-    @AfterAll
-    static void stopBroker() {
-        producer.close();
-        kit.shutdownTestKit();
-        kafka.close();
-    }
-
-    @BeforeEach
-    void materializer() {
-        mat = Materializer.createMaterializer(kit.system());
-    }
-
-    @AfterEach
-    void stagesStopped() {
-        if (deadLetters != null) {
-            deadLetters.close();
-        }
-        assertAllStagesStopped(kit, mat);
-    }
 
     /** One member of the group: a stream and its own trainer. */
     private final class Member {
@@ -131,6 +84,7 @@ class RebalanceTest {
         kafka.createTopic(topic, PARTITIONS);
         kafka.createTopic(topic + "-dlq", 1);
         deadLetters = DeadLetters.create(Map.of(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers()), topic + "-dlq");
+        toClose.add(deadLetters);
         // trainers that take a little while per batch and checkpoint every 3rd batch of a domain,
         // so a hand-over finds batches in flight and trained records not yet durable
         Executor slow = CompletableFuture.delayedExecutor(1, TimeUnit.MILLISECONDS);
@@ -192,6 +146,7 @@ class RebalanceTest {
         kafka.createTopic(topic, PARTITIONS);
         kafka.createTopic(topic + "-dlq", 1);
         deadLetters = DeadLetters.create(Map.of(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers()), topic + "-dlq");
+        toClose.add(deadLetters);
         String assignor = "org.apache.kafka.clients.consumer.RangeAssignor";
         Member a = new Member("A", new RecordingSink(3));
         Member b = new Member("B", new RecordingSink(3));

@@ -1,0 +1,36 @@
+package dev.morastream.streams;
+
+import dev.morastream.streams.kafka.EmbeddedKafka;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+
+/** A plain (PLAINTEXT) embedded broker, an actor test kit and a byte producer for the tests of one class. */
+abstract class PlainBrokerTestBase extends StreamTestBase {
+    protected static EmbeddedKafka kafka;
+    protected static KafkaProducer<byte[], byte[]> producer;
+
+    @BeforeAll
+    static void startBroker() throws Exception {
+        Files.createDirectories(Path.of("target"));
+        kafka = EmbeddedKafka.start(Files.createTempDirectory(Path.of("target"), "kafka-test-"));
+        kit = ActorTestKit.create();
+        producer = new KafkaProducer<>(Map.of(
+                ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers(),
+                ProducerConfig.LINGER_MS_CONFIG, 5,
+                ProducerConfig.ACKS_CONFIG, "all"), new ByteArraySerializer(), new ByteArraySerializer());
+    }
+
+    @AfterAll
+    static void stopBroker() {
+        producer.close();
+        kit.shutdownTestKit();
+        kafka.close();
+    }
+}
