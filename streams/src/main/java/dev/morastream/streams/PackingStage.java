@@ -5,6 +5,7 @@ import dev.morastream.streams.pack.Packer;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.records.DecodeResult;
 import dev.morastream.streams.records.DomainRecord;
+import dev.morastream.streams.records.RecordProcessingException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -31,21 +32,31 @@ final class PackingStage {
     /** The longest a quiet stream goes without handling its inbox. */
     static final Duration TICK = Duration.ofMillis(100);
 
-    /** What flows into the stage: a decoded record with the ownership it was fetched under, or a marker. */
-    record Element(DecodeResult result, long ownership, Kind kind) {
+    /**
+     * What flows into the stage: a decoded record (with its tokens when it is a {@link DomainRecord},
+     * encoded by the decode step) with the ownership it was fetched under, or a marker.
+     */
+    record Element(DecodeResult result, Packer.Encoded encoded, long ownership, Kind kind) {
         enum Kind { RECORD, TICK, END }
 
-        static final Element TICK_ELEMENT = new Element(null, 0, Kind.TICK);
-        static final Element END_ELEMENT = new Element(null, 0, Kind.END);
+        static final Element TICK_ELEMENT = new Element(null, null, 0, Kind.TICK);
+        static final Element END_ELEMENT = new Element(null, null, 0, Kind.END);
 
-        static Element of(DecodeResult r, long ownership) {
-            return new Element(r, ownership, Kind.RECORD);
+        static Element of(DecodeResult r, Packer.Encoded encoded, long ownership) {
+            return new Element(r, encoded, ownership, Kind.RECORD);
         }
     }
 
+    /**
+     * What a release did: the number of batches emitted by then ({@code -1}: the stream had stopped)
+     * and, per domain, where it stands in each released partition once they are absorbed
+     * ({@link Packer#release(Set, Set, Map)}).
+     */
+    record Released(long barrier, Map<String, Map<TopicPartition, Long>> positions) {}
+
     private sealed interface Request permits Release, Assign {}
 
-    private record Release(Set<TopicPartition> partitions, CompletableFuture<Long> barrier) implements Request {}
+    private record Release(Set<TopicPartition> partitions, CompletableFuture<Released> barrier) implements Request {}
 
     private record Assign(TopicPartition partition, Map<String, ResumePoint> points) implements Request {}
 
@@ -54,6 +65,9 @@ final class PackingStage {
     private final CommitTracker tracker;
     private final StreamStats stats;
     private final Duration idleFlush;
+    private final Set<String> domains;
+    /** Domains that had a batch emitted by this stage (read by the rebalance callbacks). */
+    private final Set<String> emittedDomains = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final Queue<Request> inbox = new ConcurrentLinkedQueue<>();
     // the stream's thread only
     private long lastRecordNanos = System.nanoTime();
@@ -63,9 +77,13 @@ final class PackingStage {
     private long trained;
     private boolean terminated;
     private RuntimeException failure;
+    /** Positions of the partitions released at the end of the stream, for the hand-over at stop. */
+    private Map<String, Map<TopicPartition, Long>> endPositions = Map.of();
 
-    PackingStage(Packer packer, Ownership ownership, CommitTracker tracker, StreamStats stats, Duration idleFlush) {
+    PackingStage(Packer packer, Set<String> domains, Ownership ownership, CommitTracker tracker, StreamStats stats,
+                 Duration idleFlush) {
         this.packer = packer;
+        this.domains = Set.copyOf(domains);
         this.ownership = ownership;
         this.tracker = tracker;
         this.stats = stats;
@@ -84,8 +102,11 @@ final class PackingStage {
         List<PackedBatch> out = new ArrayList<>();
         for (Request r = inbox.poll(); r != null; r = inbox.poll()) {
             if (r instanceof Release rel) {
-                out.addAll(packer.release(rel.partitions()));
-                rel.barrier().complete(emitted + out.size()); // these are emitted (and trained) in order after this call
+                Map<String, Map<TopicPartition, Long>> positions = new java.util.HashMap<>();
+                out.addAll(packer.release(rel.partitions(), domains, positions));
+                note(out);
+                // these are emitted (and trained) in order after this call
+                rel.barrier().complete(new Released(emitted + out.size(), positions));
             } else if (r instanceof Assign a) {
                 out.addAll(packer.assign(a.partition(), a.points()));
             }
@@ -99,7 +120,11 @@ final class PackingStage {
                     stats.discarded.incrementAndGet(); // fetched before its partition was revoked: the next owner reads it
                 } else {
                     tracker.record(tp, r.offset(), r instanceof DomainRecord rec ? rec.domain() : null);
-                    out.addAll(packer.add(r));
+                    try {
+                        out.addAll(packer.add(r, e.encoded()));
+                    } catch (RuntimeException ex) {
+                        throw new RecordProcessingException(r.topic(), r.partition(), r.offset(), ex);
+                    }
                 }
             }
             case TICK -> {
@@ -107,10 +132,28 @@ final class PackingStage {
                     out.addAll(packer.flushIdle());
                 }
             }
-            case END -> out.addAll(packer.release(packer.partitions())); // finish split records: nothing stays half-trained
+            case END -> { // finish split records: nothing stays half-trained
+                Map<String, Map<TopicPartition, Long>> positions = new java.util.HashMap<>();
+                out.addAll(packer.release(packer.partitions(), domains, positions));
+                synchronized (this) {
+                    endPositions = positions;
+                }
+            }
         }
+        note(out);
         emitted += out.size();
         return out;
+    }
+
+    private void note(List<PackedBatch> batches) {
+        for (PackedBatch b : batches) {
+            emittedDomains.add(b.domain());
+        }
+    }
+
+    /** Whether a batch of {@code domain} was emitted by this stage (so its trainer has something of it to make durable). */
+    boolean emitted(String domain) {
+        return emittedDomains.contains(domain);
     }
 
     /** The trainer took the next batch. */
@@ -124,7 +167,7 @@ final class PackingStage {
         terminated = true;
         for (Request r = inbox.poll(); r != null; r = inbox.poll()) {
             if (r instanceof Release rel) {
-                rel.barrier().complete(-1L);
+                rel.barrier().complete(new Released(-1, restrict(endPositions, rel.partitions())));
             }
         }
         notifyAll();
@@ -138,13 +181,14 @@ final class PackingStage {
     /**
      * Asks the stage to {@link Packer#release release} {@code partitions} and waits until it has:
      * returns the number of batches it has emitted by then (the release's own included), or -1 when
-     * the stream has stopped.
+     * the stream has stopped (with the positions its end left in those partitions), and the
+     * positions of the domains there.
      */
-    long release(Set<TopicPartition> partitions, Duration timeout) throws TimeoutException, InterruptedException {
-        CompletableFuture<Long> barrier = new CompletableFuture<>();
+    Released release(Set<TopicPartition> partitions, Duration timeout) throws TimeoutException, InterruptedException {
+        CompletableFuture<Released> barrier = new CompletableFuture<>();
         synchronized (this) {
             if (terminated) {
-                return -1;
+                return new Released(-1, restrict(endPositions, partitions));
             }
             inbox.add(new Release(Set.copyOf(partitions), barrier));
         }
@@ -153,6 +197,17 @@ final class PackingStage {
         } catch (java.util.concurrent.ExecutionException e) {
             throw new IllegalStateException(e.getCause());
         }
+    }
+
+    private static Map<String, Map<TopicPartition, Long>> restrict(Map<String, Map<TopicPartition, Long>> positions,
+                                                                 Set<TopicPartition> partitions) {
+        Map<String, Map<TopicPartition, Long>> out = new java.util.HashMap<>();
+        positions.forEach((d, m) -> m.forEach((tp, off) -> {
+            if (partitions.contains(tp)) {
+                out.computeIfAbsent(d, x -> new java.util.HashMap<>()).put(tp, off);
+            }
+        }));
+        return out;
     }
 
     /** Asks the stage to take on {@code partition} with these resume points before any record of it. */

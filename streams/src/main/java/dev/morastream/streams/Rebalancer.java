@@ -138,11 +138,20 @@ final class Rebalancer implements PartitionAssignmentHandler {
             return;
         }
         try {
-            long barrier = stage.release(mine, timeout);
-            stage.awaitTrained(barrier, timeout);
+            PackingStage.Released released = stage.release(mine, timeout);
+            stage.awaitTrained(released.barrier(), timeout);
             Map<String, Map<TopicPartition, Long>> durable =
                     sink.flush().toCompletableFuture().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
             durable.forEach(tracker::durable);
+            // a domain whose trainer made everything of it durable (or that trained nothing here) is
+            // as far on as the partition was read, but for its records dropped for the next owner:
+            // without this, a partition whose last records are all of one domain stays committed at
+            // the other domains' last batch (the lag never reaches 0, until they train again)
+            released.positions().forEach((d, pos) -> {
+                if (durable.containsKey(d) || !stage.emitted(d)) {
+                    tracker.durable(d, pos);
+                }
+            });
         } catch (TimeoutException | java.util.concurrent.ExecutionException e) {
             IllegalStateException failure = new IllegalStateException(
                     "cannot hand over " + mine + " (" + why + "): the trainer did not take its batches and checkpoint within "

@@ -5,6 +5,10 @@ import dev.morastream.streams.pack.PackedBatch;
 import dev.morastream.streams.pack.Packer;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.records.DeadLetters;
+import dev.morastream.streams.records.DecodeResult;
+import dev.morastream.streams.records.DomainRecord;
+import dev.morastream.streams.records.RecordProcessingException;
+import dev.morastream.streams.records.RepeatedFailures;
 import dev.morastream.streams.records.RecordDecoder;
 import dev.morastream.streams.records.Rejected;
 import dev.morastream.streams.replay.ReplayMixer;
@@ -36,8 +40,11 @@ import org.slf4j.LoggerFactory;
  * <pre>
  * plain source, subscribed with a rebalance handler ({@link Rebalancer}); records tagged with
  *   the ownership of their partition when fetched ({@link Ownership})
- *   -> decode (mapAsync on morastream.streams.decode-dispatcher)
- *   -> rejected: dead-letter topic, acknowledged before going on
+ *   -> decode and tokenize (mapAsync on morastream.streams.decode-dispatcher); an exception there
+ *      rejects the record (processing-error), a record the stream failed on 3 times is rejected
+ *      unread (repeated-failure, {@link RepeatedFailures})
+ *   -> rejected: dead-letter topic (cut to fit, once per record: {@link DeadLetters}), acknowledged
+ *      before going on
  *   -> tokenize + pack per domain ({@link Packer}, in {@link PackingStage}); records of partitions
  *      no longer owned under the ownership they were fetched in are dropped here
  *   -> optional replay rows appended ({@link ReplayMixer})
@@ -173,8 +180,9 @@ public final class TrainingStream {
         RecordDecoder decoder = new RecordDecoder(s.decoder());
         Ownership ownership = new Ownership();
         CommitTracker tracker = new CommitTracker();
-        PackingStage packing = new PackingStage(new Packer(tokenizer, s.seqLen(), s.batchSize()), ownership, tracker, stats,
-                s.idleFlush());
+        Packer packer = new Packer(tokenizer, s.seqLen(), s.batchSize());
+        PackingStage packing = new PackingStage(packer, s.decoder().domains(), ownership, tracker, stats, s.idleFlush());
+        RepeatedFailures failures = deadLetters.failures();
         Rebalancer.SerialSink trainer = new Rebalancer.SerialSink(sink);
         Rebalancer rebalancer = new Rebalancer(s.decoder().domains(), checkpoint, ownership, packing, tracker, trainer, stats,
                 handOverTimeout);
@@ -192,9 +200,8 @@ public final class TrainingStream {
         Duration tick = s.idleFlush() == null || s.idleFlush().compareTo(PackingStage.TICK) > 0 ? PackingStage.TICK : s.idleFlush();
         return Consumer.plainSource(consumerSettings, Subscriptions.topics(s.topics()).withPartitionAssignmentHandler(rebalancer))
                 .map(r -> new Fetched(r, Ownership.untag(r)))
-                .mapAsync(s.decodeParallelism(), f -> CompletableFuture.supplyAsync(
-                        () -> {
-                            PackingStage.Element e = PackingStage.Element.of(decoder.decode(f.record()), f.ownership());
+                .mapAsync(s.decodeParallelism(), f -> CompletableFuture.supplyAsync(() -> {
+                            PackingStage.Element e = process(f, decoder, packer, failures);
                             stats.consumed(f.record().topic());
                             return e;
                         }, decodeExec))
@@ -206,7 +213,14 @@ public final class TrainingStream {
                         : CompletableFuture.completedFuture(e))
                 .keepAlive(tick, () -> PackingStage.Element.TICK_ELEMENT)
                 .concat(Source.single(PackingStage.Element.END_ELEMENT))
-                .map(packing::onElement)
+                .map(e -> {
+                    try {
+                        return packing.onElement(e);
+                    } catch (RecordProcessingException x) {
+                        failures.failed(x); // counted before the stream fails, so before any restart meets the record again
+                        throw x;
+                    }
+                })
                 .mapConcat(batches -> batches)
                 .map(b -> replay == null ? b : replay.mix(b))
                 .mapAsync(1, (PackedBatch b) -> trainer.accept(b).thenApplyAsync(durable -> {
@@ -228,4 +242,31 @@ public final class TrainingStream {
     }
 
     private record Fetched(ConsumerRecord<byte[], byte[]> record, long ownership) {}
+
+    /**
+     * Decodes and tokenizes one record. A record the stream failed on too often is rejected as
+     * {@code repeated-failure} without being looked at; an exception while decoding or tokenizing
+     * rejects the record as {@code processing-error}; an {@link Error} fails the stream, naming the
+     * record (for {@link RepeatedFailures}).
+     */
+    private static PackingStage.Element process(Fetched f, RecordDecoder decoder, Packer packer, RepeatedFailures failures) {
+        ConsumerRecord<byte[], byte[]> r = f.record();
+        Rejected poison = failures.poison(r);
+        if (poison != null) {
+            log.warn("dead-lettering {}-{}@{} and going on: {}", r.topic(), r.partition(), r.offset(), poison.detail());
+            return PackingStage.Element.of(poison, null, f.ownership());
+        }
+        try {
+            DecodeResult d = decoder.decode(r);
+            Packer.Encoded enc = d instanceof DomainRecord rec ? packer.encode(rec) : null;
+            return PackingStage.Element.of(d, enc, f.ownership());
+        } catch (Exception e) {
+            log.warn("record {}-{}@{} could not be processed; dead-lettering it: {}", r.topic(), r.partition(), r.offset(), e.toString());
+            return PackingStage.Element.of(new Rejected(Rejected.Reason.PROCESSING_ERROR, e.toString(), r, e), null, f.ownership());
+        } catch (Error e) {
+            RecordProcessingException x = new RecordProcessingException(r.topic(), r.partition(), r.offset(), e);
+            failures.failed(x); // counted before the stream fails, so before any restart meets the record again
+            throw x;
+        }
+    }
 }

@@ -278,7 +278,7 @@ public final class MoraJob implements AutoCloseable {
                 return Behaviors.same();
             }).build();
         }), "trainer-watch", Props.empty());
-        deadLetters = DeadLetters.create(clientProps(), k.deadLetterTopic());
+        deadLetters = DeadLetters.create(clientProps(), k.deadLetterTopic(), k.groupId());
         startStream();
         timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(admin, k.groupId(), k.topics()), 0,
                 k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);

@@ -83,6 +83,14 @@ public final class Packer {
 
     /** Offers a decoded record; returns the batches it completes (often none). */
     public List<PackedBatch> add(DecodeResult r) {
+        return add(r, r instanceof DomainRecord rec ? encode(rec) : null);
+    }
+
+    /**
+     * Offers a decoded record with its tokens, {@link #encode encoded} beforehand ({@code null} for a
+     * rejected record, or to encode it here); returns the batches it completes (often none).
+     */
+    public List<PackedBatch> add(DecodeResult r, Encoded encoded) {
         TopicPartition tp = new TopicPartition(r.topic(), r.partition());
         Long prev = seen.get(tp);
         if (prev != null && r.offset() < prev) {
@@ -102,7 +110,12 @@ public final class Packer {
                 skip = from.skipTokens();
             }
         }
-        Piece p = tokenize(rec, tp, skip);
+        Encoded enc = encoded != null ? encoded : encode(rec);
+        if (enc.offset() != rec.offset() || !enc.tp().equals(tp)) {
+            throw new IllegalArgumentException("tokens of " + enc.tp() + "@" + enc.offset() + " offered with " + tp + "@" + rec.offset());
+        }
+        Piece p = new Piece(tp, rec.offset(), rec.id(), enc.tokens(), enc.promptEnd(), Math.min(skip, enc.tokens().length),
+                rec.isCompletion());
         DomainBuffer buf = domains.computeIfAbsent(rec.domain(), DomainBuffer::new);
         Map.Entry<TopicPartition, Long> waitFor = straddler.get(rec.domain());
         if (waitFor != null) {
@@ -161,14 +174,55 @@ public final class Packer {
      *     batches that records of a domain no longer waiting for a split record now fill
      */
     public List<PackedBatch> release(Set<TopicPartition> partitions) {
+        return release(partitions, Set.of(), new HashMap<>());
+    }
+
+    /**
+     * As {@link #release(Set)}, and puts in {@code positions}, for each of {@code domains} and each
+     * released partition read here, how far the domain is there once the batches emitted so far
+     * (these included) are absorbed: the offset of its first record there that was not wholly packed
+     * (dropped now, for the next owner), else the offset after the last record read there (what lies
+     * between is other domains' records or rejected ones). A domain still waiting there for the
+     * record its checkpoint split is no further than that record. This is what lets a hand-over
+     * commit up to where the partition was read even when its last records are all of one domain.
+     */
+    public List<PackedBatch> release(Set<TopicPartition> partitions, Set<String> domains,
+                                     Map<String, Map<TopicPartition, Long>> positions) {
         List<PackedBatch> out = new ArrayList<>();
         long full = (long) batchSize * (seqLen + 1);
-        for (DomainBuffer buf : domains.values()) {
+        for (DomainBuffer buf : this.domains.values()) {
             for (Piece head = buf.pending.peekFirst(); head != null && head.start > 0 && partitions.contains(head.tp);
                  head = buf.pending.peekFirst()) {
                 long rest = head.tokens.length - head.start;
                 out.add(buf.cut(Math.min(rest, full), rest < full));
             }
+        }
+        for (String d : domains) {
+            for (TopicPartition tp : partitions) {
+                Long next = seen.get(tp);
+                if (next == null) {
+                    continue;
+                }
+                long at = next;
+                DomainBuffer buf = this.domains.get(d);
+                for (Piece p : buf == null ? List.<Piece>of() : buf.pending) {
+                    if (p.tp.equals(tp)) {
+                        at = Math.min(at, p.offset);
+                    }
+                }
+                for (Piece p : held.getOrDefault(d, List.of())) {
+                    if (p.tp.equals(tp)) {
+                        at = Math.min(at, p.offset);
+                    }
+                }
+                Map.Entry<TopicPartition, Long> waitFor = straddler.get(d);
+                if (waitFor != null && waitFor.getKey().equals(tp)) {
+                    at = Math.min(at, waitFor.getValue());
+                }
+                positions.computeIfAbsent(d, x -> new HashMap<>()).put(tp, at);
+            }
+        }
+        for (DomainBuffer buf : this.domains.values()) {
             buf.pending.removeIf(p -> {
                 if (partitions.contains(p.tp)) {
                     buf.tokens -= p.tokens.length - p.start;
@@ -183,7 +237,7 @@ public final class Packer {
                 // the split record will not come back here: the others stop waiting for it
                 straddler.remove(domain);
                 heldTokens.remove(domain);
-                DomainBuffer buf = domains.computeIfAbsent(domain, DomainBuffer::new);
+                DomainBuffer buf = this.domains.computeIfAbsent(domain, DomainBuffer::new);
                 for (Piece p : held.getOrDefault(domain, List.of())) {
                     enqueue(buf, p);
                 }
@@ -248,7 +302,18 @@ public final class Packer {
         return b == null ? 0 : b.tokens;
     }
 
-    private Piece tokenize(DomainRecord r, TopicPartition tp, int skip) {
+    /**
+     * A record's tokens as the packer frames them ({@code BOS + tokens + EOS}), with where its prompt
+     * ends (0 for a text record).
+     */
+    public record Encoded(TopicPartition tp, long offset, int[] tokens, int promptEnd) {}
+
+    /**
+     * Tokenizes a record for {@link #add(DecodeResult, Encoded)}: touches only the tokenizer, so it
+     * may run on other threads than the packer's, in parallel (the tokenizers are thread-safe).
+     * Throws what the tokenizer throws.
+     */
+    public Encoded encode(DomainRecord r) {
         int bos = tokenizer.bos();
         int eos = tokenizer.eos().iterator().next();
         int[] a;
@@ -271,7 +336,7 @@ public final class Packer {
         // completion flag per token: a target counts for completion-only loss when it is a
         // completion token (or EOS) of a prompt/completion record, or any token of a text record
         int promptEnd = r.isCompletion() ? head + a.length : 0;
-        return new Piece(tp, r.offset(), r.id(), tokens, promptEnd, Math.min(skip, tokens.length), r.isCompletion());
+        return new Encoded(new TopicPartition(r.topic(), r.partition()), r.offset(), tokens, promptEnd);
     }
 
     private static final class Piece {

@@ -32,11 +32,14 @@ import org.apache.kafka.common.header.Header;
  * value or text, a value over {@code maxBytes}, malformed JSON (including duplicate keys and trailing
  * content), a known field of the wrong type, a JSON object with neither text nor prompt+completion,
  * control characters other than tab, newline and carriage return (C0, DEL, C1) in any string, and a
- * domain that is not configured. Thread-safe.
+ * domain that is not configured, and an {@code id} that is empty, longer than {@link #MAX_ID_LENGTH}
+ * characters or not printable ({@link #invalidId}). Thread-safe.
  */
 public final class RecordDecoder {
     /** The {@code domain} header name. */
     public static final String DOMAIN_HEADER = "domain";
+    /** The longest record id accepted, in characters (code points). */
+    public static final int MAX_ID_LENGTH = 256;
 
     /**
      * @param domains the domains that are trained; a record of any other is rejected
@@ -146,6 +149,12 @@ public final class RecordDecoder {
         } else {
             text = s;
         }
+        if (id != null) {
+            String why = invalidId(id);
+            if (why != null) {
+                return new Rejected(Reason.INVALID_ID, why, r);
+            }
+        }
         for (String part : new String[] {id, domain, text, prompt, completion}) {
             int bad = badControl(part);
             if (bad >= 0) {
@@ -185,6 +194,33 @@ public final class RecordDecoder {
                 .onUnmappableCharacter(CodingErrorAction.REPORT);
         CharBuffer cb = d.decode(ByteBuffer.wrap(b));
         return cb.toString();
+    }
+
+    /**
+     * Why {@code id} is not a usable record id ({@code null}: it is): ids go into ledgers, logs and
+     * metrics, one per line, so they are 1 to {@link #MAX_ID_LENGTH} printable characters: no control
+     * or format characters, line or paragraph separators, unpaired surrogates, private-use or
+     * unassigned code points.
+     */
+    public static String invalidId(String id) {
+        if (id.isEmpty()) {
+            return "empty id";
+        }
+        int n = id.codePointCount(0, id.length());
+        if (n > MAX_ID_LENGTH) {
+            return "id of " + n + " characters > " + MAX_ID_LENGTH;
+        }
+        for (int i = 0; i < id.length(); ) {
+            int cp = id.codePointAt(i);
+            switch (Character.getType(cp)) {
+                case Character.CONTROL, Character.FORMAT, Character.LINE_SEPARATOR, Character.PARAGRAPH_SEPARATOR,
+                     Character.SURROGATE, Character.PRIVATE_USE, Character.UNASSIGNED -> {
+                    return String.format("id has a non-printable character U+%04X at %d", cp, i);
+                }
+                default -> i += Character.charCount(cp);
+            }
+        }
+        return null;
     }
 
     /** The first disallowed control character of {@code s}, or -1. */
