@@ -16,6 +16,7 @@ import picocli.CommandLine.Command;
             PretrainCommand.class,
             TrainCommand.class,
             FeedCommand.class,
+            DeadLettersCommand.class,
             AdaptersCommand.class,
             BenchCommand.class,
             ServeCommand.class,
