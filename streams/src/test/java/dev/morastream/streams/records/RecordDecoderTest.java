@@ -93,4 +93,24 @@ class RecordDecoderTest {
         RecordDecoder noDefault = new RecordDecoder(new RecordDecoder.Config(Set.of("law"), null, 100));
         assertEquals(Reason.UNKNOWN_DOMAIN, ((Rejected) noDefault.decode(rec("a"))).reason());
     }
+
+    @Test
+    void recordIdsArePrintableAndAtMost256Characters() {
+        RecordDecoder wide = new RecordDecoder(new RecordDecoder.Config(Set.of("law"), "law", 10_000));
+        java.util.function.Function<String, Rejected.Reason> reasonOf = id -> {
+            DecodeResult d = wide.decode(rec("{\"text\":\"a\",\"id\":" + com.fasterxml.jackson.databind.node.TextNode.valueOf(id) + "}"));
+            return d instanceof Rejected r ? r.reason() : null;
+        };
+        assertNull(reasonOf.apply("x".repeat(256)));
+        assertNull(reasonOf.apply("fact 7: Zürich, 東京 🚀"));
+        assertEquals(Reason.INVALID_ID, reasonOf.apply("x".repeat(257)));
+        assertEquals(Reason.INVALID_ID, reasonOf.apply(""));
+        assertEquals(Reason.INVALID_ID, reasonOf.apply("two\nlines")); // one ledger line per id
+        assertEquals(Reason.INVALID_ID, reasonOf.apply("tab\there"));
+        assertEquals(Reason.INVALID_ID, reasonOf.apply("zero\u200bwidth"));
+        assertEquals(Reason.INVALID_ID, reasonOf.apply("line\u2028sep"));
+        DecodeResult lone = wide.decode(rec("{\"text\":\"a\",\"id\":\"lone \\ud800 surrogate\"}")); // a JSON escape: no UTF-8 can carry it
+        assertEquals(Reason.INVALID_ID, assertInstanceOf(Rejected.class, lone).reason());
+        assertNull(reasonOf.apply("🚀".repeat(256)), "256 characters, 512 UTF-16 units");
+    }
 }
