@@ -73,7 +73,9 @@ import org.slf4j.LoggerFactory;
  *   <li>a record whose partition moves while a checkpoint restored at start still waits for it
  *       to finish (a record split by that checkpoint): its first tokens were trained before the
  *       restart and the next owner trains it whole (once per domain, per restart);</li>
- *   <li>dead letters stay at least once (see {@link DeadLetters}).</li>
+ *   <li>dead letters are written once per record as far as {@link DeadLetters} remembers (what it wrote,
+ *       and the tail of the topic it read at start); a record older than that tail, read again, gets a
+ *       second letter.</li>
  * </ul>
  *
  * <h2>The mechanism</h2>
@@ -90,7 +92,9 @@ import org.slf4j.LoggerFactory;
  * divided between two trainers) and drops the rest of theirs (the next owner reads them from the
  * committed offset); the trainer takes every batch packed until then and checkpoints
  * ({@link BatchSink#flush}); and what it made durable is committed synchronously, with the domains
- * that are further on than the committed offset named in the metadata. Commits asked for before a
+ * that are further on than the committed offset named in the metadata. A domain with nothing of its
+ * own left in a partition counts as far on as the partition was read (so the commit reaches the end
+ * even when the last records are all of another domain). Commits asked for before a
  * rebalance are sent by the consumer's thread only while their ownership is current, so none lands
  * after a hand-over. Records fetched before an assignment are told apart from those fetched after by
  * the ownership tag, so a partition revoked and assigned back in one rebalance (eager protocol)
