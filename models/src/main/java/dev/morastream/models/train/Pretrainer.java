@@ -43,14 +43,14 @@ public final class Pretrainer {
     }
 
     /** Endless token stream of documents, each framed by BOS and EOS. */
-    static final class TokenStream {
+    public static final class TokenStream {
         private final SyntheticCorpus corpus;
         private final TextTokenizer tok;
         private final Random rnd;
         private int[] buf = new int[0];
         private int pos;
 
-        TokenStream(SyntheticCorpus corpus, TextTokenizer tok, long seed) {
+        public TokenStream(SyntheticCorpus corpus, TextTokenizer tok, long seed) {
             this.corpus = corpus;
             this.tok = tok;
             this.rnd = new Random(seed);
@@ -66,7 +66,7 @@ public final class Pretrainer {
         }
 
         /** {@code rows} windows of {@code len + 1} consecutive tokens. */
-        int[][] windows(int rows, int len) {
+        public int[][] windows(int rows, int len) {
             int[][] w = new int[rows][len + 1];
             for (int r = 0; r < rows; r++) {
                 for (int j = 0; j <= len; j++) {

@@ -78,7 +78,7 @@ class JobConfigTest {
 
     @Test
     void aDomainOverridesTrainerAndPromotionKeysAndOthersKeepTheDefaults() {
-        JobConfig c = JobConfig.load(null, Map.of("morastream.stream.domains", List.of("medicine", "finance"),
+        JobConfig c = JobConfig.load(null, Map.of("morastream.stream.domains", List.of("medicine", "finance"), "morastream.stream.default-domain", "",
                 "morastream.stream.domain-settings.medicine.rank", 64,
                 "morastream.stream.domain-settings.medicine.lr", 3e-4,
                 "morastream.stream.domain-settings.medicine.promotion.memorization-margin", 0.2,
@@ -97,16 +97,16 @@ class JobConfigTest {
     @Test
     void aBadDomainOverrideFailsNamingTheKey() {
         IllegalArgumentException typo = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
-                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.medicine.rnak", 64), HOME));
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.default-domain", "", "morastream.stream.domain-settings.medicine.rnak", 64), HOME));
         assertTrue(typo.getMessage().contains("morastream.stream.domain-settings.medicine.rnak"), typo.getMessage());
         IllegalArgumentException unknown = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
-                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.law.rank", 64), HOME));
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.default-domain", "", "morastream.stream.domain-settings.law.rank", 64), HOME));
         assertTrue(unknown.getMessage().contains("domain-settings.law") && unknown.getMessage().contains("medicine"), unknown.getMessage());
         IllegalArgumentException value = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
-                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.medicine.method", "qlora"), HOME));
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.default-domain", "", "morastream.stream.domain-settings.medicine.method", "qlora"), HOME));
         assertTrue(value.getMessage().contains("morastream.stream.domain-settings.medicine.method"), value.getMessage());
         IllegalArgumentException gate = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
-                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.medicine.promotion.margin", 1), HOME));
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.default-domain", "", "morastream.stream.domain-settings.medicine.promotion.margin", 1), HOME));
         assertTrue(gate.getMessage().contains("domain-settings.medicine.promotion.margin"), gate.getMessage());
     }
 
