@@ -53,6 +53,11 @@ final class ServingMetrics {
         requests(domain, version, "error").increment();
     }
 
+    /** The client went away or the request timed out: generation stopped early. */
+    void cancelled(String domain, String version) {
+        requests(domain, version, "cancelled").increment();
+    }
+
     void rejected(String domain) {
         requests(domain, "none", "rejected").increment();
     }
@@ -63,7 +68,7 @@ final class ServingMetrics {
     }
 
     private Counter requests(String domain, String version, String outcome) {
-        return Counter.builder("mora.serving.requests").description("Serving requests by outcome (ok, error, rejected)")
+        return Counter.builder("mora.serving.requests").description("Serving requests by outcome (ok, error, cancelled, rejected)")
                 .tag("domain", domain).tag("adapter_version", version).tag("outcome", outcome).register(registry);
     }
 
