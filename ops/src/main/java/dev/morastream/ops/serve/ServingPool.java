@@ -30,6 +30,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
@@ -179,6 +180,11 @@ public final class ServingPool implements AutoCloseable {
         return ready;
     }
 
+    /** Requests being generated now. */
+    public int running() {
+        return running.get();
+    }
+
     /** Requests waiting for a worker. */
     public int queueDepth() {
         return Math.max(0, admitted.get() - running.get());
@@ -227,14 +233,21 @@ public final class ServingPool implements AutoCloseable {
             throw new Overloaded("serving queue is full (" + options.queueCapacity() + " waiting, "
                     + options.workers() + " running); retry later");
         }
+        // a request cancelled while it waits gives its place back at once; the worker then skips it
+        AtomicBoolean claimed = new AtomicBoolean();
+        out.whenComplete((x, e) -> {
+            if (out.isCancelled() && claimed.compareAndSet(false, true)) {
+                admitted.decrementAndGet();
+                metrics.cancelled(target.domain(), "none");
+            }
+        });
         queue.tell(new ServingActor.Work(() -> {
+            if (!claimed.compareAndSet(false, true)) {
+                return;
+            }
             running.incrementAndGet();
             try {
-                if (out.isDone()) {
-                    metrics.cancelled(target.domain(), "none"); // cancelled while it waited
-                } else {
-                    run(target, promptIds, cfg, scoring, listener, queuedAt, out);
-                }
+                run(target, promptIds, cfg, scoring, listener, queuedAt, out);
             } finally {
                 running.decrementAndGet();
                 admitted.decrementAndGet();
