@@ -281,7 +281,8 @@ final class CompletionRequest {
             for (Iterator<String> it = m.fieldNames(); it.hasNext(); ) {
                 String f = it.next();
                 if (!Set.of("role", "content", "name").contains(f)) {
-                    throw ApiError.badParam(at + "." + f, "unsupported_parameter", "message field '" + f + "' is not supported");
+                    throw ApiError.badParam(at + "." + f, "unsupported_parameter", "'" + at + "." + f
+                            + "' is not supported (a message has role, content and optionally name)");
                 }
             }
             String role = string(m, "role", true, at + ".role");

@@ -202,11 +202,14 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         Flow<HttpRequest, HttpResponse, NotUsed> routeFlow = routes().flow(system);
         Flow<HttpRequest, HttpResponse, NotUsed> perConnection = Flow.fromMaterializer((mat, attrs) -> {
             Connection c = new Connection();
-            return Flow.of(HttpRequest.class).map(r -> r.addAttribute(CONNECTION, c)).via(routeFlow)
+            // the request side ends when the client closes the connection, even with a response
+            // still pending (the response side would only end after it): watch that side
+            return Flow.of(HttpRequest.class).map(r -> r.addAttribute(CONNECTION, c))
                     .watchTermination((nu, done) -> {
                         done.whenComplete((d, e) -> c.close());
                         return nu;
-                    });
+                    })
+                    .via(routeFlow);
         }).mapMaterializedValue(x -> NotUsed.getInstance());
         return Http.get(system).newServerAt(host, port).bindFlow(perConnection);
     }
@@ -291,7 +294,13 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         CompletableFuture<?>[] all = jobs.stream().map(Job::served).toArray(CompletableFuture[]::new);
         String id = (ask.chat ? "chatcmpl-" : "cmpl-") + UUID.randomUUID();
         long created = System.currentTimeMillis() / 1000;
+        java.util.concurrent.atomic.AtomicBoolean timedOut = new java.util.concurrent.atomic.AtomicBoolean();
+        Supplier<HttpResponse> timeout = () -> error(new ApiError(503, "server_error", "timeout", "the request took longer than "
+                + settings.requestTimeout().toMillis() / 1000.0 + " s (morastream.http.request-timeout); its generation was cancelled"));
         CompletableFuture<HttpResponse> answer = CompletableFuture.allOf(all).handle((v, err) -> {
+            if (timedOut.get()) {
+                return timeout.get();
+            }
             if (err != null) {
                 jobs.forEach(j -> j.served().cancel(false));
                 return error(failure(err));
@@ -305,9 +314,9 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         return extractRequest(req -> {
             req.getAttribute(CONNECTION).ifPresent(c -> jobs.forEach(j -> c.add(j.served())));
             return withRequestTimeout(settings.requestTimeout(), r -> {
+                timedOut.set(true);
                 jobs.forEach(j -> j.served().cancel(false));
-                return error(new ApiError(503, "server_error", "timeout", "the request took longer than "
-                        + settings.requestTimeout().toSeconds() + " s (morastream.http.request-timeout); its generation was cancelled"));
+                return timeout.get();
             }, () -> completeWithFuture(answer));
         });
     }
