@@ -108,14 +108,16 @@ public abstract class ChatTemplate {
             for (int i = 0; i < messages.size(); i++) {
                 Message m = messages.get(i);
                 if (TURN.matcher(m.content()).find()) {
-                    throw ApiError.badRequest("messages[" + i + "].content has a line starting with a role marker"
-                            + " (System:, User: or Assistant:), which would forge a turn in this model's transcript");
+                    throw ApiError.badParam("messages[" + i + "].content", "invalid_value", "messages[" + i
+                            + "].content has a line starting with a role marker (System:, User: or Assistant:), which would"
+                            + " forge a turn in this model's transcript");
                 }
                 sb.append(switch (m.role()) {
                     case "system", "developer" -> "System: ";
                     case "user" -> "User: ";
                     case "assistant" -> "Assistant: ";
-                    default -> throw ApiError.badRequest("messages[" + i + "].role: unknown role '" + m.role() + "'");
+                    default -> throw ApiError.badParam("messages[" + i + "].role", "invalid_value",
+                            "messages[" + i + "].role: unknown role '" + m.role() + "'");
                 }).append(m.content()).append('\n');
             }
             String text = sb.append("Assistant:").toString();

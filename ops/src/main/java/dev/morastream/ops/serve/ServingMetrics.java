@@ -26,11 +26,13 @@ final class ServingMetrics {
 
     ServingMetrics(MeterRegistry registry, IntSupplier queueDepth, IntSupplier running, IntSupplier loadedAdapters) {
         this.registry = registry;
-        Gauge.builder("mora.serving.queue.depth", queueDepth, IntSupplier::getAsInt)
+        // strong references: the suppliers are lambdas nothing else holds, and a weakly held one is
+        // collected by the first GC, after which the gauge reads NaN
+        Gauge.builder("mora.serving.queue.depth", queueDepth, IntSupplier::getAsInt).strongReference(true)
                 .description("Requests waiting for a serving actor").register(registry);
-        Gauge.builder("mora.serving.running", running, IntSupplier::getAsInt)
+        Gauge.builder("mora.serving.running", running, IntSupplier::getAsInt).strongReference(true)
                 .description("Requests being generated now").register(registry);
-        Gauge.builder("mora.serving.adapters.loaded", loadedAdapters, IntSupplier::getAsInt)
+        Gauge.builder("mora.serving.adapters.loaded", loadedAdapters, IntSupplier::getAsInt).strongReference(true)
                 .description("Adapter versions held in memory").register(registry);
     }
 
