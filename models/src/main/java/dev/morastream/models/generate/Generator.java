@@ -154,7 +154,7 @@ public final class Generator {
                 if (limit == 0) { // score only: one forward pass over the prompt
                     checkCancelled(collect);
                     try (NDManager step = root.newSubManager()) {
-                        NDArray out = model.forward(model.ids(step, new int[][] {prompt}), null, op != null ? op : model.linearOp());
+                        NDArray out = model.forward(model.ids(step, new int[][] {prompt}), null, op);
                         scorePrompt(out, prompt, top, collect.prompt());
                     }
                 }

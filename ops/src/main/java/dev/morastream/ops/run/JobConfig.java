@@ -110,8 +110,11 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         }
     }
 
-    /** Sections under {@code morastream} whose keys are free-form (Kafka client properties, Pekko dispatchers). */
-    static final List<String> FREE_FORM = List.of("morastream.kafka.client", "morastream.actors.trainer-dispatcher",
+    /**
+     * Sections under {@code morastream} whose keys are free-form (Kafka client properties, Pekko
+     * dispatchers) or checked by their own reader (per-domain settings).
+     */
+    static final List<String> FREE_FORM = List.of("morastream.kafka.client", "morastream.stream.domain-settings", "morastream.actors.trainer-dispatcher",
             "morastream.actors.blocking-dispatcher", "morastream.streams.decode-dispatcher", "morastream.serving.dispatcher");
 
     /**
