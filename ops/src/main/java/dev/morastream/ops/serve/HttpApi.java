@@ -67,7 +67,15 @@ import org.apache.pekko.util.ByteString;
  * server-sent events), the model list, health, Prometheus metrics and the adapter admin endpoints.
  * Every completion names the version that produced it: {@code model} is the base name or the exact
  * {@code domain@vN}, repeated in {@code adapter_version}, {@code system_fingerprint} and the header
- * {@code x-mora-adapter-version}. Refusals are {@code {"error": {"message", "type", "code"}}}.
+ * {@code x-mora-adapter-version}. Refusals are {@code {"error": {"message", "type", "param", "code"}}}.
+ *
+ * <p>Strict: POST bodies must be {@code application/json} (415), one JSON object without duplicate
+ * keys or trailing tokens; parameters are checked by {@link CompletionRequest} (type-strict, unknown
+ * and unimplemented ones named in a 400). Completions carry {@code logprobs}, {@code echo},
+ * {@code n}, {@code best_of} and {@code usage}; chat renders the model's {@link ChatTemplate}. A
+ * non-streaming request is cancelled (its queue place and worker freed) when its connection closes
+ * or {@link Settings#requestTimeout} passes. Optional API key on {@code /v1}, optional {@code Host}
+ * allow-list; {@code GET /v1/adapters} shows file paths only to the admin token.
  */
 public final class HttpApi extends AllDirectives implements AutoCloseable {
     /** Strict: duplicate keys and anything after the top-level value are errors. */
