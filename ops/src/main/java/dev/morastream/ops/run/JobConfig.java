@@ -70,7 +70,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
                             Duration timeout) {}
 
     public record Http(String host, int port, String adminToken, long maxBodyBytes, int maxTokens, int workers, int queue,
-                       int maxLoaded) {}
+                       int maxLoaded, String apiKey, int maxN, List<String> allowedHosts, Duration requestTimeout) {}
 
     public record Demo(boolean enabled, long seed, int countries, int people, double rate, int repeats) {}
 
@@ -110,7 +110,68 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         }
     }
 
+    /**
+     * Sections under {@code morastream} whose keys are free-form (Kafka client properties, Pekko
+     * dispatchers) or checked by their own reader (per-domain settings).
+     */
+    static final List<String> FREE_FORM = List.of("morastream.kafka.client", "morastream.stream.domain-settings", "morastream.actors.trainer-dispatcher",
+            "morastream.actors.blocking-dispatcher", "morastream.streams.decode-dispatcher", "morastream.serving.dispatcher");
+
+    /**
+     * Fails on a key under {@code morastream} that the shipped configuration ({@code application.conf}
+     * and the modules' {@code reference.conf}) does not have: a typo would otherwise be ignored in
+     * silence. The message names the key and the nearest known one.
+     */
+    public static void checkKnownKeys(Config c) {
+        if (!c.hasPath("morastream")) {
+            return;
+        }
+        Config known = ConfigFactory.parseResourcesAnySyntax("application").withFallback(ConfigFactory.defaultReference())
+                .resolve();
+        java.util.Set<String> knownKeys = new java.util.TreeSet<>();
+        known.getConfig("morastream").entrySet().forEach(e -> knownKeys.add("morastream." + e.getKey()));
+        for (Map.Entry<String, ConfigValue> e : c.getConfig("morastream").entrySet()) {
+            String key = "morastream." + e.getKey();
+            if (knownKeys.contains(key) || FREE_FORM.stream().anyMatch(f -> key.startsWith(f + "."))) {
+                continue;
+            }
+            String nearest = null;
+            int best = Integer.MAX_VALUE;
+            for (String k : knownKeys) {
+                int d = distance(key, k);
+                if (d < best) {
+                    best = d;
+                    nearest = k;
+                }
+            }
+            String origin = e.getValue().origin() == null ? "" : " (" + e.getValue().origin().description() + ")";
+            throw new IllegalArgumentException("configuration: unknown key '" + key + "'" + origin
+                    + (nearest == null ? "" : "; did you mean '" + nearest + "'?"));
+        }
+    }
+
+    /** Levenshtein distance. */
+    static int distance(String a, String b) {
+        int[] prev = new int[b.length() + 1];
+        int[] cur = new int[b.length() + 1];
+        for (int j = 0; j <= b.length(); j++) {
+            prev[j] = j;
+        }
+        for (int i = 1; i <= a.length(); i++) {
+            cur[0] = i;
+            for (int j = 1; j <= b.length(); j++) {
+                int sub = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
+                cur[j] = Math.min(sub, Math.min(prev[j] + 1, cur[j - 1] + 1));
+            }
+            int[] t = prev;
+            prev = cur;
+            cur = t;
+        }
+        return prev[b.length()];
+    }
+
     private static JobConfig parse(Config c, Path home) {
+        checkKnownKeys(c);
         Config m = c.getConfig("morastream");
         Path dataDir = Path.of(m.getString("data-dir")).toAbsolutePath().normalize();
         String base = m.getString("base-model");
@@ -192,7 +253,11 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
             throw new IllegalArgumentException("morastream.http.port must be 0..65535, got " + port);
         }
         Http http = new Http(h.getString("host"), port, h.getString("admin-token"), h.getLong("max-body-bytes"),
-                positive(h, "max-tokens"), positive(h, "workers"), positive(h, "queue"), positive(h, "max-loaded"));
+                positive(h, "max-tokens"), positive(h, "workers"), positive(h, "queue"), positive(h, "max-loaded"),
+                h.getString("api-key"), positive(h, "max-n"), h.getStringList("allowed-hosts"), h.getDuration("request-timeout"));
+        if (http.requestTimeout().isZero() || http.requestTimeout().isNegative()) {
+            throw new IllegalArgumentException("morastream.http.request-timeout must be positive");
+        }
 
         Config d = m.getConfig("demo");
         Demo demo = new Demo(d.getBoolean("enabled"), d.getLong("seed"), positive(d, "countries"), positive(d, "people"),

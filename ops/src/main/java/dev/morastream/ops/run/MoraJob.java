@@ -16,6 +16,7 @@ import dev.morastream.models.eval.TaskSet;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.ops.metrics.Metrics;
+import dev.morastream.ops.serve.ChatTemplate;
 import dev.morastream.ops.serve.HttpApi;
 import dev.morastream.ops.serve.ServingPool;
 import dev.morastream.streams.BatchSink;
@@ -232,7 +233,8 @@ public final class MoraJob implements AutoCloseable {
         pool = new ServingPool(model, tok, baseName, servingRegistry, new ServingPool.Options(h.workers(), h.queue(), h.maxLoaded()),
                 metrics.registry(), system);
         api = new HttpApi(pool, metrics, new HttpApi.Settings(h.adminToken().isBlank() ? null : h.adminToken(), h.maxBodyBytes(),
-                h.maxTokens()), this::moveAlias, cfg.auditLog());
+                h.maxTokens()).withApiKey(h.apiKey()).withMaxN(h.maxN()).withAllowedHosts(h.allowedHosts())
+                .withRequestTimeout(h.requestTimeout()), this::moveAlias, cfg.auditLog(), ChatTemplate.forModel(cfg.baseModel()));
         if (!k.promotionsTopic().isBlank()) {
             Map<String, Object> p = clientProps();
             p.put(ProducerConfig.ACKS_CONFIG, "all");

@@ -129,4 +129,24 @@ class JobConfigTest {
         assertTrue(file.getMessage().contains("missing.conf"), file.getMessage());
         assertFalse(JobConfig.load(null, Map.of("morastream.stream.idle-flush", "0s"), HOME).stream().idleFlush() != null);
     }
+
+    @Test
+    void anUnknownKeyFailsAtStartNamingTheNearestKnownOne() throws Exception {
+        IllegalArgumentException typo = assertThrows(IllegalArgumentException.class,
+                () -> JobConfig.load(null, Map.of("morastream.http.max-tokenz", 99), HOME));
+        assertTrue(typo.getMessage().contains("unknown key 'morastream.http.max-tokenz'"), typo.getMessage());
+        assertTrue(typo.getMessage().contains("did you mean 'morastream.http.max-tokens'"), typo.getMessage());
+        Path f = tmp.resolve("typo.conf");
+        Files.writeString(f, "morastream { trainer { lerning-rate = 0.01 } }\n");
+        IllegalArgumentException inFile = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(f, Map.of(), HOME));
+        assertTrue(inFile.getMessage().contains("morastream.trainer.lerning-rate"), inFile.getMessage());
+        assertTrue(inFile.getMessage().contains("typo.conf"), inFile.getMessage()); // where it was written
+        // free-form sections stay free: Kafka client properties, dispatcher settings
+        JobConfig ok = JobConfig.load(null, Map.of("morastream.kafka.client.\"sasl.mechanism\"", "PLAIN",
+                "morastream.serving.dispatcher.thread-pool-executor.fixed-pool-size", 4), HOME);
+        assertEquals("PLAIN", ok.kafka().client().get("sasl.mechanism"));
+        assertEquals(4, ok.http().maxN()); // and the new http keys have their documented defaults
+        assertEquals(Duration.ofSeconds(300), ok.http().requestTimeout());
+        assertTrue(ok.http().allowedHosts().isEmpty());
+    }
 }
