@@ -92,7 +92,7 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
 
     private final ActorRef<AdapterRegistryActor.Command> registry;
     private final ActorRef<EvaluatorActor.Command> evaluator;
-    private final PromotionPolicy policy;
+    private final java.util.function.Function<String, PromotionPolicy> policies; // domain -> its gate
     private final Path auditLog;
     private final Duration evalTimeout;
     private final List<ActorRef<Event>> listeners = new ArrayList<>();
@@ -107,16 +107,25 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     public static Behavior<Command> create(ActorRef<AdapterRegistryActor.Command> registry,
                                            ActorRef<EvaluatorActor.Command> evaluator, PromotionPolicy policy,
                                            Path auditLog, Duration evalTimeout) {
-        return Behaviors.setup(ctx -> new PromotionSupervisor(ctx, registry, evaluator, policy, auditLog, evalTimeout));
+        return create(registry, evaluator, domain -> policy, auditLog, evalTimeout);
+    }
+
+    /** As above, with each domain's own gate ({@code policies} maps a domain to it). */
+    public static Behavior<Command> create(ActorRef<AdapterRegistryActor.Command> registry,
+                                           ActorRef<EvaluatorActor.Command> evaluator,
+                                           java.util.function.Function<String, PromotionPolicy> policies,
+                                           Path auditLog, Duration evalTimeout) {
+        return Behaviors.setup(ctx -> new PromotionSupervisor(ctx, registry, evaluator, policies, auditLog, evalTimeout));
     }
 
     private PromotionSupervisor(ActorContext<Command> ctx, ActorRef<AdapterRegistryActor.Command> registry,
-                                ActorRef<EvaluatorActor.Command> evaluator, PromotionPolicy policy, Path auditLog,
+                                ActorRef<EvaluatorActor.Command> evaluator,
+                                java.util.function.Function<String, PromotionPolicy> policies, Path auditLog,
                                 Duration evalTimeout) {
         super(ctx);
         this.registry = registry;
         this.evaluator = evaluator;
-        this.policy = policy;
+        this.policies = policies;
         this.auditLog = auditLog;
         this.evalTimeout = evalTimeout;
     }
@@ -185,7 +194,7 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
                 scored.serving());
         MoraEvent.publish(getContext().getSystem(), new MoraEvent.Evaluated(c.version().domain(), c.version(),
                 m.serving().map(AdapterRegistry.Entry::version), eval, System.nanoTime() - evalStarted));
-        PromotionPolicy.Decision d = policy.decide(eval.candidate(), eval.serving());
+        PromotionPolicy.Decision d = policies.apply(c.version().domain()).decide(eval.candidate(), eval.serving());
         if (!d.promote()) {
             return reject(c, m.serving(), eval, d.reasons(), d.codes());
         }

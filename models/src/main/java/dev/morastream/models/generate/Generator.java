@@ -8,8 +8,12 @@ import dev.morastream.models.llama.KvCache;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CancellationException;
+import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 import java.util.function.IntPredicate;
 
@@ -26,21 +30,40 @@ import java.util.function.IntPredicate;
 public final class Generator {
     private final LlamaModel model;
     private final TextTokenizer tokenizer;
-    private final LinearOp op; // null: the model's installed op at each call
+    private final LinearOp op;
 
-    /** Generates with whatever adapter is installed on the model at the time of each call. */
+    /** Generates with the base model ({@link LinearOp#PLAIN}). */
     public Generator(LlamaModel model, TextTokenizer tokenizer) {
-        this(model, tokenizer, null);
+        this(model, tokenizer, LinearOp.PLAIN);
     }
 
-    /**
-     * Generates with a fixed {@link LinearOp} (an adapter version's, or {@link LinearOp#PLAIN}
-     * for the base model), independent of what is installed on the shared model.
-     */
+    /** Generates through {@code op}: an adapter version's, or {@link LinearOp#PLAIN} for the base. */
     public Generator(LlamaModel model, TextTokenizer tokenizer, LinearOp op) {
         this.model = model;
         this.tokenizer = tokenizer;
-        this.op = op;
+        this.op = java.util.Objects.requireNonNull(op, "op");
+    }
+
+    /**
+     * What to score besides sampling, and when to give up.
+     *
+     * @param topLogprobs how many most likely alternatives to report at each position ({@code >= 0});
+     *     the chosen token's own log-probability is always reported
+     * @param echo also score the prompt: every prompt token from its prefix (one forward pass over the prompt)
+     * @param cancelled polled before every forward pass; {@code true} ends the call with a
+     *     {@link CancellationException} (a client that went away, a timeout)
+     */
+    public record Scoring(int topLogprobs, boolean echo, BooleanSupplier cancelled) {
+        public static final Scoring NONE = new Scoring(0, false, () -> false);
+
+        public Scoring {
+            if (topLogprobs < 0) {
+                throw new IllegalArgumentException("topLogprobs must be >= 0, got " + topLogprobs);
+            }
+            if (cancelled == null) {
+                cancelled = () -> false;
+            }
+        }
     }
 
     /**
@@ -51,20 +74,35 @@ public final class Generator {
      * @throws IllegalArgumentException when the prompt does not fit in the context
      */
     public GenerationResult generate(String prompt, GenerationConfig cfg, Consumer<String> onText) {
+        return generate(tokenizer.encodeFramed(prompt, false), cfg, onText, Scoring.NONE);
+    }
+
+    /**
+     * Generates a continuation of the ids {@code promptIds} as given (nothing is added), with the
+     * log-probability of every generated token and, when {@link Scoring#echo}, of every prompt token.
+     * With {@code maxNewTokens == 0} it only scores (one forward pass, no sampling).
+     *
+     * @throws CancellationException when {@link Scoring#cancelled} turned true
+     */
+    public GenerationResult generate(int[] promptIds, GenerationConfig cfg, Consumer<String> onText, Scoring scoring) {
         long start = System.nanoTime();
-        int[] promptIds = tokenizer.encodeFramed(prompt, false);
         StreamingText stream = new StreamingText(cfg.stopStrings(), onText == null ? s -> {} : onText);
         int[] generated = new int[Math.min(cfg.maxNewTokens(), model.config().maxPositionEmbeddings())];
         int[] count = {0};
+        List<TokenLogprob> lps = new ArrayList<>();
+        List<TokenLogprob> promptLps = new ArrayList<>();
         Run run = run(promptIds, cfg, true, id -> {
             generated[count[0]++] = id;
             return stream.update(tokenizer.decode(Arrays.copyOf(generated, count[0])));
-        });
+        }, new Collect(scoring, lps, promptLps));
         String text = run.stopString() ? stream.text() : stream.finish(tokenizer.decode(run.ids()));
         long end = System.nanoTime();
         long ttft = run.firstTokenAt() < 0 ? end - start : run.firstTokenAt() - start;
-        return new GenerationResult(text, run.ids(), promptIds.length, run.finishReason(), ttft, end - start);
+        return new GenerationResult(text, run.ids(), promptIds.length, run.finishReason(), ttft, end - start, lps, promptLps);
     }
+
+    /** Where {@link #run} puts log-probabilities ({@code null}: nowhere). */
+    private record Collect(Scoring scoring, List<TokenLogprob> generated, List<TokenLogprob> prompt) {}
 
     /**
      * The cached path on raw ids: no BOS is added and stop strings are not applied (they are
@@ -73,7 +111,7 @@ public final class Generator {
      * @return the generated ids, ending with the EOS id when generation ended on one
      */
     public int[] generateIds(int[] promptIds, GenerationConfig cfg) {
-        return run(promptIds, cfg, true, id -> false).ids();
+        return run(promptIds, cfg, true, id -> false, null).ids();
     }
 
     /**
@@ -81,7 +119,7 @@ public final class Generator {
      * step. Same stopping rules, same sampler; quadratic cost, for tests.
      */
     public int[] generateIdsWithoutCache(int[] promptIds, GenerationConfig cfg) {
-        return run(promptIds, cfg, false, id -> false).ids();
+        return run(promptIds, cfg, false, id -> false, null).ids();
     }
 
     /**
@@ -98,7 +136,7 @@ public final class Generator {
      * @param onToken called with each sampled id that is not an ending EOS; returns true to stop
      *     (a stop string was reached)
      */
-    private Run run(int[] prompt, GenerationConfig cfg, boolean useCache, IntPredicate onToken) {
+    private Run run(int[] prompt, GenerationConfig cfg, boolean useCache, IntPredicate onToken, Collect collect) {
         int context = model.config().maxPositionEmbeddings();
         checkPrompt(prompt, context);
         int limit = Math.min(cfg.maxNewTokens(), context - prompt.length);
@@ -108,18 +146,36 @@ public final class Generator {
         int n = prompt.length;
         long firstAt = -1;
         Autograd.off(); // no graphs, whatever thread generates
+        int top = collect == null ? 0 : collect.scoring().topLogprobs();
         try (NDManager root = NDManager.newBaseManager(model.device());
                 KvCache cache = useCache ? new KvCache(root, model.config().numHiddenLayers()) : null) {
+            if (collect != null && collect.scoring().echo()) {
+                collect.prompt().add(TokenLogprob.unscored(prompt[0]));
+                if (limit == 0) { // score only: one forward pass over the prompt
+                    checkCancelled(collect);
+                    try (NDManager step = root.newSubManager()) {
+                        NDArray out = model.forward(model.ids(step, new int[][] {prompt}), null, op);
+                        scorePrompt(out, prompt, top, collect.prompt());
+                    }
+                }
+            }
             while (n - prompt.length < limit) {
+                checkCancelled(collect);
                 int[] feed = !useCache ? Arrays.copyOf(seq, n)
                         : n == prompt.length ? prompt : new int[] {seq[n - 1]};
                 float[] logits; // (V)
                 try (NDManager step = useCache ? cache.manager().newSubManager() : root.newSubManager()) {
                     NDArray ids = model.ids(step, new int[][] {feed}); // (1, T)
-                    NDArray out = model.forward(ids, cache, op != null ? op : model.linearOp()); // (1, T, V)
+                    NDArray out = model.forward(ids, cache, op); // (1, T, V)
                     logits = out.get(new NDIndex("0, -1, :")).toFloatArray();
+                    if (collect != null && collect.scoring().echo() && n == prompt.length) {
+                        scorePrompt(out, prompt, top, collect.prompt());
+                    }
                 }
                 int next = sampler.next(logits);
+                if (collect != null) {
+                    collect.generated().add(TokenLogprob.of(logits, next, top));
+                }
                 seq[n++] = next;
                 if (firstAt < 0) {
                     firstAt = System.nanoTime();
@@ -134,6 +190,19 @@ public final class Generator {
             }
         }
         return new Run(Arrays.copyOfRange(seq, prompt.length, n), GenerationResult.LENGTH, false, firstAt);
+    }
+
+    private static void checkCancelled(Collect collect) {
+        if (collect != null && collect.scoring().cancelled().getAsBoolean()) {
+            throw new CancellationException("generation cancelled");
+        }
+    }
+
+    /** Prompt token {@code i >= 1} scored from position {@code i - 1} of {@code out} {@code (1, T, V)}. */
+    private static void scorePrompt(NDArray out, int[] prompt, int top, List<TokenLogprob> into) {
+        for (int i = 1; i < prompt.length; i++) {
+            into.add(TokenLogprob.of(out.get(new NDIndex("0, " + (i - 1) + ", :")).toFloatArray(), prompt[i], top));
+        }
     }
 
     private void checkPrompt(int[] prompt, int context) {

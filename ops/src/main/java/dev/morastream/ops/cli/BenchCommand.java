@@ -22,7 +22,8 @@ import picocli.CommandLine.Option;
 
 /** Benchmarks that print JSON lines. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (JSON lines with --json).",
-        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Ingest.class, PlotCommand.class})
+        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Trainers.class, BenchCommand.Pretrain.class, BenchCommand.Ingest.class,
+            PlotCommand.class})
 public final class BenchCommand implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
@@ -148,6 +149,123 @@ public final class BenchCommand implements Runnable {
             return 0;
         }
     }
+
+    /** Several trainers on one device, together against one at a time. */
+    @Command(name = "trainers", mixinStandardHelpOptions = true,
+            description = {"N trainers (MoRA, one adapter each) on the shared base model: trained tokens/s of all of them stepping",
+                "one after another (alone) and each on its own thread at once (together); trainer i on GPU i mod n when there are GPUs.",
+                "Prints domains, tokens_per_s_alone, tokens_per_s_together, speedup, devices."})
+    public static final class Trainers implements Callable<Integer> {
+        @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--domains", defaultValue = "2", description = "Trainers (default ${DEFAULT-VALUE}).")
+        int domains;
+
+        @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
+        int rank;
+
+        @Option(names = "--batch-size", defaultValue = "8", description = "Sequences per step (default ${DEFAULT-VALUE}).")
+        int batchSize;
+
+        @Option(names = "--seq-len", defaultValue = "64", description = "Tokens per sequence (default ${DEFAULT-VALUE}).")
+        int seqLen;
+
+        @Option(names = "--warmup", defaultValue = "2", description = "Untimed steps per trainer (default ${DEFAULT-VALUE}).")
+        int warmup;
+
+        @Option(names = "--steps", defaultValue = "10", description = "Timed steps per trainer and phase (default ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--json", description = "JSON on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            if (domains < 1 || steps < 1) {
+                throw new CommandLine.ParameterException(new CommandLine(this), "--domains and --steps must be at least 1");
+            }
+            dev.morastream.models.bench.TrainersBench.Result r =
+                    dev.morastream.models.bench.TrainersBench.run(modelOptions.dir(), domains, rank, batchSize, seqLen, warmup, steps);
+            if (json) {
+                System.out.println(Json.line(new TrainersRow(r.domains(), r.tokensPerSAlone(), r.tokensPerSTogether(), r.speedup(),
+                        r.devices())));
+            } else {
+                System.out.printf(Locale.ROOT, "%d trainers: %,.0f tokens/s one at a time, %,.0f tokens/s together (x%.2f) on %s%n",
+                        r.domains(), r.tokensPerSAlone(), r.tokensPerSTogether(), r.speedup(), r.devices());
+            }
+            return 0;
+        }
+    }
+
+    /** The paper's pretraining comparison at small scale. */
+    @Command(name = "pretrain", mixinStandardHelpOptions = true,
+            description = {"From a random initialisation: LoRA, MoRA, ReLoRA, ReMoRA or full training on the synthetic corpus, fresh",
+                "documents every batch (no repetition); every --eval-every steps prints method, variant, rank, trainable_params, step,",
+                "train_loss (mean since the last evaluation), heldout_loss and heldout_ppl on held-out documents of another seed."})
+    public static final class Pretrain implements Callable<Integer> {
+        @Option(names = "--method", required = true, description = "lora, mora, relora, remora or full.")
+        String method;
+
+        @Option(names = "--variant", description = "MoRA variant (default: sharing for remora, auto for mora).")
+        String variant;
+
+        @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
+        int rank;
+
+        @Option(names = "--steps", defaultValue = "400", description = "Optimizer steps (default ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--restart-every", defaultValue = "100", description = "ReLoRA/ReMoRA: steps between merges (default ${DEFAULT-VALUE}).")
+        int restartEvery;
+
+        @Option(names = "--lr", description = "Peak learning rate (default: 3e-3 for low-rank methods, 1e-3 for full).")
+        Double lr;
+
+        @Option(names = "--batch-size", defaultValue = "8", description = "Sequences per step (default ${DEFAULT-VALUE}).")
+        int batchSize;
+
+        @Option(names = "--seq-len", defaultValue = "128", description = "Tokens per sequence (default ${DEFAULT-VALUE}).")
+        int seqLen;
+
+        @Option(names = "--eval-every", defaultValue = "50", description = "Steps between evaluations (default ${DEFAULT-VALUE}).")
+        int evalEvery;
+
+        @Option(names = "--heldout-rows", defaultValue = "32", description = "Held-out windows scored (default ${DEFAULT-VALUE}).")
+        int heldoutRows;
+
+        @Option(names = "--config", defaultValue = "tiny", description = "Model shape: tiny (the shipped base's) or small (default ${DEFAULT-VALUE}).")
+        String config;
+
+        @Option(names = "--seed", defaultValue = "0", description = "Seed of the initialisation and the corpus (default ${DEFAULT-VALUE}).")
+        long seed;
+
+        @Option(names = "--json", description = "JSON lines on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() {
+            dev.morastream.models.train.PretrainBench.Method m = dev.morastream.models.train.PretrainBench.Method.parse(method);
+            if (steps < 1 || evalEvery < 1 || restartEvery < 1) {
+                throw new CommandLine.ParameterException(new CommandLine(this), "--steps, --eval-every and --restart-every must be at least 1");
+            }
+            dev.morastream.models.train.PretrainBench.run(new dev.morastream.models.train.PretrainBench.Settings(m,
+                    variant == null ? null : MoraVariant.parse(variant), rank, steps, restartEvery,
+                    lr != null ? lr : dev.morastream.models.train.PretrainBench.defaultLr(m), batchSize, seqLen, evalEvery, heldoutRows,
+                    seed, config), p -> {
+                        if (json) {
+                            System.out.println(Json.line(p));
+                        } else {
+                            System.out.printf(Locale.ROOT, "%-6s %-9s r=%d %,9d params  step %5d  train %.4f  held-out %.4f (ppl %.2f)%n",
+                                    p.method(), p.variant(), p.rank(), p.trainableParams(), p.step(), p.trainLoss(), p.heldoutLoss(),
+                                    p.heldoutPpl());
+                        }
+                        System.out.flush();
+                    });
+            return 0;
+        }
+    }
+
+    record TrainersRow(int domains, double tokens_per_s_alone, double tokens_per_s_together, double speedup, List<String> devices) {}
 
     /** Kafka ingestion: Kafka's own consumer tool against our stream up to packed batches. */
     @Command(name = "ingest", mixinStandardHelpOptions = true,

@@ -47,12 +47,32 @@ public final class MoraCli implements Runnable {
         return cl;
     }
 
-    /** Version from the jar manifest. */
+    /** The project version, from the build-filtered {@code version.properties} (else the jar manifest). */
     static final class Version implements CommandLine.IVersionProvider {
         @Override
         public String[] getVersion() {
-            String v = MoraCli.class.getPackage().getImplementationVersion();
-            return new String[] {"morastream " + (v == null ? "dev" : v)};
+            return new String[] {"morastream " + version()};
         }
+    }
+
+    /** The project version this program was built as. */
+    public static String version() {
+        try (java.io.InputStream in = MoraCli.class.getResourceAsStream("/dev/morastream/ops/version.properties")) {
+            if (in != null) {
+                java.util.Properties p = new java.util.Properties();
+                p.load(in);
+                String v = p.getProperty("version", "");
+                if (!v.isBlank() && !v.contains("${")) {
+                    return v;
+                }
+            }
+        } catch (java.io.IOException e) {
+            // fall through to the manifest
+        }
+        String v = MoraCli.class.getPackage().getImplementationVersion();
+        if (v == null) {
+            throw new IllegalStateException("no version: version.properties is missing from the build and the jar manifest has none");
+        }
+        return v;
     }
 }

@@ -47,10 +47,27 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-body-bytes", defaultValue = "1048576", description = "Largest request body (default ${DEFAULT-VALUE}).")
     long maxBodyBytes;
 
+    @Option(names = "--api-key", paramLabel = "KEY", defaultValue = "${env:MORA_API_KEY}",
+            description = "Bearer key every /v1 endpoint needs, like vLLM's --api-key (default: $MORA_API_KEY; none: open).")
+    String apiKey;
+
+    @Option(names = "--max-n", defaultValue = "4", description = "Largest n and best_of a request may ask (default ${DEFAULT-VALUE}).")
+    int maxN;
+
+    @Option(names = "--allowed-host", paramLabel = "HOST",
+            description = "A Host header name requests may carry (repeat; default: any). Guards against DNS rebinding.")
+    java.util.List<String> allowedHosts = new java.util.ArrayList<>();
+
+    @Option(names = "--request-timeout", defaultValue = "300", paramLabel = "SECONDS",
+            description = "A non-streaming completion unanswered after this gets 503 and is cancelled (default ${DEFAULT-VALUE}).")
+    long requestTimeout;
+
     @Override
     public Integer call() throws Exception {
+        HttpApi.Settings http = new HttpApi.Settings(adminToken, maxBodyBytes, maxTokens).withApiKey(apiKey).withMaxN(maxN)
+                .withAllowedHosts(allowedHosts).withRequestTimeout(java.time.Duration.ofSeconds(requestTimeout));
         Server server = Server.start(new Server.Config(modelOptions.dir(), registry, keep, host, port,
-                new ServingPool.Options(workers, queue, maxLoaded), new HttpApi.Settings(adminToken, maxBodyBytes, maxTokens)));
+                new ServingPool.Options(workers, queue, maxLoaded), http));
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {

@@ -26,7 +26,29 @@ import java.util.Map;
  * at start with the key's name.
  */
 public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, Stream stream, Trainer trainer,
-                        Evaluator evaluator, PromotionPolicy promotion, int registryKeep, Http http, Demo demo) {
+                        Evaluator evaluator, PromotionPolicy promotion, int registryKeep, Http http, Demo demo,
+                        Map<String, Trainer> domainTrainers, Map<String, PromotionPolicy> domainPromotions) {
+    /** Trainer keys a domain may override in {@code morastream.stream.domain-settings.<domain>}. */
+    public static final List<String> DOMAIN_TRAINER_KEYS = List.of("method", "variant", "rank", "alpha", "dropout", "target-modules",
+            "rotation-threshold", "seed", "lr", "schedule", "warmup-steps", "total-steps", "min-lr-ratio", "weight-decay",
+            "clip-norm", "grad-accum", "completion-only", "checkpoint-every-steps", "checkpoint-every", "keep-checkpoints");
+    /** Promotion keys a domain may override in {@code domain-settings.<domain>.promotion}. */
+    public static final List<String> DOMAIN_PROMOTION_KEYS = List.of("memorization-margin", "downstream-tolerance", "retention-tolerance");
+
+    public JobConfig {
+        domainTrainers = Map.copyOf(domainTrainers);
+        domainPromotions = Map.copyOf(domainPromotions);
+    }
+
+    /** The trainer settings of {@code domain}: {@link #trainer} with the domain's overrides. */
+    public Trainer trainer(String domain) {
+        return domainTrainers.getOrDefault(domain, trainer);
+    }
+
+    /** The promotion gate of {@code domain}: {@link #promotion} with the domain's overrides. */
+    public PromotionPolicy promotion(String domain) {
+        return domainPromotions.getOrDefault(domain, promotion);
+    }
 
     public record Kafka(String bootstrapServers, Map<String, String> client, String groupId, List<String> topics,
                         boolean createTopics, int partitions, String deadLetterTopic, String promotionsTopic,
@@ -48,7 +70,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
                             Duration timeout) {}
 
     public record Http(String host, int port, String adminToken, long maxBodyBytes, int maxTokens, int workers, int queue,
-                       int maxLoaded) {}
+                       int maxLoaded, String apiKey, int maxN, List<String> allowedHosts, Duration requestTimeout) {}
 
     public record Demo(boolean enabled, long seed, int countries, int people, double rate, int repeats) {}
 
@@ -88,7 +110,68 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         }
     }
 
+    /**
+     * Sections under {@code morastream} whose keys are free-form (Kafka client properties, Pekko
+     * dispatchers) or checked by their own reader (per-domain settings).
+     */
+    static final List<String> FREE_FORM = List.of("morastream.kafka.client", "morastream.stream.domain-settings", "morastream.actors.trainer-dispatcher",
+            "morastream.actors.blocking-dispatcher", "morastream.streams.decode-dispatcher", "morastream.serving.dispatcher");
+
+    /**
+     * Fails on a key under {@code morastream} that the shipped configuration ({@code application.conf}
+     * and the modules' {@code reference.conf}) does not have: a typo would otherwise be ignored in
+     * silence. The message names the key and the nearest known one.
+     */
+    public static void checkKnownKeys(Config c) {
+        if (!c.hasPath("morastream")) {
+            return;
+        }
+        Config known = ConfigFactory.parseResourcesAnySyntax("application").withFallback(ConfigFactory.defaultReference())
+                .resolve();
+        java.util.Set<String> knownKeys = new java.util.TreeSet<>();
+        known.getConfig("morastream").entrySet().forEach(e -> knownKeys.add("morastream." + e.getKey()));
+        for (Map.Entry<String, ConfigValue> e : c.getConfig("morastream").entrySet()) {
+            String key = "morastream." + e.getKey();
+            if (knownKeys.contains(key) || FREE_FORM.stream().anyMatch(f -> key.startsWith(f + "."))) {
+                continue;
+            }
+            String nearest = null;
+            int best = Integer.MAX_VALUE;
+            for (String k : knownKeys) {
+                int d = distance(key, k);
+                if (d < best) {
+                    best = d;
+                    nearest = k;
+                }
+            }
+            String origin = e.getValue().origin() == null ? "" : " (" + e.getValue().origin().description() + ")";
+            throw new IllegalArgumentException("configuration: unknown key '" + key + "'" + origin
+                    + (nearest == null ? "" : "; did you mean '" + nearest + "'?"));
+        }
+    }
+
+    /** Levenshtein distance. */
+    static int distance(String a, String b) {
+        int[] prev = new int[b.length() + 1];
+        int[] cur = new int[b.length() + 1];
+        for (int j = 0; j <= b.length(); j++) {
+            prev[j] = j;
+        }
+        for (int i = 1; i <= a.length(); i++) {
+            cur[0] = i;
+            for (int j = 1; j <= b.length(); j++) {
+                int sub = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
+                cur[j] = Math.min(sub, Math.min(prev[j] + 1, cur[j - 1] + 1));
+            }
+            int[] t = prev;
+            prev = cur;
+            cur = t;
+        }
+        return prev[b.length()];
+    }
+
     private static JobConfig parse(Config c, Path home) {
+        checkKnownKeys(c);
         Config m = c.getConfig("morastream");
         Path dataDir = Path.of(m.getString("data-dir")).toAbsolutePath().normalize();
         String base = m.getString("base-model");
@@ -118,24 +201,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         Stream stream = new Stream(decoder, positive(s, "seq-len"), positive(s, "batch-size"), positive(s, "decode-parallelism"),
                 idle.isZero() ? null : idle, s.getDuration("trainer-timeout"), s.getDuration("restart-backoff"), replay);
 
-        Config t = m.getConfig("trainer");
-        AdapterSpec.Method method = parse("morastream.trainer.method", () -> AdapterSpec.Method.parse(t.getString("method")));
-        String variant = t.getString("variant").trim();
-        MoraVariant moraVariant = method != AdapterSpec.Method.MORA || variant.equalsIgnoreCase("auto") ? null
-                : parse("morastream.trainer.variant", () -> MoraVariant.parse(variant));
-        LrSchedule.Kind schedule = parse("morastream.trainer.schedule", () -> LrSchedule.Kind.parse(t.getString("schedule")));
-        AdapterSpec spec = new AdapterSpec(method, moraVariant,
-                t.getInt("rank"), t.getDouble("alpha"), t.getDouble("dropout"), t.getStringList("target-modules"),
-                positive(t, "rotation-threshold"), t.getLong("seed"));
-        TrainerConfig tc = new TrainerConfig(t.getDouble("lr"), schedule,
-                t.getInt("warmup-steps"), positive(t, "total-steps"), t.getDouble("min-lr-ratio"), t.getDouble("weight-decay"),
-                t.getDouble("clip-norm"), positive(t, "grad-accum"), t.getBoolean("completion-only"), true, 0, 0);
-        Config dv = t.getConfig("divergence");
-        Duration every = t.getDuration("checkpoint-every");
-        Trainer trainer = new Trainer(spec, tc, positive(t, "checkpoint-every-steps"), every.isZero() ? null : every,
-                t.getInt("keep-checkpoints"), dv.getDouble("factor"), dv.getInt("warmup"), positive(dv, "backoff-after"),
-                dv.getDouble("backoff"), t.getBoolean("ledger"), t.getInt("sample-facts"), t.getInt("sample-texts"));
-
+        Trainer trainer = trainer(m.getConfig("trainer"), "morastream.trainer");
         Config e = m.getConfig("evaluator");
         Path tasks = e.getString("tasks-file").isBlank() ? baseModel.resolve("eval").resolve("tasks.jsonl") : Path.of(e.getString("tasks-file"));
         Path heldout = e.getString("heldout-file").isBlank() ? baseModel.resolve("eval").resolve("heldout.txt")
@@ -143,9 +209,43 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         Evaluator evaluator = new Evaluator(tasks, e.getInt("tasks-per-set"), heldout, e.getInt("heldout-chars"), positive(e, "window"),
                 positive(e, "max-new-tokens"), e.getDuration("timeout"));
 
-        Config p = m.getConfig("promotion");
-        PromotionPolicy policy = new PromotionPolicy(p.getDouble("memorization-margin"), p.getDouble("downstream-tolerance"),
-                p.getDouble("retention-tolerance"));
+        PromotionPolicy policy = promotion(m.getConfig("promotion"));
+
+        // per-domain overrides of trainer and promotion keys
+        Map<String, Trainer> domainTrainers = new LinkedHashMap<>();
+        Map<String, PromotionPolicy> domainPromotions = new LinkedHashMap<>();
+        Config ds = s.hasPath("domain-settings") ? s.getConfig("domain-settings") : ConfigFactory.empty();
+        for (String domain : ds.root().keySet()) {
+            String at = "morastream.stream.domain-settings." + domain;
+            if (!decoder.domains().contains(domain)) {
+                throw new IllegalArgumentException(at + ": '" + domain + "' is not one of morastream.stream.domains "
+                        + decoder.domains());
+            }
+            if (ds.root().get(domain).valueType() != com.typesafe.config.ConfigValueType.OBJECT) {
+                throw new IllegalArgumentException(at + " must be an object of trainer keys, e.g. { rank = 64, lr = 3e-4 }");
+            }
+            Config o = ds.getConfig("\"" + domain + "\"");
+            for (String key : o.root().keySet()) {
+                if (key.equals("promotion")) {
+                    Config po = o.getConfig("promotion");
+                    for (String pk : po.root().keySet()) {
+                        if (!DOMAIN_PROMOTION_KEYS.contains(pk)) {
+                            throw new IllegalArgumentException(at + ".promotion." + pk + ": unknown promotion key (known: "
+                                    + String.join(", ", DOMAIN_PROMOTION_KEYS) + ")");
+                        }
+                    }
+                    domainPromotions.put(domain, promotion(po.withFallback(m.getConfig("promotion"))));
+                } else if (!DOMAIN_TRAINER_KEYS.contains(key)) {
+                    throw new IllegalArgumentException(at + "." + key + ": not a key a domain can override (trainer keys: "
+                            + String.join(", ", DOMAIN_TRAINER_KEYS) + "; and promotion { "
+                            + String.join(", ", DOMAIN_PROMOTION_KEYS) + " })");
+                }
+            }
+            Config tk = o.withoutPath("promotion");
+            if (!tk.isEmpty()) {
+                domainTrainers.put(domain, trainer(tk.withFallback(m.getConfig("trainer")), at));
+            }
+        }
 
         Config h = m.getConfig("http");
         int port = h.getInt("port");
@@ -153,7 +253,11 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
             throw new IllegalArgumentException("morastream.http.port must be 0..65535, got " + port);
         }
         Http http = new Http(h.getString("host"), port, h.getString("admin-token"), h.getLong("max-body-bytes"),
-                positive(h, "max-tokens"), positive(h, "workers"), positive(h, "queue"), positive(h, "max-loaded"));
+                positive(h, "max-tokens"), positive(h, "workers"), positive(h, "queue"), positive(h, "max-loaded"),
+                h.getString("api-key"), positive(h, "max-n"), h.getStringList("allowed-hosts"), h.getDuration("request-timeout"));
+        if (http.requestTimeout().isZero() || http.requestTimeout().isNegative()) {
+            throw new IllegalArgumentException("morastream.http.request-timeout must be positive");
+        }
 
         Config d = m.getConfig("demo");
         Demo demo = new Demo(d.getBoolean("enabled"), d.getLong("seed"), positive(d, "countries"), positive(d, "people"),
@@ -162,7 +266,39 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
             throw new IllegalArgumentException("morastream.demo.rate must be positive");
         }
         return new JobConfig(c, dataDir, baseModel, kafka, stream, trainer, evaluator, policy, positive(m.getConfig("registry"), "keep"),
-                http, demo);
+                http, demo, domainTrainers, domainPromotions);
+    }
+
+    /** Trainer settings from a {@code trainer} section ({@code at} names it in errors). */
+    private static Trainer trainer(Config t, String at) {
+        try {
+            AdapterSpec.Method method = parse(at + ".method", () -> AdapterSpec.Method.parse(t.getString("method")));
+            String variant = t.getString("variant").trim();
+            MoraVariant moraVariant = method != AdapterSpec.Method.MORA || variant.equalsIgnoreCase("auto") ? null
+                    : parse(at + ".variant", () -> MoraVariant.parse(variant));
+            LrSchedule.Kind schedule = parse(at + ".schedule", () -> LrSchedule.Kind.parse(t.getString("schedule")));
+            AdapterSpec spec = new AdapterSpec(method, moraVariant,
+                    t.getInt("rank"), t.getDouble("alpha"), t.getDouble("dropout"), t.getStringList("target-modules"),
+                    positive(t, "rotation-threshold"), t.getLong("seed"));
+            TrainerConfig tc = new TrainerConfig(t.getDouble("lr"), schedule,
+                    t.getInt("warmup-steps"), positive(t, "total-steps"), t.getDouble("min-lr-ratio"), t.getDouble("weight-decay"),
+                    t.getDouble("clip-norm"), positive(t, "grad-accum"), t.getBoolean("completion-only"), true, 0, 0);
+            Config dv = t.getConfig("divergence");
+            Duration every = t.getDuration("checkpoint-every");
+            return new Trainer(spec, tc, positive(t, "checkpoint-every-steps"), every.isZero() ? null : every,
+                    t.getInt("keep-checkpoints"), dv.getDouble("factor"), dv.getInt("warmup"), positive(dv, "backoff-after"),
+                    dv.getDouble("backoff"), t.getBoolean("ledger"), t.getInt("sample-facts"), t.getInt("sample-texts"));
+        } catch (ConfigException | IllegalArgumentException e) {
+            if (at.equals("morastream.trainer") || e.getMessage().startsWith(at)) {
+                throw e;
+            }
+            throw new IllegalArgumentException(at + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static PromotionPolicy promotion(Config p) {
+        return new PromotionPolicy(p.getDouble("memorization-margin"), p.getDouble("downstream-tolerance"),
+                p.getDouble("retention-tolerance"));
     }
 
     private static <T> T parse(String key, java.util.function.Supplier<T> value) {

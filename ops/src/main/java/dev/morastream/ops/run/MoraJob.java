@@ -16,6 +16,7 @@ import dev.morastream.models.eval.TaskSet;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.ops.metrics.Metrics;
+import dev.morastream.ops.serve.ChatTemplate;
 import dev.morastream.ops.serve.HttpApi;
 import dev.morastream.ops.serve.ServingPool;
 import dev.morastream.streams.BatchSink;
@@ -155,8 +156,11 @@ public final class MoraJob implements AutoCloseable {
     }
 
     private void boot() throws Exception {
-        if (cfg.trainer().spec().method() == dev.morastream.models.adapters.AdapterSpec.Method.FULL) {
-            throw new IllegalArgumentException("morastream.trainer.method = full cannot be served as an adapter: use mora or lora");
+        for (String d : cfg.stream().decoder().domains()) {
+            if (cfg.trainer(d).spec().method() == dev.morastream.models.adapters.AdapterSpec.Method.FULL) {
+                throw new IllegalArgumentException((cfg.domainTrainers().containsKey(d) ? "morastream.stream.domain-settings." + d
+                        : "morastream.trainer") + ".method = full cannot be served as an adapter: use mora or lora");
+            }
         }
         Files.createDirectories(cfg.dataDir());
         FileChannel lockFile = FileChannel.open(cfg.dataDir().resolve(".lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
@@ -220,7 +224,7 @@ public final class MoraJob implements AutoCloseable {
                 DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
         ActorRef<EvaluatorActor.Command> evaluator = spawn(EvaluatorActor.create(model, tok, evaluatorSettings()), "evaluator",
                 EvaluatorActor.DISPATCHER);
-        supervisor = spawn(PromotionSupervisor.create(registry, evaluator, cfg.promotion(), cfg.auditLog(), cfg.evaluator().timeout()),
+        supervisor = spawn(PromotionSupervisor.create(registry, evaluator, cfg::promotion, cfg.auditLog(), cfg.evaluator().timeout()),
                 "supervisor", PromotionSupervisor.DISPATCHER);
 
         // ---- serving ----
@@ -229,7 +233,8 @@ public final class MoraJob implements AutoCloseable {
         pool = new ServingPool(model, tok, baseName, servingRegistry, new ServingPool.Options(h.workers(), h.queue(), h.maxLoaded()),
                 metrics.registry(), system);
         api = new HttpApi(pool, metrics, new HttpApi.Settings(h.adminToken().isBlank() ? null : h.adminToken(), h.maxBodyBytes(),
-                h.maxTokens()), this::moveAlias, cfg.auditLog());
+                h.maxTokens()).withApiKey(h.apiKey()).withMaxN(h.maxN()).withAllowedHosts(h.allowedHosts())
+                .withRequestTimeout(h.requestTimeout()), this::moveAlias, cfg.auditLog(), ChatTemplate.forModel(cfg.baseModel()));
         if (!k.promotionsTopic().isBlank()) {
             Map<String, Object> p = clientProps();
             p.put(ProducerConfig.ACKS_CONFIG, "all");
@@ -248,9 +253,9 @@ public final class MoraJob implements AutoCloseable {
         warm = pool.warmUp();
 
         // ---- trainers and the stream ----
-        JobConfig.Trainer t = cfg.trainer();
         for (int i = 0; i < domains.size(); i++) {
             String d = domains.get(i);
+            JobConfig.Trainer t = cfg.trainer(d);
             Device device = gpus > 0 ? Device.gpu(i % gpus) : Device.cpu();
             LlamaModel on = models.computeIfAbsent(device, dev -> {
                 NDManager m = NDManager.newBaseManager(dev);

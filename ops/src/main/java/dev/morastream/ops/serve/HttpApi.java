@@ -1,6 +1,9 @@
 package dev.morastream.ops.serve;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -9,6 +12,8 @@ import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.models.generate.GenerationConfig;
 import dev.morastream.models.generate.GenerationResult;
+import dev.morastream.models.generate.Generator;
+import dev.morastream.models.generate.TokenLogprob;
 import dev.morastream.ops.metrics.Metrics;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -16,7 +21,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
+import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalLong;
@@ -30,14 +37,15 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Function;
 import java.util.function.Supplier;
 import org.apache.pekko.NotUsed;
 import org.apache.pekko.actor.ClassicActorSystemProvider;
 import org.apache.pekko.http.javadsl.Http;
 import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.http.javadsl.model.AttributeKey;
 import org.apache.pekko.http.javadsl.model.ContentTypes;
+import org.apache.pekko.http.javadsl.model.HttpRequest;
 import org.apache.pekko.http.scaladsl.model.EntityStreamSizeException;
 import org.apache.pekko.http.javadsl.model.HttpEntities;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
@@ -50,6 +58,7 @@ import org.apache.pekko.http.javadsl.server.Route;
 import org.apache.pekko.japi.Pair;
 import org.apache.pekko.stream.BoundedSourceQueue;
 import org.apache.pekko.stream.QueueOfferResult;
+import org.apache.pekko.stream.javadsl.Flow;
 import org.apache.pekko.stream.javadsl.Source;
 import org.apache.pekko.util.ByteString;
 
@@ -58,10 +67,24 @@ import org.apache.pekko.util.ByteString;
  * server-sent events), the model list, health, Prometheus metrics and the adapter admin endpoints.
  * Every completion names the version that produced it: {@code model} is the base name or the exact
  * {@code domain@vN}, repeated in {@code adapter_version}, {@code system_fingerprint} and the header
- * {@code x-mora-adapter-version}. Refusals are {@code {"error": {"message", "type", "code"}}}.
+ * {@code x-mora-adapter-version}. Refusals are {@code {"error": {"message", "type", "param", "code"}}}.
+ *
+ * <p>Strict: POST bodies must be {@code application/json} (415), one JSON object without duplicate
+ * keys or trailing tokens; parameters are checked by {@link CompletionRequest} (type-strict, unknown
+ * and unimplemented ones named in a 400). Completions carry {@code logprobs}, {@code echo},
+ * {@code n}, {@code best_of} and {@code usage}; chat renders the model's {@link ChatTemplate}. A
+ * non-streaming request is cancelled (its queue place and worker freed) when its connection closes
+ * or {@link Settings#requestTimeout} passes. Optional API key on {@code /v1}, optional {@code Host}
+ * allow-list; {@code GET /v1/adapters} shows file paths only to the admin token.
  */
 public final class HttpApi extends AllDirectives implements AutoCloseable {
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Strict: duplicate keys and anything after the top-level value are errors. */
+    private static final ObjectMapper JSON = JsonMapper.builder()
+            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+            .build();
+    /** The connection a request came on (to cancel its generations when it closes). */
+    private static final AttributeKey<Connection> CONNECTION = AttributeKey.create("mora-connection", Connection.class);
     static final String VERSION_HEADER = "x-mora-adapter-version";
     /** Decisions of the audit log that {@code GET /v1/adapters} shows (the latest). */
     static final int AUDIT_LINES = 200;
@@ -70,12 +93,28 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
      * @param adminToken bearer token of the admin endpoints; {@code null} or empty disables them (403)
      * @param maxBodyBytes largest request body (413 above)
      * @param maxTokens largest {@code max_tokens} a request may ask for
+     * @param apiKey bearer token every {@code /v1} endpoint needs (the admin token works too);
+     *     {@code null} or empty: no key needed
+     * @param maxN largest {@code n} and {@code best_of}
+     * @param allowedHosts host names (no port) a request's {@code Host} header may name; empty: any
+     * @param requestTimeout a non-streaming completion still unanswered after this gets 503 and its
+     *     generation is cancelled
      */
-    public record Settings(String adminToken, long maxBodyBytes, int maxTokens) {
+    public record Settings(String adminToken, long maxBodyBytes, int maxTokens, String apiKey, int maxN, List<String> allowedHosts,
+                           Duration requestTimeout) {
         public Settings {
-            if (maxBodyBytes < 1 || maxTokens < 1) {
-                throw new IllegalArgumentException("maxBodyBytes and maxTokens must be >= 1");
+            if (maxBodyBytes < 1 || maxTokens < 1 || maxN < 1) {
+                throw new IllegalArgumentException("maxBodyBytes, maxTokens and maxN must be >= 1");
             }
+            allowedHosts = allowedHosts.stream().map(h -> h.strip().toLowerCase(java.util.Locale.ROOT)).filter(h -> !h.isEmpty()).toList();
+            if (requestTimeout.isNegative() || requestTimeout.isZero()) {
+                throw new IllegalArgumentException("requestTimeout must be positive");
+            }
+        }
+
+        /** No API key, n up to 4, any host, 300 s request timeout. */
+        public Settings(String adminToken, long maxBodyBytes, int maxTokens) {
+            this(adminToken, maxBodyBytes, maxTokens, null, 4, List.of(), Duration.ofSeconds(300));
         }
 
         /** No admin token, 1 MiB bodies, 256 new tokens. */
@@ -84,7 +123,23 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         }
 
         public Settings withAdminToken(String token) {
-            return new Settings(token, maxBodyBytes, maxTokens);
+            return new Settings(token, maxBodyBytes, maxTokens, apiKey, maxN, allowedHosts, requestTimeout);
+        }
+
+        public Settings withApiKey(String key) {
+            return new Settings(adminToken, maxBodyBytes, maxTokens, key, maxN, allowedHosts, requestTimeout);
+        }
+
+        public Settings withMaxN(int n) {
+            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, n, allowedHosts, requestTimeout);
+        }
+
+        public Settings withAllowedHosts(List<String> hosts) {
+            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, maxN, hosts, requestTimeout);
+        }
+
+        public Settings withRequestTimeout(Duration timeout) {
+            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, maxN, allowedHosts, timeout);
         }
     }
 
@@ -108,6 +163,7 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
     private final Settings settings;
     private final AliasMover mover;
     private final Path auditLog;
+    private final ChatTemplate template;
     private final ExecutorService admin = Executors.newSingleThreadExecutor(r -> {
         Thread t = new Thread(r, "mora-http-admin");
         t.setDaemon(true);
@@ -123,7 +179,13 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
      * @param auditLog the promotion audit log (JSONL) that {@code GET /v1/adapters} shows, or {@code null}
      */
     public HttpApi(ServingPool pool, Metrics metrics, Settings settings, AliasMover mover, Path auditLog) {
+        this(pool, metrics, settings, mover, auditLog, ChatTemplate.fixed());
+    }
+
+    /** @param template how chat messages become a prompt ({@link ChatTemplate#forModel} of the base model's directory) */
+    public HttpApi(ServingPool pool, Metrics metrics, Settings settings, AliasMover mover, Path auditLog, ChatTemplate template) {
         this.pool = pool;
+        this.template = template;
         this.metrics = metrics;
         this.settings = settings;
         this.auditLog = auditLog;
@@ -139,17 +201,33 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         };
     }
 
-    /** Binds the routes on {@code host:port} (0 for a free port). */
+    /**
+     * Binds the routes on {@code host:port} (0 for a free port). Each connection carries a
+     * {@link Connection}: when it closes (the client went away), the generations of its pending
+     * requests are cancelled and their slots freed.
+     */
     public CompletionStage<ServerBinding> bind(ClassicActorSystemProvider system, String host, int port) {
-        return Http.get(system).newServerAt(host, port).bind(routes());
+        Flow<HttpRequest, HttpResponse, NotUsed> routeFlow = routes().flow(system);
+        Flow<HttpRequest, HttpResponse, NotUsed> perConnection = Flow.fromMaterializer((mat, attrs) -> {
+            Connection c = new Connection();
+            // the request side ends when the client closes the connection, even with a response
+            // still pending (the response side would only end after it): watch that side
+            return Flow.of(HttpRequest.class).map(r -> r.addAttribute(CONNECTION, c))
+                    .watchTermination((nu, done) -> {
+                        done.whenComplete((d, e) -> c.close());
+                        return nu;
+                    })
+                    .via(routeFlow);
+        }).mapMaterializedValue(x -> NotUsed.getInstance());
+        return Http.get(system).newServerAt(host, port).bindFlow(perConnection);
     }
 
     public Route routes() {
-        return concat(
-                path(PathMatchers.segment("v1").slash("completions"), () -> post(() -> jsonBody(b -> completion(b, false)))),
-                path(PathMatchers.segment("v1").slash("chat").slash("completions"), () -> post(() -> jsonBody(b -> completion(b, true)))),
-                path(PathMatchers.segment("v1").slash("models"), () -> get(() -> guard(this::models))),
-                path(PathMatchers.segment("v1").slash("adapters"), () -> get(() -> guard(this::adapters))),
+        return hostAllowed(() -> concat(
+                path(PathMatchers.segment("v1").slash("completions"), () -> post(() -> apiKey(() -> jsonBody(b -> completion(b, false))))),
+                path(PathMatchers.segment("v1").slash("chat").slash("completions"), () -> post(() -> apiKey(() -> jsonBody(b -> completion(b, true))))),
+                path(PathMatchers.segment("v1").slash("models"), () -> get(() -> apiKey(() -> guard(this::models)))),
+                path(PathMatchers.segment("v1").slash("adapters"), () -> get(() -> apiKey(() -> isAdmin(a -> guard(() -> adapters(a)))))),
                 path(PathMatchers.segment("v1").slash("adapters").slash(PathMatchers.segment()).slash("promote"),
                         domain -> post(() -> admin(() -> jsonBody(b -> move(domain, b, false))))),
                 path(PathMatchers.segment("v1").slash("adapters").slash(PathMatchers.segment()).slash("rollback"),
@@ -161,146 +239,258 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                 path("metrics", () -> get(() -> complete(HttpResponse.create()
                         .withEntity(ContentTypes.TEXT_PLAIN_UTF8, metrics.scrape())))),
                 extractUnmatchedPath(p -> complete(error(new ApiError(404, "invalid_request_error", "not_found",
-                        "no route for " + p + " (or wrong method)")))));
+                        "no route for " + p + " (or wrong method)"))))));
+    }
+
+    /** The pending generations of one connection; closing it cancels them. */
+    static final class Connection {
+        private final java.util.Set<CompletableFuture<?>> pending = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        private volatile boolean closed;
+
+        void add(CompletableFuture<?> f) {
+            pending.add(f);
+            f.whenComplete((x, e) -> pending.remove(f));
+            if (closed) {
+                f.cancel(false);
+            }
+        }
+
+        void close() {
+            closed = true;
+            pending.forEach(f -> f.cancel(false));
+        }
     }
 
     // ---- completions ----
 
-    /** A parsed and checked completion request. */
-    private record Ask(String model, String prompt, GenerationConfig cfg, boolean stream, boolean chat, boolean usageInStream) {}
-
     private Route completion(JsonNode b, boolean chat) {
-        Ask ask = parse(b, chat);
-        if (pool.describe(ask.model()).isEmpty()) {
-            throw new ApiError(404, "invalid_request_error", "model_not_found", "The model '" + ask.model()
-                    + "' does not exist; GET /v1/models lists the base model, every domain and every adapter version");
+        CompletionRequest ask = CompletionRequest.parse(b, chat, settings.maxTokens(), settings.maxN(), pool.tokenizer(), template,
+                pool.model().config().maxPositionEmbeddings());
+        Optional<String> resolved = pool.describe(ask.model);
+        if (resolved.isEmpty()) {
+            throw new ApiError(404, "invalid_request_error", "model_not_found", "The model '" + ask.model
+                    + "' does not exist; GET /v1/models lists the base model, every domain and every adapter version", "model");
         }
-        return ask.stream() ? stream(ask) : unary(ask);
+        return ask.stream ? stream(ask) : unary(ask, resolved.get());
     }
 
-    private Ask parse(JsonNode b, boolean chat) {
-        String model = text(b, "model", true);
-        String prompt;
-        if (chat) {
-            JsonNode msgs = b.get("messages");
-            if (msgs == null || !msgs.isArray() || msgs.isEmpty()) {
-                throw ApiError.badRequest("'messages' must be a non-empty array of {role, content}");
-            }
-            StringBuilder sb = new StringBuilder();
-            for (JsonNode m : msgs) {
-                String role = text(m, "role", true);
-                String content = content(m.get("content"));
-                sb.append(switch (role) {
-                    case "system", "developer" -> "System: ";
-                    case "user" -> "User: ";
-                    case "assistant" -> "Assistant: ";
-                    default -> throw ApiError.badRequest("unknown message role '" + role + "'");
-                }).append(content).append('\n');
-            }
-            prompt = sb.append("Assistant:").toString();
-        } else {
-            JsonNode p = b.get("prompt");
-            if (p != null && p.isArray() && p.size() == 1 && p.get(0).isTextual()) {
-                p = p.get(0);
-            }
-            if (p == null || !p.isTextual()) {
-                throw ApiError.badRequest("'prompt' must be a string");
-            }
-            prompt = p.asText();
-        }
-        if (b.hasNonNull("n") && b.get("n").asInt() != 1) {
-            throw ApiError.badRequest("only n = 1 is supported");
-        }
-        JsonNode mt = b.hasNonNull("max_tokens") ? b.get("max_tokens") : b.get("max_completion_tokens");
-        int maxTokens = 16;
-        if (mt != null && !mt.isNull()) {
-            if (!mt.canConvertToInt() || !mt.isIntegralNumber() || mt.asInt() < 1 || mt.asInt() > settings.maxTokens()) {
-                throw new ApiError(400, "invalid_request_error", "invalid_max_tokens",
-                        "'max_tokens' must be an integer in [1, " + settings.maxTokens() + "], got " + mt);
-            }
-            maxTokens = mt.asInt();
-        }
-        double temperature = number(b, "temperature", 1.0, 0, 2);
-        double topP = number(b, "top_p", 1.0, 0, 1);
-        if (topP <= 0) {
-            throw ApiError.badRequest("'top_p' must be in (0, 1]");
-        }
-        long seed = ThreadLocalRandom.current().nextLong();
-        if (b.hasNonNull("seed")) {
-            if (!b.get("seed").isIntegralNumber()) {
-                throw ApiError.badRequest("'seed' must be an integer");
-            }
-            seed = b.get("seed").asLong();
-        }
-        List<String> stops = new ArrayList<>();
-        JsonNode st = b.get("stop");
-        if (st != null && st.isTextual()) {
-            stops.add(st.asText());
-        } else if (st != null && st.isArray()) {
-            st.forEach(x -> stops.add(x.asText()));
-        } else if (st != null && !st.isNull()) {
-            throw ApiError.badRequest("'stop' must be a string or an array of strings");
-        }
-        if (stops.size() > 4 || stops.stream().anyMatch(String::isEmpty)) {
-            throw ApiError.badRequest("'stop' takes at most 4 non-empty strings");
-        }
-        if (chat) {
-            stops.add("\nUser:");
-        }
-        int context = pool.model().config().maxPositionEmbeddings();
-        int promptTokens = pool.tokenizer().encodeFramed(prompt, false).length;
-        if (promptTokens + maxTokens > context) {
-            throw new ApiError(400, "invalid_request_error", "context_length_exceeded",
-                    "This model's maximum context length is " + context + " tokens. However, you requested "
-                            + (promptTokens + maxTokens) + " tokens (" + promptTokens + " in the prompt, " + maxTokens
-                            + " in the completion). Please reduce the prompt or max_tokens.");
-        }
-        boolean stream = b.path("stream").asBoolean(false);
-        boolean usage = b.path("stream_options").path("include_usage").asBoolean(false);
-        return new Ask(model, prompt, new GenerationConfig(maxTokens, temperature, topP, seed, stops, true), stream, chat, usage);
-    }
+    /** One generation of a request: which prompt, which candidate. */
+    private record Job(int prompt, int candidate, CompletableFuture<Served> served) {}
 
-    private Route unary(Ask ask) {
-        CompletableFuture<Served> f = submit(ask, new ServingPool.Listener() {});
-        String id = (ask.chat() ? "chatcmpl-" : "cmpl-") + UUID.randomUUID();
+    /**
+     * Every prompt × {@code best_of} candidates as separate pool requests (with seeds {@code seed + c});
+     * several candidates run on the exact version the alias named at submission, so a swap cannot mix
+     * versions within one answer.
+     */
+    private Route unary(CompletionRequest ask, String resolved) {
+        int top = Math.max(0, ask.logprobs);
+        Generator.Scoring scoring = new Generator.Scoring(top, ask.echo, () -> false);
+        int total = ask.prompts.size() * ask.bestOf;
+        String modelName = total > 1 ? resolved : ask.model;
+        List<Job> jobs = new ArrayList<>();
+        try {
+            for (int p = 0; p < ask.prompts.size(); p++) {
+                for (int c = 0; c < ask.bestOf; c++) {
+                    jobs.add(new Job(p, c, submit(modelName, ask.prompts.get(p).ids(), ask.cfg.withSeed(ask.cfg.seed() + c), scoring,
+                            new ServingPool.Listener() {})));
+                }
+            }
+        } catch (ApiError e) {
+            jobs.forEach(j -> j.served().cancel(false));
+            throw e;
+        }
+        CompletableFuture<?>[] all = jobs.stream().map(Job::served).toArray(CompletableFuture[]::new);
+        String id = (ask.chat ? "chatcmpl-" : "cmpl-") + UUID.randomUUID();
         long created = System.currentTimeMillis() / 1000;
-        return completeWithFuture(f.handle((s, err) -> {
+        java.util.concurrent.atomic.AtomicBoolean timedOut = new java.util.concurrent.atomic.AtomicBoolean();
+        Supplier<HttpResponse> timeout = () -> error(new ApiError(503, "server_error", "timeout", "the request took longer than "
+                + settings.requestTimeout().toMillis() / 1000.0 + " s (morastream.http.request-timeout); its generation was cancelled"));
+        CompletableFuture<HttpResponse> answer = CompletableFuture.allOf(all).handle((v, err) -> {
+            if (timedOut.get()) {
+                return timeout.get();
+            }
             if (err != null) {
+                jobs.forEach(j -> j.served().cancel(false));
                 return error(failure(err));
             }
-            GenerationResult r = s.result();
-            ObjectNode o = header(id, ask.chat() ? "chat.completion" : "text_completion", created, s.servedBy());
-            ObjectNode c = o.putArray("choices").addObject();
-            c.put("index", 0);
-            if (ask.chat()) {
-                ObjectNode m = c.putObject("message");
-                m.put("role", "assistant");
-                m.put("content", r.text());
-                m.putNull("refusal");
-            } else {
-                c.put("text", r.text());
+            try {
+                return answer(ask, id, created, jobs);
+            } catch (RuntimeException e) {
+                return error(new ApiError(500, "server_error", null, "building the answer failed: " + e));
             }
-            c.putNull("logprobs");
-            c.put("finish_reason", r.finishReason());
-            usage(o, r);
-            return json(200, o).addHeader(RawHeader.create(VERSION_HEADER, s.servedBy()));
-        }));
+        });
+        return extractRequest(req -> {
+            req.getAttribute(CONNECTION).ifPresent(c -> jobs.forEach(j -> c.add(j.served())));
+            return withRequestTimeout(settings.requestTimeout(), r -> {
+                timedOut.set(true);
+                jobs.forEach(j -> j.served().cancel(false));
+                return timeout.get();
+            }, () -> completeWithFuture(answer));
+        });
     }
 
-    private Route stream(Ask ask) {
-        return extractMaterializer(mat -> {
+    private HttpResponse answer(CompletionRequest ask, String id, long created, List<Job> jobs) {
+        String servedBy = jobs.get(0).served().join().servedBy();
+        ObjectNode o = header(id, ask.chat ? "chat.completion" : "text_completion", created, servedBy);
+        ArrayNode choices = o.putArray("choices");
+        long promptTokens = 0;
+        long completionTokens = 0;
+        int index = 0;
+        for (int p = 0; p < ask.prompts.size(); p++) {
+            final int pi = p;
+            List<Served> cands = jobs.stream().filter(j -> j.prompt() == pi).map(j -> j.served().join()).toList();
+            promptTokens += cands.get(0).result().promptTokens();
+            for (Served s : cands) {
+                completionTokens += s.result().completionTokens();
+            }
+            List<Served> chosen = cands;
+            if (ask.bestOf > ask.n) { // the n candidates of highest mean logprob, in candidate order on ties
+                chosen = cands.stream().sorted(java.util.Comparator.comparingDouble((Served s) -> -s.result().meanLogprob()))
+                        .limit(ask.n).toList();
+            }
+            for (Served s : chosen) {
+                choices.add(choice(ask, ask.prompts.get(p), s.result(), index++));
+            }
+        }
+        ObjectNode u = o.putObject("usage");
+        u.put("prompt_tokens", promptTokens);
+        u.put("completion_tokens", completionTokens);
+        u.put("total_tokens", promptTokens + completionTokens);
+        return json(200, o).addHeader(RawHeader.create(VERSION_HEADER, servedBy));
+    }
+
+    private ObjectNode choice(CompletionRequest ask, CompletionRequest.Prompt prompt, GenerationResult r, int index) {
+        ObjectNode c = JSON.createObjectNode();
+        c.put("index", index);
+        if (ask.chat) {
+            ObjectNode m = c.putObject("message");
+            m.put("role", "assistant");
+            m.put("content", r.text());
+            m.putNull("refusal");
+            if (ask.logprobs >= 0) {
+                c.putObject("logprobs").set("content", chatLogprobs(r));
+            } else {
+                c.putNull("logprobs");
+            }
+        } else {
+            c.put("text", ask.echo ? prompt.text() + r.text() : r.text());
+            if (ask.logprobs >= 0) {
+                c.set("logprobs", completionLogprobs(ask, prompt, r));
+            } else {
+                c.putNull("logprobs");
+            }
+        }
+        c.put("finish_reason", r.finishReason());
+        return c;
+    }
+
+    /**
+     * {@code {tokens, token_logprobs, top_logprobs, text_offset}} of the completions API: with echo
+     * the prompt's tokens first (the very first has null logprob and top), offsets into the choice's text.
+     */
+    private ObjectNode completionLogprobs(CompletionRequest ask, CompletionRequest.Prompt prompt, GenerationResult r) {
+        List<TokenLogprob> lps = new ArrayList<>();
+        if (ask.echo) {
+            lps.addAll(r.promptLogprobs());
+        }
+        lps.addAll(r.logprobs());
+        int[] ids = lps.stream().mapToInt(TokenLogprob::id).toArray();
+        List<String> pieces = pieces(ids);
+        ObjectNode o = JSON.createObjectNode();
+        ArrayNode tokens = o.putArray("tokens");
+        ArrayNode tl = o.putArray("token_logprobs");
+        ArrayNode top = o.putArray("top_logprobs");
+        ArrayNode off = o.putArray("text_offset");
+        int offset = 0;
+        for (int i = 0; i < lps.size(); i++) {
+            TokenLogprob t = lps.get(i);
+            tokens.add(pieces.get(i));
+            off.add(offset);
+            offset += pieces.get(i).length();
+            if (!t.scored()) {
+                tl.addNull();
+                top.addNull();
+                continue;
+            }
+            tl.add(t.logprob());
+            ObjectNode alt = top.addObject();
+            for (int k = 0; k < t.topIds().length; k++) {
+                String tok = pool.tokenizer().decode(new int[] {t.topIds()[k]});
+                if (!alt.has(tok)) {
+                    alt.put(tok, t.topLogprobs()[k]);
+                }
+            }
+        }
+        return o;
+    }
+
+    /** {@code choices[].logprobs.content} of the chat API. */
+    private ArrayNode chatLogprobs(GenerationResult r) {
+        int[] ids = r.logprobs().stream().mapToInt(TokenLogprob::id).toArray();
+        List<String> pieces = pieces(ids);
+        ArrayNode content = JSON.createArrayNode();
+        for (int i = 0; i < ids.length; i++) {
+            TokenLogprob t = r.logprobs().get(i);
+            ObjectNode e = tokenEntry(content.addObject(), pieces.get(i), t.logprob());
+            ArrayNode top = e.putArray("top_logprobs");
+            for (int k = 0; k < t.topIds().length; k++) {
+                tokenEntry(top.addObject(), pool.tokenizer().decode(new int[] {t.topIds()[k]}), t.topLogprobs()[k]);
+            }
+        }
+        return content;
+    }
+
+    private static ObjectNode tokenEntry(ObjectNode e, String token, double logprob) {
+        e.put("token", token);
+        e.put("logprob", logprob);
+        ArrayNode bytes = e.putArray("bytes");
+        for (byte x : token.getBytes(StandardCharsets.UTF_8)) {
+            bytes.add(x & 0xff);
+        }
+        return e;
+    }
+
+    /**
+     * The text each id adds to the decoded sequence, so that the pieces concatenate to the decoded
+     * text; a token that ends inside a multi-byte character adds nothing until one completes it.
+     */
+    private List<String> pieces(int[] ids) {
+        List<String> out = new ArrayList<>(ids.length);
+        String prev = "";
+        for (int i = 0; i < ids.length; i++) {
+            String cur = pool.tokenizer().decode(Arrays.copyOf(ids, i + 1));
+            if (i < ids.length - 1) {
+                int end = cur.length();
+                while (end > 0 && cur.charAt(end - 1) == '\uFFFD') {
+                    end--;
+                }
+                cur = cur.substring(0, end);
+            }
+            if (cur.startsWith(prev)) {
+                out.add(cur.substring(prev.length()));
+                prev = cur;
+            } else {
+                out.add(pool.tokenizer().decode(new int[] {ids[i]}));
+                prev = cur;
+            }
+        }
+        return out;
+    }
+
+    private Route stream(CompletionRequest ask) {
+        return extractMaterializer(mat -> extractRequest(req -> {
             Pair<BoundedSourceQueue<ByteString>, Source<ByteString, NotUsed>> q =
-                    Source.<ByteString>queue(ask.cfg().maxNewTokens() + 16).preMaterialize(mat);
+                    Source.<ByteString>queue(ask.cfg.maxNewTokens() + 16).preMaterialize(mat);
             BoundedSourceQueue<ByteString> out = q.first();
-            String id = (ask.chat() ? "chatcmpl-" : "cmpl-") + UUID.randomUUID();
-            String object = ask.chat() ? "chat.completion.chunk" : "text_completion";
+            String id = (ask.chat ? "chatcmpl-" : "cmpl-") + UUID.randomUUID();
+            String object = ask.chat ? "chat.completion.chunk" : "text_completion";
             long created = System.currentTimeMillis() / 1000;
-            String[] servedBy = {ask.model()};
+            String[] servedBy = {ask.model};
             ServingPool.Listener listener = new ServingPool.Listener() {
                 @Override
                 public void onStart(String by) {
                     servedBy[0] = by;
-                    if (ask.chat()) {
+                    if (ask.chat) {
                         send(out, chunk(ask, id, object, created, by, "", null, true));
                     }
                 }
@@ -312,11 +502,12 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
             };
             CompletableFuture<Served> f;
             try {
-                f = submit(ask, listener);
+                f = submit(ask.model, ask.prompts.get(0).ids(), ask.cfg, Generator.Scoring.NONE, listener);
             } catch (ApiError e) {
                 out.complete();
                 return complete(error(e));
             }
+            req.getAttribute(CONNECTION).ifPresent(c -> c.add(f));
             f.whenComplete((s, err) -> {
                 try {
                     if (err != null) {
@@ -327,7 +518,7 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                     } else {
                         ObjectNode last = chunk(ask, id, object, created, s.servedBy(), "", s.result().finishReason(), false);
                         send(out, last);
-                        if (ask.usageInStream()) {
+                        if (ask.usageInStream) {
                             ObjectNode u = header(id, object, created, s.servedBy());
                             u.putArray("choices");
                             usage(u, s.result());
@@ -344,24 +535,25 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
             return complete(HttpResponse.create()
                     .withEntity(HttpEntities.createChunked(MediaTypes.TEXT_EVENT_STREAM.toContentType(), q.second()))
                     .addHeader(RawHeader.create("Cache-Control", "no-cache")));
-        });
+        }));
     }
 
-    private CompletableFuture<Served> submit(Ask ask, ServingPool.Listener listener) {
+    private CompletableFuture<Served> submit(String model, int[] ids, GenerationConfig cfg, Generator.Scoring scoring,
+            ServingPool.Listener listener) {
         try {
-            return pool.submit(ask.model(), ask.prompt(), ask.cfg(), listener);
+            return pool.submit(model, ids, cfg, scoring, listener);
         } catch (ServingPool.Overloaded e) {
             throw new ApiError(429, "rate_limit_error", "overloaded", e.getMessage());
         } catch (ServingPool.UnknownModel e) {
-            throw new ApiError(404, "invalid_request_error", "model_not_found", e.getMessage());
+            throw new ApiError(404, "invalid_request_error", "model_not_found", e.getMessage(), "model");
         }
     }
 
-    private ObjectNode chunk(Ask ask, String id, String object, long created, String by, String delta, String finish, boolean role) {
+    private ObjectNode chunk(CompletionRequest ask, String id, String object, long created, String by, String delta, String finish, boolean role) {
         ObjectNode o = header(id, object, created, by);
         ObjectNode c = o.putArray("choices").addObject();
         c.put("index", 0);
-        if (ask.chat()) {
+        if (ask.chat) {
             ObjectNode d = c.putObject("delta");
             if (role) {
                 d.put("role", "assistant");
@@ -411,7 +603,10 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
             return e;
         }
         if (t instanceof ServingPool.UnknownModel) {
-            return new ApiError(404, "invalid_request_error", "model_not_found", t.getMessage());
+            return new ApiError(404, "invalid_request_error", "model_not_found", t.getMessage(), "model");
+        }
+        if (t instanceof CancellationException) {
+            return new ApiError(503, "server_error", "cancelled", "the generation was cancelled");
         }
         if (t instanceof IllegalArgumentException) {
             return ApiError.badRequest(t.getMessage());
@@ -462,7 +657,11 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         return m;
     }
 
-    private Route adapters() {
+    /**
+     * Registry, aliases and audit; file paths (a version's directory, path-valued info and audit
+     * fields) only for the admin token.
+     */
+    private Route adapters(boolean admin) {
         ObjectNode o = JSON.createObjectNode();
         o.put("base", pool.baseName());
         ArrayNode ds = o.putArray("domains");
@@ -483,7 +682,14 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                         ObjectNode sc = v.putObject("scores");
                         e.scores().forEach(sc::put);
                         ObjectNode in = v.putObject("info");
-                        e.info().forEach(in::put);
+                        e.info().forEach((key, val) -> {
+                            if (admin || !isPath(val)) {
+                                in.put(key, val);
+                            }
+                        });
+                        if (admin) {
+                            v.put("dir", e.dir().toString());
+                        }
                     }
                 }
             } catch (IOException e) {
@@ -496,7 +702,8 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                 List<String> lines = Files.readAllLines(auditLog, StandardCharsets.UTF_8);
                 for (String line : lines.subList(Math.max(0, lines.size() - AUDIT_LINES), lines.size())) {
                     if (!line.isBlank()) {
-                        audit.add(JSON.readTree(line));
+                        JsonNode entry = JSON.readTree(line);
+                        audit.add(admin ? entry : withoutPaths(entry));
                     }
                 }
             } catch (IOException e) {
@@ -504,6 +711,34 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
             }
         }
         return complete(json(200, o));
+    }
+
+    /** Whether a string names a file: an absolute path. */
+    static boolean isPath(String v) {
+        return v != null && (v.startsWith("/") || v.matches("^[A-Za-z]:[\\\\/].*") || v.startsWith("file:"));
+    }
+
+    /** A copy of {@code n} without string fields that are paths. */
+    private static JsonNode withoutPaths(JsonNode n) {
+        if (n.isObject()) {
+            ObjectNode o = JSON.createObjectNode();
+            n.fields().forEachRemaining(e -> {
+                if (!(e.getValue().isTextual() && isPath(e.getValue().asText()))) {
+                    o.set(e.getKey(), withoutPaths(e.getValue()));
+                }
+            });
+            return o;
+        }
+        if (n.isArray()) {
+            ArrayNode a = JSON.createArrayNode();
+            n.forEach(x -> {
+                if (!(x.isTextual() && isPath(x.asText()))) {
+                    a.add(withoutPaths(x));
+                }
+            });
+            return a;
+        }
+        return n;
     }
 
     /** Promote (or roll back to) a version: the registry's alias moves, then the pool swaps. */
@@ -567,10 +802,66 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
                         "admin endpoints need 'Authorization: Bearer <token>'")));
             }
             String token = settings.adminToken();
-            if (token == null || token.isEmpty() || !MessageDigest.isEqual(token.getBytes(StandardCharsets.UTF_8),
-                    h.get().substring("Bearer ".length()).strip().getBytes(StandardCharsets.UTF_8))) {
+            if (token == null || token.isEmpty() || !matches(token, h)) {
                 return complete(error(new ApiError(403, "permission_error", "bad_token",
                         token == null || token.isEmpty() ? "admin endpoints are disabled (no admin token configured)" : "wrong admin token")));
+            }
+            return inner.get();
+        });
+    }
+
+    /** Whether the request carries the admin token. */
+    private Route isAdmin(Function<Boolean, Route> inner) {
+        return optionalHeaderValueByName("Authorization", h -> {
+            String token = settings.adminToken();
+            return inner.apply(token != null && !token.isEmpty() && matches(token, h));
+        });
+    }
+
+    /** The API key of the {@code /v1} endpoints, when one is configured (the admin token also passes). 401 otherwise. */
+    private Route apiKey(Supplier<Route> inner) {
+        String key = settings.apiKey();
+        if (key == null || key.isEmpty()) {
+            return inner.get();
+        }
+        return optionalHeaderValueByName("Authorization", h -> {
+            if (h.isEmpty() || !h.get().startsWith("Bearer ")) {
+                return complete(error(new ApiError(401, "invalid_request_error", "invalid_api_key",
+                        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (morastream.http.api-key).")));
+            }
+            String admin = settings.adminToken();
+            if (!matches(key, h) && !(admin != null && !admin.isEmpty() && matches(admin, h))) {
+                return complete(error(new ApiError(401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")));
+            }
+            return inner.get();
+        });
+    }
+
+    private static boolean matches(String secret, Optional<String> authorization) {
+        if (authorization.isEmpty() || !authorization.get().startsWith("Bearer ")) {
+            return false;
+        }
+        return MessageDigest.isEqual(secret.getBytes(StandardCharsets.UTF_8),
+                authorization.get().substring("Bearer ".length()).strip().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** The {@code Host} allow-list (DNS rebinding): a host not on a non-empty list gets 400. */
+    private Route hostAllowed(Supplier<Route> inner) {
+        if (settings.allowedHosts().isEmpty()) {
+            return inner.get();
+        }
+        return extractRequest(req -> {
+            String host = req.getUri().host().address().toLowerCase(java.util.Locale.ROOT);
+            Optional<org.apache.pekko.http.javadsl.model.headers.Host> h = req.getHeader(org.apache.pekko.http.javadsl.model.headers.Host.class);
+            if (h.isPresent()) {
+                host = h.get().host().address().toLowerCase(java.util.Locale.ROOT);
+            }
+            if (host.startsWith("[") && host.endsWith("]")) {
+                host = host.substring(1, host.length() - 1);
+            }
+            if (!settings.allowedHosts().contains(host)) {
+                return complete(error(new ApiError(400, "invalid_request_error", "host_not_allowed", "Host '" + host
+                        + "' is not allowed (morastream.http.allowed-hosts: " + String.join(", ", settings.allowedHosts()) + ")")));
             }
             return inner.get();
         });
@@ -581,6 +872,10 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
     /** Reads the whole body (at most {@code maxBodyBytes}) as a JSON object. */
     private Route jsonBody(Function<JsonNode, Route> inner) {
         return extractRequest(req -> extractMaterializer(mat -> {
+            if (!req.entity().getContentType().mediaType().equals(MediaTypes.APPLICATION_JSON)) {
+                return complete(error(new ApiError(415, "invalid_request_error", "unsupported_media_type",
+                        "the body must be sent as 'Content-Type: application/json', not '" + req.entity().getContentType() + "'")));
+            }
             OptionalLong len = req.entity().getContentLengthOption();
             if (len.isPresent() && len.getAsLong() > settings.maxBodyBytes()) {
                 return complete(error(tooLarge()));
@@ -620,48 +915,6 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         }
     }
 
-    private static String text(JsonNode n, String field, boolean required) {
-        JsonNode v = n.get(field);
-        if (v == null || v.isNull()) {
-            if (required) {
-                throw ApiError.badRequest("'" + field + "' is required");
-            }
-            return null;
-        }
-        if (!v.isTextual()) {
-            throw ApiError.badRequest("'" + field + "' must be a string");
-        }
-        return v.asText();
-    }
-
-    private static String content(JsonNode c) {
-        if (c != null && c.isTextual()) {
-            return c.asText();
-        }
-        if (c != null && c.isArray()) {
-            StringBuilder sb = new StringBuilder();
-            for (JsonNode part : c) {
-                if (!"text".equals(part.path("type").asText())) {
-                    throw ApiError.badRequest("only text content parts are supported");
-                }
-                sb.append(part.path("text").asText());
-            }
-            return sb.toString();
-        }
-        throw ApiError.badRequest("message 'content' must be a string or an array of text parts");
-    }
-
-    private static double number(JsonNode b, String field, double dflt, double lo, double hi) {
-        JsonNode v = b.get(field);
-        if (v == null || v.isNull()) {
-            return dflt;
-        }
-        if (!v.isNumber() || v.asDouble() < lo || v.asDouble() > hi) {
-            throw ApiError.badRequest("'" + field + "' must be a number in [" + lo + ", " + hi + "], got " + v);
-        }
-        return v.asDouble();
-    }
-
     private static HttpResponse json(int status, ObjectNode body) {
         return HttpResponse.create().withStatus(StatusCodes.get(status))
                 .withEntity(ContentTypes.APPLICATION_JSON, body.toString().getBytes(StandardCharsets.UTF_8));
@@ -672,6 +925,11 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         ObjectNode er = o.putObject("error");
         er.put("message", e.getMessage());
         er.put("type", e.type);
+        if (e.param == null) {
+            er.putNull("param");
+        } else {
+            er.put("param", e.param);
+        }
         if (e.code == null) {
             er.putNull("code");
         } else {

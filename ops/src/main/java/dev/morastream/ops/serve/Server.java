@@ -42,7 +42,7 @@ public final class Server implements AutoCloseable {
         metrics = new Metrics();
         AdapterRegistry reg = c.registry() == null ? null : new AdapterRegistry(c.registry(), c.keep());
         pool = new ServingPool(model, tokenizer, c.model().toAbsolutePath().normalize().getFileName().toString(), reg, c.pool(), metrics.registry());
-        api = new HttpApi(pool, metrics, c.http());
+        api = new HttpApi(pool, metrics, c.http(), null, null, ChatTemplate.forModel(c.model()));
         system = ActorSystem.create(Behaviors.empty(), "mora-serve");
         binding = api.bind(system, c.host(), c.port()).toCompletableFuture().get(30, TimeUnit.SECONDS);
         warm = pool.warmUp();

@@ -26,11 +26,13 @@ final class ServingMetrics {
 
     ServingMetrics(MeterRegistry registry, IntSupplier queueDepth, IntSupplier running, IntSupplier loadedAdapters) {
         this.registry = registry;
-        Gauge.builder("mora.serving.queue.depth", queueDepth, IntSupplier::getAsInt)
+        // strong references: the suppliers are lambdas nothing else holds, and a weakly held one is
+        // collected by the first GC, after which the gauge reads NaN
+        Gauge.builder("mora.serving.queue.depth", queueDepth, IntSupplier::getAsInt).strongReference(true)
                 .description("Requests waiting for a serving actor").register(registry);
-        Gauge.builder("mora.serving.running", running, IntSupplier::getAsInt)
+        Gauge.builder("mora.serving.running", running, IntSupplier::getAsInt).strongReference(true)
                 .description("Requests being generated now").register(registry);
-        Gauge.builder("mora.serving.adapters.loaded", loadedAdapters, IntSupplier::getAsInt)
+        Gauge.builder("mora.serving.adapters.loaded", loadedAdapters, IntSupplier::getAsInt).strongReference(true)
                 .description("Adapter versions held in memory").register(registry);
     }
 
@@ -53,6 +55,11 @@ final class ServingMetrics {
         requests(domain, version, "error").increment();
     }
 
+    /** The client went away or the request timed out: generation stopped early. */
+    void cancelled(String domain, String version) {
+        requests(domain, version, "cancelled").increment();
+    }
+
     void rejected(String domain) {
         requests(domain, "none", "rejected").increment();
     }
@@ -63,7 +70,7 @@ final class ServingMetrics {
     }
 
     private Counter requests(String domain, String version, String outcome) {
-        return Counter.builder("mora.serving.requests").description("Serving requests by outcome (ok, error, rejected)")
+        return Counter.builder("mora.serving.requests").description("Serving requests by outcome (ok, error, cancelled, rejected)")
                 .tag("domain", domain).tag("adapter_version", version).tag("outcome", outcome).register(registry);
     }
 

@@ -21,6 +21,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
@@ -29,6 +30,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
@@ -178,6 +180,11 @@ public final class ServingPool implements AutoCloseable {
         return ready;
     }
 
+    /** Requests being generated now. */
+    public int running() {
+        return running.get();
+    }
+
     /** Requests waiting for a worker. */
     public int queueDepth() {
         return Math.max(0, admitted.get() - running.get());
@@ -203,6 +210,16 @@ public final class ServingPool implements AutoCloseable {
 
     /** As {@link #submit(String, String, GenerationConfig, Consumer)}, also told which version runs it. */
     public CompletableFuture<Served> submit(String modelName, String prompt, GenerationConfig cfg, Listener listener) {
+        return submit(modelName, tokenizer.encodeFramed(prompt, false), cfg, Generator.Scoring.NONE, listener);
+    }
+
+    /**
+     * Queues a generation from prompt ids as given (nothing added), with log-probabilities as
+     * {@code scoring} asks. Cancelling the returned future frees its slot at once: a request still
+     * waiting is dropped, a running one stops before its next forward pass.
+     */
+    public CompletableFuture<Served> submit(String modelName, int[] promptIds, GenerationConfig cfg, Generator.Scoring scoring,
+            Listener listener) {
         Target target = resolve(modelName);
         long queuedAt = System.nanoTime();
         CompletableFuture<Served> out = new CompletableFuture<>();
@@ -216,10 +233,21 @@ public final class ServingPool implements AutoCloseable {
             throw new Overloaded("serving queue is full (" + options.queueCapacity() + " waiting, "
                     + options.workers() + " running); retry later");
         }
+        // a request cancelled while it waits gives its place back at once; the worker then skips it
+        AtomicBoolean claimed = new AtomicBoolean();
+        out.whenComplete((x, e) -> {
+            if (out.isCancelled() && claimed.compareAndSet(false, true)) {
+                admitted.decrementAndGet();
+                metrics.cancelled(target.domain(), "none");
+            }
+        });
         queue.tell(new ServingActor.Work(() -> {
+            if (!claimed.compareAndSet(false, true)) {
+                return;
+            }
             running.incrementAndGet();
             try {
-                run(target, prompt, cfg, listener, queuedAt, out);
+                run(target, promptIds, cfg, scoring, listener, queuedAt, out);
             } finally {
                 running.decrementAndGet();
                 admitted.decrementAndGet();
@@ -336,8 +364,8 @@ public final class ServingPool implements AutoCloseable {
         return new Target(name, true, null);
     }
 
-    private void run(Target target, String prompt, GenerationConfig cfg, Listener listener, long queuedAt,
-            CompletableFuture<Served> out) {
+    private void run(Target target, int[] promptIds, GenerationConfig cfg, Generator.Scoring scoring, Listener listener,
+            long queuedAt, CompletableFuture<Served> out) {
         long started = System.nanoTime();
         Autograd.off(); // generation builds no graphs (grad mode is per thread and on by default)
         String domain = target.domain();
@@ -350,10 +378,15 @@ public final class ServingPool implements AutoCloseable {
             LinearOp op = loaded == null ? LinearOp.PLAIN : loaded.set.join().op();
             String by = version == null ? baseName : version.toString();
             listener.onStart(by);
-            GenerationResult r = new Generator(model, tokenizer, op).generate(prompt, cfg, listener::onText);
+            Generator.Scoring s = new Generator.Scoring(scoring.topLogprobs(), scoring.echo(),
+                    () -> out.isDone() || scoring.cancelled().getAsBoolean());
+            GenerationResult r = new Generator(model, tokenizer, op).generate(promptIds, cfg, listener::onText, s);
             long total = System.nanoTime() - queuedAt;
             metrics.completed(domain, by, r, total);
             out.complete(new Served(by, version, r, started - queuedAt, total));
+        } catch (CancellationException t) {
+            metrics.cancelled(domain, version == null ? "none" : version.toString());
+            out.completeExceptionally(t);
         } catch (Throwable t) {
             metrics.failed(domain, version == null ? "none" : version.toString());
             out.completeExceptionally(t);

@@ -270,7 +270,8 @@ class HttpApiTest {
                     assertTrue(started.await(20, TimeUnit.SECONDS));
                     var queued = small.submit("tiny", ServeFixture.PROMPT, cfg, (java.util.function.Consumer<String>) null);
                     HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + b.localAddress().getPort() + "/v1/completions"))
-                            .timeout(Duration.ofSeconds(10)).POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"tiny\",\"prompt\":\"Q:\"}")).build(),
+                            .timeout(Duration.ofSeconds(10)).header("Content-Type", "application/json")
+                            .POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"tiny\",\"prompt\":\"Q:\"}")).build(),
                             HttpResponse.BodyHandlers.ofString());
                     expectError(r, 429, "overloaded");
                     release.countDown();

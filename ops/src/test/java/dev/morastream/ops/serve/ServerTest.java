@@ -25,7 +25,7 @@ class ServerTest {
             String base = "http://127.0.0.1:" + s.port();
             assertEquals(200, http.send(HttpRequest.newBuilder(URI.create(base + "/health/ready")).build(),
                     HttpResponse.BodyHandlers.ofString()).statusCode());
-            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions")).header("Content-Type", "application/json")
                     .POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"tiny\",\"prompt\":\"Q:\",\"max_tokens\":3}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             assertEquals(200, r.statusCode(), r.body());
