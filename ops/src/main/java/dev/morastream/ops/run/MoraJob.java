@@ -416,7 +416,7 @@ public final class MoraJob implements AutoCloseable {
             o.put("domain", p.version().domain());
             o.put("version", p.version().toString());
             o.put("previous", p.previous().map(AdapterVersion::toString).orElse(null));
-            o.put("cause", p.cause());
+            o.put("cause", p.decision().id());
             o.put("time", java.time.Instant.now().toString());
             p.reasons().forEach(o.putArray("reasons")::add);
             promotions.send(new ProducerRecord<>(cfg.kafka().promotionsTopic(), p.version().domain(), o.toString()), (md, e) -> {
@@ -429,8 +429,10 @@ public final class MoraJob implements AutoCloseable {
 
     /** The HTTP admin endpoints go through the supervisor (audit log, listeners, promotions topic). */
     private CompletionStage<Void> moveAlias(AdapterVersion target, String cause) {
+        String why = cause + " via the HTTP admin API";
         return AskPattern.<PromotionSupervisor.Command, AdapterVersion>askWithStatus(supervisor,
-                        r -> new PromotionSupervisor.Rollback(target, cause + " via the HTTP admin API", r), ASK, system.scheduler())
+                        r -> "rollback".equals(cause) ? new PromotionSupervisor.Rollback(target, why, r)
+                                : new PromotionSupervisor.Promote(target, why, r), ASK, system.scheduler())
                 .thenAcceptAsync(v -> pool.swap(v), blocking);
     }
 
@@ -603,10 +605,15 @@ public final class MoraJob implements AutoCloseable {
                         c.retentionLoss(), sv.retentionLoss(), v.nanos() / 1e9));
             } else if (e instanceof MoraEvent.Decided d) {
                 switch (d.decision()) {
-                    case "promoted" -> say("PROMOTED " + d.version() + ": now serving it as model '" + d.domain() + "'");
-                    case "rolled_back" -> say("alias moved: " + d.domain() + " -> " + d.version() + " (" + String.join("; ", d.reasons()) + ")");
-                    default -> say(d.decision() + " " + d.version() + ": " + String.join("; ", d.reasons()));
+                    case PROMOTED -> say("PROMOTED " + d.version() + ": now serving it as model '" + d.domain() + "'");
+                    case PROMOTED_BY_ADMIN, ROLLED_BACK -> say(d.decision().id() + ": " + d.domain() + " -> " + d.version() + " ("
+                            + String.join("; ", d.reasons()) + ")");
+                    default -> say(d.decision().id() + " " + d.version() + ": " + String.join("; ", d.reasons()));
                 }
+            } else if (e instanceof MoraEvent.StateRepaired r) {
+                say("DAMAGED STATE " + r.action() + ": " + r.file() + " (" + r.reason() + ")");
+            } else if (e instanceof MoraEvent.AuditFailed a) {
+                say("audit log not writable (" + a.error() + "): " + a.pending() + " decision(s) kept, retrying");
             }
         }
 
