@@ -43,8 +43,8 @@ public final class AuditLog {
             Files.createDirectories(parent);
         }
         byte[] line = (JSON.writeValueAsString(record) + "\n").getBytes(StandardCharsets.UTF_8);
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.READ,
-                StandardOpenOption.APPEND)) {
+        // one writer (the supervisor): write at the end, after looking at the last byte
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.READ)) {
             long size = ch.size();
             ByteBuffer buf = ByteBuffer.wrap(line);
             if (size > 0) {
@@ -54,8 +54,9 @@ public final class AuditLog {
                     buf = ByteBuffer.allocate(line.length + 1).put((byte) '\n').put(line).flip();
                 }
             }
+            long pos = size;
             while (buf.hasRemaining()) {
-                ch.write(buf);
+                pos += ch.write(buf, pos);
             }
             ch.force(true);
         }
