@@ -50,6 +50,8 @@ public final class AdapterRegistry {
     public static final String QUARANTINE = "quarantine";
     private static final String ALIAS = "alias.json";
     private static final String COUNTER = "counter";
+    /** A temporary folder older than this is a leftover of a crash, not a publish in progress. */
+    private static final java.time.Duration LEFTOVER_AGE = java.time.Duration.ofMinutes(10);
 
     /** What opening (or reading) the registry repaired. */
     public enum Repair {
@@ -423,6 +425,9 @@ public final class AdapterRegistry {
                     quarantine(domain, p, why);
                 }
             } else if (name.startsWith(".v") && Files.isDirectory(p) && (name.contains(".tmp-") || name.contains(".deleting-"))) {
+                if (Files.getLastModifiedTime(p).toInstant().isAfter(Instant.now().minus(LEFTOVER_AGE))) {
+                    continue; // perhaps another process publishing right now
+                }
                 AtomicFiles.deleteTree(p);
                 log.warn("registry: removed {}/{}, left by a publish or prune that never finished", domain, name);
                 recovery.add(new Damage(domain, p, Repair.LEFTOVER_REMOVED, "unfinished publish or prune"));

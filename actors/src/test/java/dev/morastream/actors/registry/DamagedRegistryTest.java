@@ -56,7 +56,9 @@ class DamagedRegistryTest {
         Files.writeString(d.resolve("v4").resolve("version.json"), "{\"version\": \"news@v4\", \"crea");
         Files.createDirectories(d.resolve("lost+found"));
         Files.createDirectories(root.resolve("lost+found"));
-        Files.createDirectories(d.resolve(".v9.tmp-123")); // a publish that never finished
+        Files.createDirectories(d.resolve(".v9.tmp-123")); // a publish that never finished, an hour ago
+        Files.setLastModifiedTime(d.resolve(".v9.tmp-123"), java.nio.file.attribute.FileTime.from(java.time.Instant.now().minusSeconds(3600)));
+        Files.createDirectories(d.resolve(".v10.tmp-456")); // perhaps in progress in another process: left alone
         Files.delete(d.resolve("counter"));
 
         AdapterRegistry reg = new AdapterRegistry(root, 10);
@@ -65,6 +67,7 @@ class DamagedRegistryTest {
         assertEquals(List.of("news"), reg.domains(), "lost+found is not a domain");
         assertTrue(Files.isDirectory(d.resolve("lost+found")), "what is not registry state is left alone");
         assertFalse(Files.exists(d.resolve(".v9.tmp-123")));
+        assertTrue(Files.exists(d.resolve(".v10.tmp-456")));
         assertEquals(Set.of(AdapterRegistry.Repair.QUARANTINED, AdapterRegistry.Repair.IGNORED, AdapterRegistry.Repair.LEFTOVER_REMOVED,
                 AdapterRegistry.Repair.COUNTER_REPAIRED), repairs(reg));
         assertEquals(3, reg.recovery().stream().filter(x -> x.repair() == AdapterRegistry.Repair.QUARANTINED).count());

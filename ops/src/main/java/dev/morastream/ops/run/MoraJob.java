@@ -206,6 +206,13 @@ public final class MoraJob implements AutoCloseable {
         }
         jobMetrics = new JobMetrics(metrics.registry(), stats, domains, servingNow);
         stats.observe(jobMetrics);
+        // what opening the registry repaired (quarantined versions, aliases that fell back, lost+found ...)
+        for (AdapterRegistry.Damage d : servingRegistry.recovery()) {
+            MoraEvent.StateRepaired e = new MoraEvent.StateRepaired(d.domain() == null ? "" : d.domain(), d.path().toString(),
+                    d.repair().id(), d.reason());
+            jobMetrics.on(e);
+            progress.on(e);
+        }
         system = ActorSystem.create(SpawnProtocol.create(), "morastream", cfg.raw());
         materializer = Materializer.matFromSystem(system);
         ActorRef<MoraEvent> events = spawn(Behaviors.receive(MoraEvent.class).onMessage(MoraEvent.class, e -> {
