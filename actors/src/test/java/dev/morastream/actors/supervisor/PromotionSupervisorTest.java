@@ -347,4 +347,29 @@ class PromotionSupervisorTest {
         sup.tell(v2);
         assertEquals(v2.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
     }
+
+    @Test
+    void aSupervisorThatThrowsIsRestartedWithItsStateAndJudgesTheCandidateAgain() throws Exception {
+        TestProbe<EvaluatorActor.Command> held = kit.createTestProbe();
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(kit.spawn(AdapterRegistryActor.create(registry)),
+                held.getRef(), POLICY, audit, Duration.ofSeconds(10), FAST));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.30));
+        PromotionSupervisor.CandidateReady v2 = candidate(better(BASE, 0.40));
+        sup.tell(v1);
+        EvaluatorActor.Evaluate first = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        sup.tell(v2); // queued behind v1
+        // a malformed evaluation (no candidate scores) makes the supervisor throw: supervision restarts it
+        first.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(null, BASE)));
+        // after the restart it judges v1 again, with its listener and its queue intact
+        EvaluatorActor.Evaluate again = held.expectMessageClass(EvaluatorActor.Evaluate.class, Duration.ofSeconds(5));
+        assertEquals(v1.dir(), again.candidateDir());
+        again.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get("v1"), BASE)));
+        assertEquals(v1.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+        EvaluatorActor.Evaluate second = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(v2.dir(), second.candidateDir());
+        second.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get("v2"), scores.get("v1"))));
+        assertEquals(v2.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+        assertEquals(List.of("promoted", "promoted"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
+    }
 }
