@@ -111,7 +111,26 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
             return score(LinearOp.PLAIN, sample);
         }
         try (AdapterSet set = AdapterFiles.loadDetached(dir.get(), model)) {
-            return score(set.op(), sample);
+            return score(set.op(), sample).withProgressiveLoss(progressiveLoss(dir.get()));
+        }
+    }
+
+    /**
+     * The trainer's progressive loss of a registry version (its {@code version.json} info
+     * {@code progressive_loss}: mean before-update loss of the batches it was trained on since the
+     * previous checkpoint); NaN when the directory has none (an adapter made elsewhere).
+     */
+    static double progressiveLoss(Path versionDir) {
+        Path f = versionDir.resolve("version.json");
+        if (!java.nio.file.Files.isRegularFile(f)) {
+            return Double.NaN;
+        }
+        try {
+            com.fasterxml.jackson.databind.JsonNode v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(f.toFile())
+                    .path("info").path("progressive_loss");
+            return v.isMissingNode() ? Double.NaN : Double.parseDouble(v.asText());
+        } catch (java.io.IOException | NumberFormatException e) {
+            return Double.NaN;
         }
     }
 

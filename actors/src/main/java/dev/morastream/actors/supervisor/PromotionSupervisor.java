@@ -158,7 +158,7 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
 
     private final ActorRef<AdapterRegistryActor.Command> registry;
     private final ActorRef<EvaluatorActor.Command> evaluator;
-    private final PromotionPolicy policy;
+    private final java.util.function.Function<String, PromotionPolicy> policies; // domain -> its gate
     private final Path auditLog;
     private final Duration evalTimeout;
     private final Retry retry;
@@ -172,29 +172,45 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     public static Behavior<Command> create(ActorRef<AdapterRegistryActor.Command> registry,
                                            ActorRef<EvaluatorActor.Command> evaluator, PromotionPolicy policy,
                                            Path auditLog, Duration evalTimeout) {
-        return create(registry, evaluator, policy, auditLog, evalTimeout, Retry.DEFAULT);
+        return create(registry, evaluator, domain -> policy, auditLog, evalTimeout, Retry.DEFAULT);
+    }
+
+    /** As above, with each domain's own gate ({@code policies} maps a domain to it). */
+    public static Behavior<Command> create(ActorRef<AdapterRegistryActor.Command> registry,
+                                           ActorRef<EvaluatorActor.Command> evaluator,
+                                           java.util.function.Function<String, PromotionPolicy> policies,
+                                           Path auditLog, Duration evalTimeout) {
+        return create(registry, evaluator, policies, auditLog, evalTimeout, Retry.DEFAULT);
     }
 
     /** As {@link #create(ActorRef, ActorRef, PromotionPolicy, Path, Duration)}, with the given backoff. */
     public static Behavior<Command> create(ActorRef<AdapterRegistryActor.Command> registry,
                                            ActorRef<EvaluatorActor.Command> evaluator, PromotionPolicy policy,
                                            Path auditLog, Duration evalTimeout, Retry retry) {
+        return create(registry, evaluator, domain -> policy, auditLog, evalTimeout, retry);
+    }
+
+    /** Each domain's own gate, and the given backoff. */
+    public static Behavior<Command> create(ActorRef<AdapterRegistryActor.Command> registry,
+                                           ActorRef<EvaluatorActor.Command> evaluator,
+                                           java.util.function.Function<String, PromotionPolicy> policies,
+                                           Path auditLog, Duration evalTimeout, Retry retry) {
         return Behaviors.setup(outer -> {
             State st = new State();
             Behavior<Command> inner = Behaviors.setup(ctx -> Behaviors.withTimers(
-                    timers -> new PromotionSupervisor(ctx, timers, registry, evaluator, policy, auditLog, evalTimeout, retry, st)));
+                    timers -> new PromotionSupervisor(ctx, timers, registry, evaluator, policies, auditLog, evalTimeout, retry, st)));
             return Behaviors.supervise(inner).onFailure(Exception.class,
                     SupervisorStrategy.restartWithBackoff(retry.minBackoff(), retry.maxBackoff(), 0.2));
         });
     }
 
     private PromotionSupervisor(ActorContext<Command> ctx, TimerScheduler<Command> timers, ActorRef<AdapterRegistryActor.Command> registry,
-                                ActorRef<EvaluatorActor.Command> evaluator, PromotionPolicy policy, Path auditLog,
-                                Duration evalTimeout, Retry retry, State st) {
+                                ActorRef<EvaluatorActor.Command> evaluator, java.util.function.Function<String, PromotionPolicy> policies,
+                                Path auditLog, Duration evalTimeout, Retry retry, State st) {
         super(ctx);
         this.registry = registry;
         this.evaluator = evaluator;
-        this.policy = policy;
+        this.policies = policies;
         this.auditLog = auditLog;
         this.evalTimeout = evalTimeout;
         this.retry = retry;
@@ -308,7 +324,7 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
                 scored.serving());
         MoraEvent.publish(getContext().getSystem(), new MoraEvent.Evaluated(c.version().domain(), c.version(),
                 m.serving().map(AdapterRegistry.Entry::version), eval, System.nanoTime() - st.evalStarted));
-        PromotionPolicy.Decision d = policy.decide(eval.candidate(), eval.serving());
+        PromotionPolicy.Decision d = policies.apply(c.version().domain()).decide(eval.candidate(), eval.serving());
         if (!d.promote()) {
             return reject(c, m.serving(), eval, d.reasons(), d.codes());
         }

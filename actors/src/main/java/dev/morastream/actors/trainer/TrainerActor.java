@@ -67,11 +67,11 @@ import org.apache.pekko.pattern.StatusReply;
  *       checkpoint's resume points ({@link #resumePoints}) to retrain them.
  * </ul>
  *
- * Spawn on {@link #DISPATCHER}: one thread shared by every trainer, which serialises DJL steps
- * across domains (DJL's GradientCollector is global to the JVM).
+ * Spawn on {@link #DISPATCHER}: a thread of its own per trainer, so that the trainers of several
+ * domains step concurrently on the shared frozen model, each with its own adapter.
  */
 public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
-    /** One thread for every trainer's steps and checkpoints (see reference.conf). */
+    /** A thread of its own for each trainer's steps and checkpoints (see reference.conf). */
     public static final DispatcherSelector DISPATCHER = DispatcherSelector.fromConfig("morastream.actors.trainer-dispatcher");
 
     /** What a trainer understands. */

@@ -119,26 +119,31 @@ public final class AdapterFiles {
                 targets, ms.path("rotation_threshold").asInt(AdapterSpec.DEFAULT_ROTATION_THRESHOLD), ms.path("seed").asLong(0));
     }
 
-    /** Attaches (installs) the adapter stored in {@code dir} on {@code model}, with its trained values. */
+    /**
+     * Loads the adapter stored in {@code dir} for a caller that has {@code model} to itself (any
+     * method, {@link AdapterSet#merge} allowed; see {@link AdapterSet#createOwning}). Apply it by
+     * passing its {@link AdapterSet#op()} to each forward.
+     */
     public static AdapterSet load(Path dir, LlamaModel model) {
         return load(dir, model, true);
     }
 
     /**
-     * Loads the adapter stored in {@code dir} without installing it (use its {@link AdapterSet#op()});
-     * full fine-tuning adapters cannot be detached.
+     * Loads the adapter stored in {@code dir} as a set that never writes the model's weights, to
+     * share the model with other versions; full fine-tuning adapters cannot be loaded this way.
      */
     public static AdapterSet loadDetached(Path dir, LlamaModel model) {
         return load(dir, model, false);
     }
 
-    private static AdapterSet load(Path dir, LlamaModel model, boolean install) {
+    /** Loads the adapter in {@code dir} as an owning ({@link AdapterSet#createOwning}) or shared set. */
+    public static AdapterSet load(Path dir, LlamaModel model, boolean owning) {
         AdapterSpec spec = readSpec(dir);
         Path wf = dir.resolve(WEIGHTS);
         if (!Files.isRegularFile(wf)) {
             throw new CheckpointException(wf, WEIGHTS, "file not found");
         }
-        AdapterSet set = install ? AdapterSet.attach(model, spec) : AdapterSet.create(model, spec);
+        AdapterSet set = owning ? AdapterSet.createOwning(model, spec) : AdapterSet.create(model, spec);
         try (Safetensors.Reader r = Safetensors.open(wf)) {
             for (Map.Entry<String, NDArray> e : set.trainable().entrySet()) {
                 String name = e.getKey();

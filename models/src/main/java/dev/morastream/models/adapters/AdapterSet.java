@@ -1,6 +1,5 @@
 package dev.morastream.models.adapters;
 
-import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
@@ -12,9 +11,15 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * The adapters of one model: one {@link AdapterLayer} per targeted linear module, installed as the
- * model's {@link LinearOp}. Handles dropout (training only), merge/unmerge into the base weights,
- * and names trainable arrays the PEFT way ({@code base_model.model.<module>.lora_A.weight}).
+ * The adapters of one model: one {@link AdapterLayer} per targeted linear module, applied by
+ * passing {@link #op()} to {@code LlamaModel.forward} (the model itself holds no adapter). Handles
+ * dropout (training only), merge/unmerge into the base weights, and names trainable arrays the
+ * PEFT way ({@code base_model.model.<module>.lora_A.weight}).
+ *
+ * <p>Two kinds: {@link #create} makes a set that never writes the model's weights (LoRA, MoRA:
+ * any number of them share one model, each trainer or request passing its own op); {@link
+ * #createOwning} also allows what writes the weights (full fine-tuning, {@link #merge}, {@link
+ * #absorb}), for a caller that has the model to itself.
  */
 public final class AdapterSet implements AutoCloseable {
     /** PEFT prefix of every adapter tensor name. */
@@ -24,38 +29,47 @@ public final class AdapterSet implements AutoCloseable {
     private final AdapterSpec spec;
     private final NDManager manager;
     private final Map<String, AdapterLayer> layers; // module -> layer, model order
+    private final boolean owning;
     private volatile boolean training;
     private volatile boolean merged;
     private final LinearOp op = this::apply;
 
-    private AdapterSet(LlamaModel model, AdapterSpec spec, NDManager manager, Map<String, AdapterLayer> layers) {
+    private AdapterSet(LlamaModel model, AdapterSpec spec, NDManager manager, Map<String, AdapterLayer> layers, boolean owning) {
         this.model = model;
         this.spec = spec;
         this.manager = manager;
         this.layers = layers;
-    }
-
-    /** Creates fresh adapters for {@code spec} on {@code model} and installs them. */
-    public static AdapterSet attach(LlamaModel model, AdapterSpec spec) {
-        AdapterSet set = build(model, spec);
-        model.setLinearOp(set.op);
-        return set;
+        this.owning = owning;
     }
 
     /**
-     * Creates fresh adapters without installing them: use {@link #op()} per request (serving
-     * several versions on one model). {@link #merge()} must not be used on such a set, since it
-     * changes the weights every user shares.
+     * Creates fresh adapters that leave the model's weights alone: pass {@link #op()} to each
+     * forward. Any number of such sets (trainers, evaluators, served versions) share one model.
+     * Full fine-tuning, {@link #merge} and {@link #absorb} are refused: they change the weights
+     * every user of the model shares.
      */
     public static AdapterSet create(LlamaModel model, AdapterSpec spec) {
         if (spec.method() == AdapterSpec.Method.FULL) {
             throw new IllegalArgumentException("a full fine-tuning adapter changes the weights every user of the model"
-                    + " shares: serve it as its own merged model (bin/mora adapters merge), not as a detached version");
+                    + " shares: serve it as its own merged model (bin/mora adapters merge), or train it on a model copy of its own");
         }
-        return build(model, spec);
+        return build(model, spec, false);
     }
 
-    private static AdapterSet build(LlamaModel model, AdapterSpec spec) {
+    /**
+     * Creates fresh adapters for a caller that has {@code model} to itself: full fine-tuning (which
+     * trains the weights in place), {@link #merge} and ReMoRA's {@link #absorb} are allowed.
+     */
+    public static AdapterSet createOwning(LlamaModel model, AdapterSpec spec) {
+        return build(model, spec, true);
+    }
+
+    /** Whether this set may write the model's weights (see {@link #createOwning}). */
+    public boolean owning() {
+        return owning;
+    }
+
+    private static AdapterSet build(LlamaModel model, AdapterSpec spec, boolean owning) {
         NDManager m = model.manager().newSubManager();
         Map<String, AdapterLayer> layers = new LinkedHashMap<>();
         for (int i = 0; i < model.config().numHiddenLayers(); i++) {
@@ -79,7 +93,7 @@ public final class AdapterSet implements AutoCloseable {
             m.close();
             throw new IllegalArgumentException("no module of the model matches target_modules " + spec.targetModules());
         }
-        return new AdapterSet(model, spec, m, layers);
+        return new AdapterSet(model, spec, m, layers, owning);
     }
 
     /** How this set applies the linear layers (base plus its update), for explicit forwards. */
@@ -128,9 +142,7 @@ public final class AdapterSet implements AutoCloseable {
         Shape s = x.getShape();
         NDArray x2 = x.reshape(-1, l.dIn()); // (N, d_in)
         if (training && spec.dropout() > 0) {
-            float keep = (float) (1 - spec.dropout());
-            NDArray u = x2.getManager().randomUniform(0f, 1f, x2.getShape(), x2.getDataType(), x2.getDevice()); // (N, d_in)
-            x2 = x2.mul(u.lt(keep).toType(x2.getDataType(), false)).div(keep);
+            x2 = x2.mul(dropoutMask(module, x2)); // (N, d_in)
         }
         NDArray d = l.delta(x2); // (N, d_out)
         long[] out = s.getShape().clone();
@@ -139,20 +151,40 @@ public final class AdapterSet implements AutoCloseable {
     }
 
     /**
-     * Seeds the engine's generator, from which dropout masks are drawn, from the spec's seed and
-     * the step, so that a resumed run draws the same masks as an uninterrupted one.
+     * Sets the step whose dropout masks the next training forwards draw. Masks are a pure function
+     * of (spec seed, step, module, position), drawn in Java rather than from the engine's global
+     * generator, so that concurrent trainers never disturb each other and a resumed run draws the
+     * same masks as an uninterrupted one.
      */
     public void seedDropout(long step) {
-        if (training && spec.dropout() > 0) {
-            long z = spec.seed() * 0x9E3779B97F4A7C15L + step + 1; // SplitMix64 of (seed, step)
-            z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-            z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-            Engine.getInstance().setRandomSeed((int) ((z ^ (z >>> 31)) >>> 33));
+        this.dropoutStep = step;
+    }
+
+    private volatile long dropoutStep;
+
+    /** Inverted-dropout mask {@code (N, d_in)}: 0 with probability p, else 1/(1-p). */
+    private NDArray dropoutMask(String module, NDArray like) {
+        double p = spec.dropout();
+        float keepScale = (float) (1 / (1 - p));
+        int n = (int) like.getShape().size();
+        float[] mask = new float[n];
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(
+                mix(mix(spec.seed() * 0x9E3779B97F4A7C15L + dropoutStep + 1) ^ module.hashCode()));
+        for (int i = 0; i < n; i++) {
+            mask[i] = rnd.nextDouble() < p ? 0f : keepScale;
         }
+        return like.getManager().create(mask, like.getShape()).toDevice(like.getDevice(), false); // (N, d_in)
+    }
+
+    private static long mix(long z) { // SplitMix64's finaliser
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
     }
 
     /** Adds every layer's {@code dW} into its base weight; the forward pass then skips adapters. */
     public synchronized void merge() {
+        requireOwning("merge");
         if (merged) {
             return;
         }
@@ -173,6 +205,13 @@ public final class AdapterSet implements AutoCloseable {
         merged = false;
     }
 
+    private void requireOwning(String what) {
+        if (!owning) {
+            throw new IllegalStateException(what + " writes the base weights, which this set shares with other users of the"
+                    + " model; make the set with AdapterSet.createOwning on a model of its own");
+        }
+    }
+
     private void addDeltas(float sign) {
         for (AdapterLayer l : layers.values()) {
             NDArray w = model.weight(l.module() + ".weight");
@@ -190,6 +229,7 @@ public final class AdapterSet implements AutoCloseable {
      * ReLoRA): the model's output is unchanged, the adapters start again from zero.
      */
     public synchronized void absorb() {
+        requireOwning("absorb (ReMoRA/ReLoRA restart)");
         if (merged) {
             merged = false; // the deltas are in the weights already
         } else if (spec.method() != AdapterSpec.Method.FULL) {
@@ -214,9 +254,6 @@ public final class AdapterSet implements AutoCloseable {
         unmerge();
         if (spec.method() == AdapterSpec.Method.FULL) {
             zero();
-        }
-        if (model.linearOp() == op) {
-            model.setLinearOp(LinearOp.PLAIN);
         }
         manager.close();
     }

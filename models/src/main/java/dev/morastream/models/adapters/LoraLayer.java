@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.core.Linear;
+import dev.morastream.models.llama.Scalars;
 import dev.morastream.models.llama.Tensors;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -64,7 +65,7 @@ public final class LoraLayer implements AdapterLayer {
     @Override
     public NDArray delta(NDArray x) {
         NDArray h = Linear.linear(x, a).singletonOrThrow(); // (N, r)
-        return Linear.linear(h, b).singletonOrThrow().mul(scale); // (N, d_out)
+        return Scalars.mul(Linear.linear(h, b).singletonOrThrow(), scale); // (N, d_out)
     }
 
     @Override

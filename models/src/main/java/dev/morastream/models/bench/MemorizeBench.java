@@ -92,7 +92,7 @@ public final class MemorizeBench {
         List<Point> out = new ArrayList<>();
         long t0 = System.nanoTime();
         try (IncrementalTrainer tr = new IncrementalTrainer(model, spec, cfg.withMeasureAfter(false))) {
-            Generator gen = new Generator(model, tok);
+            Generator gen = new Generator(model, tok, tr.op());
             String variant = spec.method() == AdapterSpec.Method.MORA ? spec.resolvedVariant().id() : "";
             long params = tr.adapters().trainableParameters();
             double[] s0 = score(gen, data);

@@ -29,14 +29,19 @@ public final class Perplexity {
      */
     public record Result(long tokens, double loss, double perplexity) {}
 
-    /** Scores {@code text} with BOS (when the tokenizer has one) in front. */
+    /** Scores {@code text} with BOS (when the tokenizer has one) in front, on the base model. */
     public static Result evaluate(LlamaModel model, TextTokenizer tok, String text, int window) {
-        return evaluate(model, tok.encodeFramed(text, false), window);
+        return evaluate(model, tok, text, window, LinearOp.PLAIN);
     }
 
-    /** Scores pre-tokenized ids as they are (nothing is added). */
+    /** Scores {@code text} with BOS (when the tokenizer has one) in front, through {@code op}. */
+    public static Result evaluate(LlamaModel model, TextTokenizer tok, String text, int window, LinearOp op) {
+        return evaluate(model, tok.encodeFramed(text, false), window, op);
+    }
+
+    /** Scores pre-tokenized ids as they are (nothing is added), on the base model. */
     public static Result evaluate(LlamaModel model, int[] tokens, int window) {
-        return evaluate(model, tokens, window, model.linearOp());
+        return evaluate(model, tokens, window, LinearOp.PLAIN);
     }
 
     /**
@@ -49,11 +54,16 @@ public final class Perplexity {
         return sum.result();
     }
 
-    /** Pooled mean over many texts, each tokenized on its own with its own BOS. */
+    /** Pooled mean over many texts, each tokenized on its own with its own BOS, on the base model. */
     public static Result evaluate(LlamaModel model, TextTokenizer tok, List<String> texts, int window) {
+        return evaluate(model, tok, texts, window, LinearOp.PLAIN);
+    }
+
+    /** Pooled mean over many texts, each tokenized on its own with its own BOS, through {@code op}. */
+    public static Result evaluate(LlamaModel model, TextTokenizer tok, List<String> texts, int window, LinearOp op) {
         Sum sum = new Sum();
         for (String text : texts) {
-            accumulate(model, tok.encodeFramed(text, false), window, sum, model.linearOp());
+            accumulate(model, tok.encodeFramed(text, false), window, sum, op);
         }
         return sum.result();
     }

@@ -26,21 +26,18 @@ import java.util.function.IntPredicate;
 public final class Generator {
     private final LlamaModel model;
     private final TextTokenizer tokenizer;
-    private final LinearOp op; // null: the model's installed op at each call
+    private final LinearOp op;
 
-    /** Generates with whatever adapter is installed on the model at the time of each call. */
+    /** Generates with the base model ({@link LinearOp#PLAIN}). */
     public Generator(LlamaModel model, TextTokenizer tokenizer) {
-        this(model, tokenizer, null);
+        this(model, tokenizer, LinearOp.PLAIN);
     }
 
-    /**
-     * Generates with a fixed {@link LinearOp} (an adapter version's, or {@link LinearOp#PLAIN}
-     * for the base model), independent of what is installed on the shared model.
-     */
+    /** Generates through {@code op}: an adapter version's, or {@link LinearOp#PLAIN} for the base. */
     public Generator(LlamaModel model, TextTokenizer tokenizer, LinearOp op) {
         this.model = model;
         this.tokenizer = tokenizer;
-        this.op = op;
+        this.op = java.util.Objects.requireNonNull(op, "op");
     }
 
     /**
@@ -116,7 +113,7 @@ public final class Generator {
                 float[] logits; // (V)
                 try (NDManager step = useCache ? cache.manager().newSubManager() : root.newSubManager()) {
                     NDArray ids = model.ids(step, new int[][] {feed}); // (1, T)
-                    NDArray out = model.forward(ids, cache, op != null ? op : model.linearOp()); // (1, T, V)
+                    NDArray out = model.forward(ids, cache, op); // (1, T, V)
                     logits = out.get(new NDIndex("0, -1, :")).toFloatArray();
                 }
                 int next = sampler.next(logits);

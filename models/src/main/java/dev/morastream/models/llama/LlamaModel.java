@@ -30,7 +30,9 @@ import java.util.Random;
  * embedding (HF rotate-half convention), grouped-query attention, SwiGLU MLP, tied or untied
  * {@code lm_head}, causal mask.
  *
- * <p>Weights keep their HuggingFace names and live in this model's manager. Every forward pass
+ * <p>Weights keep their HuggingFace names and live in this model's manager; nothing of a loaded
+ * model changes afterwards except through an owner that has it alone (full fine-tuning, ReMoRA
+ * merges, {@code adapters merge}). Every forward pass
  * writes its temporaries into the manager of its input ids: give each step or request its own
  * sub-manager. All ops are written input-first so that results never attach to the weights'
  * manager.
@@ -40,7 +42,6 @@ public final class LlamaModel implements AutoCloseable {
     private final NDManager manager;
     private final Map<String, NDArray> weights; // HF name -> tensor, in checkpoint order
     private final float[] invFreq; // (headDim/2)
-    private volatile LinearOp linearOp = LinearOp.PLAIN;
 
     private LlamaModel(LlamaConfig config, NDManager manager, Map<String, NDArray> weights) {
         this.config = config;
@@ -73,15 +74,6 @@ public final class LlamaModel implements AutoCloseable {
             throw new IllegalArgumentException("no weight " + name);
         }
         return w;
-    }
-
-    /** Installs how linear layers are applied (adapters); {@link LinearOp#PLAIN} restores. */
-    public void setLinearOp(LinearOp op) {
-        this.linearOp = op == null ? LinearOp.PLAIN : op;
-    }
-
-    public LinearOp linearOp() {
-        return linearOp;
     }
 
     public long parameterCount() {
@@ -215,22 +207,18 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Forward pass with the installed {@link LinearOp} (see {@link #setLinearOp}).
+     * Forward pass through an explicit {@link LinearOp}: {@link LinearOp#PLAIN} for the base, an
+     * adapter set's {@code op()} for its version. The model holds no adapter state, so any number
+     * of trainers, evaluators and requests can use it at once, each with its own adapter.
      *
      * @param ids token ids {@code (B, T)} int64; its manager receives every temporary
      * @param cache keys/values of earlier positions, extended in place; {@code null} for a plain
      *     causal pass over {@code ids}
+     * @param op how linear layers are applied (never {@code null})
      * @return logits {@code (B, T, V)}
      */
-    public NDArray forward(NDArray ids, KvCache cache) {
-        return forward(ids, cache, linearOp);
-    }
-
-    /**
-     * Forward pass with an explicit {@link LinearOp}: concurrent requests can each use their own
-     * adapter version on the same frozen weights without touching the installed one.
-     */
     public NDArray forward(NDArray ids, KvCache cache, LinearOp op) {
+        java.util.Objects.requireNonNull(op, "op (LinearOp.PLAIN for the base model)");
         NDArray h = hidden(ids, cache, op); // (B, T, d)
         NDArray head = config.tieWordEmbeddings() ? weight("model.embed_tokens.weight") : weight("lm_head.weight");
         return op.apply("lm_head", h, head, null); // (B, T, V)
@@ -252,11 +240,12 @@ public final class LlamaModel implements AutoCloseable {
                 .singletonOrThrow(); // (B, T, d)
         NDArray[] rope = ropeTables(m, start, t); // cos, sin: (1, 1, T, D)
         NDArray mask = causalMask(m, start, t); // (1, 1, T, S)
-        float scale = (float) (1.0 / Math.sqrt(hd));
+        NDArray scale = m.full(new Shape(), (float) (1.0 / Math.sqrt(hd)), DataType.FLOAT32, device()); // ()
+        NDArray eps = m.full(new Shape(), (float) config.rmsNormEps(), DataType.FLOAT32, device()); // ()
 
         for (int i = 0; i < config.numHiddenLayers(); i++) {
             String p = "model.layers." + i + ".";
-            NDArray x = rmsNorm(h, weight(p + "input_layernorm.weight")); // (B, T, d)
+            NDArray x = rmsNorm(h, eps, weight(p + "input_layernorm.weight")); // (B, T, d)
             NDArray q = linear(op, p + "self_attn.q_proj", x)
                     .reshape(b, t, nh, hd).transpose(0, 2, 1, 3); // (B, H, T, D)
             NDArray k = linear(op, p + "self_attn.k_proj", x)
@@ -277,7 +266,7 @@ public final class LlamaModel implements AutoCloseable {
             NDArray o = probs.matMul(vx).transpose(0, 2, 1, 3).reshape(b, t, (long) nh * hd); // (B, T, H*D)
             h = h.add(linear(op, p + "self_attn.o_proj", o)); // (B, T, d)
 
-            x = rmsNorm(h, weight(p + "post_attention_layernorm.weight")); // (B, T, d)
+            x = rmsNorm(h, eps, weight(p + "post_attention_layernorm.weight")); // (B, T, d)
             NDArray g = linear(op, p + "mlp.gate_proj", x); // (B, T, F)
             NDArray u = linear(op, p + "mlp.up_proj", x); // (B, T, F)
             NDArray act = g.mul(Activation.sigmoid(g)).mul(u); // SiLU(g) * u: (B, T, F)
@@ -286,7 +275,7 @@ public final class LlamaModel implements AutoCloseable {
         if (cache != null) {
             cache.advance(t);
         }
-        return rmsNorm(h, weight("model.norm.weight")); // (B, T, d)
+        return rmsNorm(h, eps, weight("model.norm.weight")); // (B, T, d)
     }
 
     private NDArray linear(LinearOp op, String module, NDArray x) {
@@ -295,8 +284,8 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /** RMSNorm over the last axis: {@code x / sqrt(mean(x^2) + eps) * w}. */
-    private NDArray rmsNorm(NDArray x, NDArray w) {
-        NDArray rms = x.square().mean(new int[] {-1}, true).add((float) config.rmsNormEps()).sqrt(); // (..., 1)
+    private NDArray rmsNorm(NDArray x, NDArray eps, NDArray w) {
+        NDArray rms = x.square().mean(new int[] {-1}, true).add(eps).sqrt(); // (..., 1)
         return x.div(rms).mul(w);
     }
 

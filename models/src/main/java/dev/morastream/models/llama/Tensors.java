@@ -19,7 +19,7 @@ public final class Tensors {
     /** A new engine-owned F32 array holding {@code data}. */
     public static NDArray owned(NDManager manager, float[] data, Shape shape) {
         NDArray wrapped = manager.create(data, shape); // wraps a direct buffer
-        NDArray owned = wrapped.mul(1f); // an op's result: a copy in engine-allocated memory
+        NDArray owned = wrapped.mul(1f); // scalar-ok: nothing requires a gradient here. An op's result: a copy in engine-allocated memory
         wrapped.close();
         return owned;
     }

@@ -60,8 +60,8 @@ public final class AdamW implements AutoCloseable {
             NDArray g = s.grad(); // shape of param, in step
             NDArray mi = m.computeIfAbsent(s.name(), k -> manager.zeros(s.param().getShape()));
             NDArray vi = v.computeIfAbsent(s.name(), k -> manager.zeros(s.param().getShape()));
-            mi.muli((float) beta1).addi(g.mul((float) (1 - beta1)));
-            vi.muli((float) beta2).addi(g.square().mul((float) (1 - beta2)));
+            mi.muli((float) beta1).addi(g.mul((float) (1 - beta1))); // scalar-ok: no graph is recorded here
+            vi.muli((float) beta2).addi(g.square().mul((float) (1 - beta2))); // scalar-ok: no graph is recorded here
             NDArray denom = step(vi.sqrt(), step).divi((float) Math.sqrt(bc2)).addi((float) eps);
             NDArray upd = step(mi.div(denom), step).muli((float) (lr / bc1));
             if (weightDecay > 0 && s.decay()) {

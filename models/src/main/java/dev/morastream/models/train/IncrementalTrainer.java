@@ -1,15 +1,15 @@
 package dev.morastream.models.train;
 
-import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.training.GradientCollector;
 import dev.morastream.models.adapters.AdapterSet;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.llama.Autograd;
+import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.llama.Scalars;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -18,7 +18,9 @@ import java.util.Map;
  * Trains the adapters (or, for FULL, the target weights) of a frozen base one batch at a time, as
  * the streaming trainer actors drive it: AdamW, gradient clipping, warmup + cosine/linear/constant
  * schedule, gradient accumulation, completion-only loss, ReMoRA/ReLoRA restarts. Every call runs
- * in its own NDManager. Not thread-safe: one caller at a time.
+ * in its own NDManager. Not thread-safe: one caller at a time; but any number of trainers, each on
+ * its own thread, may step at once on one shared model (LoRA/MoRA without restarts: see {@link
+ * #writesBase}).
  */
 public final class IncrementalTrainer implements AutoCloseable {
     /** ReMoRA's cycle of grouping types (reference default 1 -> 2 -> 3 -> 4). */
@@ -44,9 +46,22 @@ public final class IncrementalTrainer implements AutoCloseable {
                 && (spec.resolvedVariant() == MoraVariant.ROTATION || spec.resolvedVariant() == MoraVariant.DECOUPLING)) {
             throw new IllegalArgumentException("ReMoRA switches grouping types 1-4; rotation (type 6) is not used with it");
         }
-        this.adapters = AdapterSet.attach(model, specForRestart(0));
+        this.adapters = newAdapters(specForRestart(0));
         this.opt = AdamW.withDefaults(model.manager(), cfg.weightDecay());
         markTrainable();
+    }
+
+    /**
+     * Whether this trainer writes the base weights (full fine-tuning trains them, ReMoRA/ReLoRA
+     * merges into them): such a trainer needs a model of its own, not one shared with other
+     * trainers or with serving.
+     */
+    public boolean writesBase() {
+        return baseSpec.method() == AdapterSpec.Method.FULL || cfg.remoraEvery() > 0;
+    }
+
+    private AdapterSet newAdapters(AdapterSpec spec) {
+        return writesBase() ? AdapterSet.createOwning(model, spec) : AdapterSet.create(model, spec);
     }
 
     /** The spec in effect after {@code n} restarts: ReMoRA switches type, ReLoRA re-seeds A. */
@@ -71,6 +86,14 @@ public final class IncrementalTrainer implements AutoCloseable {
 
     public AdapterSet adapters() {
         return adapters;
+    }
+
+    /**
+     * How the model applies this trainer's current adapters, for evaluations between steps; it
+     * follows the adapters across ReMoRA restarts (which replace the set).
+     */
+    public LinearOp op() {
+        return (module, x, w, b) -> adapters.op().apply(module, x, w, b);
     }
 
     public LlamaModel model() {
@@ -121,13 +144,13 @@ public final class IncrementalTrainer implements AutoCloseable {
             Inputs in = inputs(batch, sm);
             adapters.setTraining(true);
             adapters.seedDropout(microStep);
-            try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                NDArray loss = Losses.mean(model.forward(in.x, null), in.y, in.mask); // ()
+            // per-thread recording (not DJL's JVM-wide GradientCollector): trainers step concurrently
+            try (Autograd.Recording rec = Autograd.record()) {
+                NDArray loss = Losses.mean(model.forward(in.x, null, adapters.op()), in.y, in.mask); // ()
                 lossBefore = loss.getFloat();
-                gc.backward(cfg.gradAccum() == 1 ? loss : loss.div(cfg.gradAccum()));
+                rec.backward(cfg.gradAccum() == 1 ? loss : Scalars.div(loss, cfg.gradAccum()));
             } finally {
                 adapters.setTraining(false);
-                Autograd.off(); // the collector restores the thread's mode, which is ON on a fresh thread
             }
             microStep++;
             accumulatedLoss += lossBefore;
@@ -136,22 +159,6 @@ public final class IncrementalTrainer implements AutoCloseable {
                 lr = currentLr();
                 List<NDArray> grads = Gradients.collect(trainable, sm);
                 gradNorm = Gradients.clip(grads, cfg.clipNorm());
-                if (!Double.isFinite(gradNorm) && Double.isFinite(accumulatedLoss) && cfg.gradAccum() == 1) {
-                    // a finite loss with non-finite gradients: recompute them once before giving the update up.
-                    // Seen on CPU, rarely, in the first backward of a process (gradients of ~1e30 in one layer);
-                    // a recomputation gives the true ones, and the run stays the same as without the glitch
-                    Gradients.zero(trainable.values());
-                    adapters.setTraining(true);
-                    adapters.seedDropout(microStep - 1);
-                    try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                        gc.backward(Losses.mean(model.forward(in.x, null), in.y, in.mask));
-                    } finally {
-                        adapters.setTraining(false);
-                        Autograd.off();
-                    }
-                    grads = Gradients.collect(trainable, sm);
-                    gradNorm = Gradients.clip(grads, cfg.clipNorm());
-                }
                 boolean finite = Double.isFinite(accumulatedLoss) && Double.isFinite(gradNorm);
                 if (finite) {
                     List<AdamW.Slot> slots = new ArrayList<>();
@@ -167,7 +174,7 @@ public final class IncrementalTrainer implements AutoCloseable {
                 Gradients.zero(trainable.values());
                 accumulatedLoss = 0;
                 if (finite && cfg.measureAfter()) {
-                    lossAfter = Losses.mean(model.forward(in.x, null), in.y, in.mask).getFloat();
+                    lossAfter = Losses.mean(model.forward(in.x, null, adapters.op()), in.y, in.mask).getFloat();
                 }
                 if (finite && cfg.remoraEvery() > 0 && step % cfg.remoraEvery() == 0) {
                     restart();
@@ -183,7 +190,7 @@ public final class IncrementalTrainer implements AutoCloseable {
         Autograd.off();
         try (NDManager sm = model.manager().newSubManager()) {
             Inputs in = inputs(batch, sm);
-            return Losses.mean(model.forward(in.x, null), in.y, in.mask).getFloat();
+            return Losses.mean(model.forward(in.x, null, adapters.op()), in.y, in.mask).getFloat();
         }
     }
 
@@ -200,7 +207,7 @@ public final class IncrementalTrainer implements AutoCloseable {
             old.values().forEach(a -> a.setRequiresGradient(false));
             adapters.close();
             restarts++;
-            adapters = AdapterSet.attach(model, specForRestart(restarts));
+            adapters = newAdapters(specForRestart(restarts));
             markTrainable();
         } else {
             restarts++;

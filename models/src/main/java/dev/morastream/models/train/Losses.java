@@ -1,6 +1,7 @@
 package dev.morastream.models.train;
 
 import ai.djl.ndarray.NDArray;
+import dev.morastream.models.llama.Scalars;
 
 /** Next-token cross-entropy on logits. */
 public final class Losses {
@@ -29,6 +30,6 @@ public final class Losses {
     public static NDArray mean(NDArray logits, NDArray targets, NDArray mask) {
         NDArray sum = nllSum(logits, targets, mask);
         float count = mask == null ? targets.size() : Math.max(1f, mask.sum().getFloat());
-        return sum.div(count);
+        return Scalars.div(sum, count); // an engine-owned scalar: the backward of div keeps it
     }
 }

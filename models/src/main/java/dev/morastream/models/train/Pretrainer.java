@@ -1,11 +1,10 @@
 package dev.morastream.models.train;
 
-import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.training.GradientCollector;
 import dev.morastream.models.corpus.SyntheticCorpus;
 import dev.morastream.models.llama.Autograd;
+import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import java.util.ArrayList;
@@ -113,12 +112,11 @@ public final class Pretrainer {
                 try (NDManager sm = model.manager().newSubManager()) {
                     NDArray x = model.ids(sm, inputs(w)); // (B, T)
                     NDArray y = model.ids(sm, targets(w)); // (B, T)
-                    try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                        NDArray l = Losses.mean(model.forward(x, null), y, null); // ()
-                        gc.backward(l);
+                    try (Autograd.Recording rec = Autograd.record()) {
+                        NDArray l = Losses.mean(model.forward(x, null, LinearOp.PLAIN), y, null); // ()
+                        rec.backward(l);
                         loss = l.getFloat();
                     }
-                    Autograd.off();
                     List<NDArray> grads = Gradients.collect(trainable, sm);
                     gradNorm = Gradients.clip(grads, cfg.clipNorm());
                     if (Double.isFinite(loss) && Double.isFinite(gradNorm)) {
@@ -156,7 +154,7 @@ public final class Pretrainer {
         try (NDManager sm = model.manager().newSubManager()) {
             NDArray x = model.ids(sm, inputs(windows));
             NDArray y = model.ids(sm, targets(windows));
-            return Losses.mean(model.forward(x, null), y, null).getFloat();
+            return Losses.mean(model.forward(x, null, LinearOp.PLAIN), y, null).getFloat();
         }
     }
 }

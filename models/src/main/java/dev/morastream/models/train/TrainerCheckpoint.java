@@ -287,7 +287,7 @@ public final class TrainerCheckpoint {
         IncrementalTrainer tr = new IncrementalTrainer(model, spec, cfg);
         int restarts = s.path("restarts").asInt();
         tr.restoreCounters(s.path("step").asLong(), s.path("micro_step").asLong(), s.path("schedule_start").asLong(), restarts);
-        AdapterSet loaded = AdapterFiles.load(dir.resolve("adapter"), model);
+        AdapterSet loaded = AdapterFiles.load(dir.resolve("adapter"), model, tr.writesBase());
         AdapterSpec want = tr.specForRestart(restarts);
         if (!loaded.spec().label().equals(want.label())) {
             loaded.close();

@@ -14,6 +14,7 @@ import dev.morastream.models.checkpoint.DType;
 import dev.morastream.models.checkpoint.Safetensors;
 import dev.morastream.models.checkpoint.Tensor;
 import dev.morastream.models.llama.LlamaConfig;
+import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import java.nio.FloatBuffer;
 import java.nio.file.Files;
@@ -35,9 +36,17 @@ class AdapterModelTest {
     }
 
     static float[] logits(LlamaModel model) {
+        return logits(model, LinearOp.PLAIN);
+    }
+
+    static float[] logits(LlamaModel model, LinearOp op) {
         try (NDManager m = model.manager().newSubManager()) {
-            return model.forward(model.ids(m, new int[][] {IDS}), null).toFloatArray();
+            return model.forward(model.ids(m, new int[][] {IDS}), null, op).toFloatArray();
         }
+    }
+
+    static float[] logits(LlamaModel model, AdapterSet set) {
+        return logits(model, set.op());
     }
 
     static double maxDiff(float[] a, float[] b) {
@@ -74,23 +83,23 @@ class AdapterModelTest {
             try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root)) {
                 List<Tensor> base = model.toTensors();
                 float[] plain = logits(model);
-                try (AdapterSet set = AdapterSet.attach(model, spec)) {
-                    assertTrue(maxDiff(plain, logits(model)) == 0, spec.label() + ": zero-initialised adapter changed the output");
+                try (AdapterSet set = AdapterSet.createOwning(model, spec)) {
+                    assertTrue(maxDiff(plain, logits(model, set)) == 0, spec.label() + ": zero-initialised adapter changed the output");
                     randomize(set, 3);
-                    float[] unmerged = logits(model);
+                    float[] unmerged = logits(model, set);
                     assertTrue(maxDiff(plain, unmerged) > 1e-3, spec.label() + ": adapter has no effect");
                     set.merge();
-                    assertTrue(maxDiff(unmerged, logits(model)) < 1e-4,
-                            spec.label() + ": merged differs from unmerged by " + maxDiff(unmerged, logits(model)));
+                    assertTrue(maxDiff(unmerged, logits(model, set)) < 1e-4,
+                            spec.label() + ": merged differs from unmerged by " + maxDiff(unmerged, logits(model, set)));
                     set.unmerge();
                     List<Tensor> after = model.toTensors();
                     for (int i = 0; i < base.size(); i++) {
                         assertTrue(maxDiff(base.get(i).data(), after.get(i).data()) < 1e-6,
                                 spec.label() + ": unmerge did not restore " + base.get(i).name());
                     }
-                    assertTrue(maxDiff(unmerged, logits(model)) < 1e-5);
+                    assertTrue(maxDiff(unmerged, logits(model, set)) < 1e-5);
                 }
-                assertTrue(maxDiff(plain, logits(model)) < 1e-4, spec.label() + ": detaching did not restore the base (up to float error)");
+                assertTrue(maxDiff(plain, logits(model)) < 1e-4, spec.label() + ": closing did not restore the base (up to float error)");
             }
         }
     }
@@ -102,12 +111,9 @@ class AdapterModelTest {
                 AdapterSet b = AdapterSet.create(model, AdapterSpec.lora(3, 6))) {
             randomize(a, 1);
             randomize(b, 2);
-            float[] plain = logits(model); // nothing installed
-            model.setLinearOp(a.op());
-            float[] wantA = logits(model);
-            model.setLinearOp(b.op());
-            float[] wantB = logits(model);
-            model.setLinearOp(null);
+            float[] plain = logits(model);
+            float[] wantA = logits(model, a);
+            float[] wantB = logits(model, b);
             assertTrue(maxDiff(wantA, wantB) > 1e-3 && maxDiff(plain, wantA) > 1e-3);
             java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(3);
             try {
@@ -159,7 +165,7 @@ class AdapterModelTest {
         assertEquals(348, MoraGeometry.of(MoraVariant.ROTATION, 4096, 11008, 8).rank());
         assertEquals(256 * 256, MoraGeometry.of(MoraVariant.SHARING, 4096, 4096, 8).trainableParameters());
         try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
-                AdapterSet mora = AdapterSet.attach(model, AdapterSpec.mora(8, MoraVariant.SHARING))) {
+                AdapterSet mora = AdapterSet.create(model, AdapterSpec.mora(8, MoraVariant.SHARING))) {
             long lora = 0;
             for (AdapterLayer l : mora.layers().values()) {
                 lora += 8L * (l.dIn() + l.dOut());
@@ -235,9 +241,9 @@ class AdapterModelTest {
             Path d = dir.resolve(spec.label());
             float[] want;
             try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
-                    AdapterSet set = AdapterSet.attach(model, spec)) {
+                    AdapterSet set = AdapterSet.createOwning(model, spec)) {
                 randomize(set, 9);
-                want = logits(model);
+                want = logits(model, set);
                 AdapterFiles.save(set, d, "tiny");
             }
             JsonNode cfg = new ObjectMapper().readTree(d.resolve(AdapterFiles.CONFIG).toFile());
@@ -253,7 +259,7 @@ class AdapterModelTest {
             try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
                     AdapterSet set = AdapterFiles.load(d, model)) {
                 assertEquals(spec.label(), set.spec().label());
-                assertEquals(0.0, maxDiff(want, logits(model)), spec.label() + " after reload");
+                assertEquals(0.0, maxDiff(want, logits(model, set)), spec.label() + " after reload");
             }
         }
     }
@@ -300,14 +306,14 @@ class AdapterModelTest {
                 AdapterSet set = AdapterFiles.load(dir, model)) {
             assertEquals(AdapterSpec.Method.LORA, set.spec().method());
             assertEquals(2, set.layers().size());
-            assertTrue(maxDiff(want, logits(model)) < 1e-5, "hand-written LoRA: " + maxDiff(want, logits(model)));
+            assertTrue(maxDiff(want, logits(model, set)) < 1e-5, "hand-written LoRA: " + maxDiff(want, logits(model, set)));
         }
     }
 
     @Test
     void adapterOfTheWrongShapeIsAClearError(@TempDir Path dir) throws Exception {
         try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.fromTensors(C, base(), root);
-                AdapterSet set = AdapterSet.attach(model, AdapterSpec.lora(3, 6))) {
+                AdapterSet set = AdapterSet.create(model, AdapterSpec.lora(3, 6))) {
             AdapterFiles.save(set, dir, "micro");
         }
         LlamaConfig wider = new LlamaConfig(48, 48, 2, 4, 2, 12, 61, 64, 1e-5, 10000, null, true, false, false, -1, List.of());

@@ -3,11 +3,10 @@ package dev.morastream.models.adapters;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.training.GradientCollector;
+import dev.morastream.models.llama.Autograd;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -102,9 +101,9 @@ class MoraEquivalenceTest {
             }
             float[][] analytic = new float[l.parameters().size()][];
             try (NDManager step = m.newSubManager()) {
-                try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+                try (Autograd.Recording rec = Autograd.record()) {
                     NDArray loss = l.delta(step.create(x, new Shape(n, dIn))).tanh().mul(step.create(g, new Shape(n, dOut))).sum();
-                    gc.backward(loss);
+                    rec.backward(loss);
                 }
                 int i = 0;
                 for (NDArray p : l.parameters().values()) {

@@ -561,7 +561,7 @@ class SafetensorsTest {
 
     private static float[] logits(LlamaModel model, NDManager root) {
         try (NDManager step = root.newSubManager()) {
-            return model.forward(model.ids(step, new int[][] {IDS}), null).toFloatArray();
+            return model.forward(model.ids(step, new int[][] {IDS}), null, dev.morastream.models.llama.LinearOp.PLAIN).toFloatArray();
         }
     }
 

@@ -46,7 +46,7 @@ class PerplexityTest {
     private static double nllByHand(int[] tokens, int from, int to) {
         try (NDManager m = NDManager.newBaseManager()) {
             int[] in = Arrays.copyOfRange(tokens, from, to);
-            NDArray logits = model.forward(model.ids(m, new int[][] {in}), null); // (1, T, V)
+            NDArray logits = model.forward(model.ids(m, new int[][] {in}), null, dev.morastream.models.llama.LinearOp.PLAIN); // (1, T, V)
             float[] flat = logits.toFloatArray();
             int v = model.config().vocabSize();
             double sum = 0;

@@ -25,7 +25,7 @@ class LlamaForwardTest {
         try (NDManager root = NDManager.newBaseManager();
                 LlamaModel model = LlamaModel.fromTensors(c, w, root);
                 NDManager step = root.newSubManager()) {
-            NDArray logits = model.forward(model.ids(step, new int[][] {ids}), null); // (1, T, V)
+            NDArray logits = model.forward(model.ids(step, new int[][] {ids}), null, dev.morastream.models.llama.LinearOp.PLAIN); // (1, T, V)
             assertEquals(List.of(1L, (long) ids.length, (long) c.vocabSize()),
                     List.of(logits.getShape().get(0), logits.getShape().get(1), logits.getShape().get(2)));
             float[] got = logits.toFloatArray();

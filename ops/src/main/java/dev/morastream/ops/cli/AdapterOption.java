@@ -2,6 +2,7 @@ package dev.morastream.ops.cli;
 
 import dev.morastream.models.adapters.AdapterFiles;
 import dev.morastream.models.adapters.AdapterSet;
+import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import java.nio.file.Path;
 import picocli.CommandLine.Option;
@@ -11,8 +12,13 @@ final class AdapterOption {
     @Option(names = "--adapter", paramLabel = "DIR", description = "Adapter directory (PEFT layout: MoRA, LoRA or full) applied on the model.")
     Path adapter;
 
-    /** Attaches the adapter when one was given, else returns {@code null}. */
+    /** Loads the adapter when one was given (the command owns its model), else returns {@code null}. */
     AdapterSet attach(LlamaModel model) {
         return adapter == null ? null : AdapterFiles.load(adapter, model);
+    }
+
+    /** How forwards apply {@code set}: its op, or the base model's for {@code null}. */
+    static LinearOp op(AdapterSet set) {
+        return set == null ? LinearOp.PLAIN : set.op();
     }
 }

@@ -22,7 +22,8 @@ import picocli.CommandLine.Option;
 
 /** Benchmarks that print JSON lines. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (JSON lines with --json).",
-        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Ingest.class, PlotCommand.class})
+        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Trainers.class, BenchCommand.Ingest.class,
+            PlotCommand.class})
 public final class BenchCommand implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
@@ -148,6 +149,55 @@ public final class BenchCommand implements Runnable {
             return 0;
         }
     }
+
+    /** Several trainers on one device, together against one at a time. */
+    @Command(name = "trainers", mixinStandardHelpOptions = true,
+            description = {"N trainers (MoRA, one adapter each) on the shared base model: trained tokens/s of all of them stepping",
+                "one after another (alone) and each on its own thread at once (together); trainer i on GPU i mod n when there are GPUs.",
+                "Prints domains, tokens_per_s_alone, tokens_per_s_together, speedup, devices."})
+    public static final class Trainers implements Callable<Integer> {
+        @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--domains", defaultValue = "2", description = "Trainers (default ${DEFAULT-VALUE}).")
+        int domains;
+
+        @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
+        int rank;
+
+        @Option(names = "--batch-size", defaultValue = "8", description = "Sequences per step (default ${DEFAULT-VALUE}).")
+        int batchSize;
+
+        @Option(names = "--seq-len", defaultValue = "64", description = "Tokens per sequence (default ${DEFAULT-VALUE}).")
+        int seqLen;
+
+        @Option(names = "--warmup", defaultValue = "2", description = "Untimed steps per trainer (default ${DEFAULT-VALUE}).")
+        int warmup;
+
+        @Option(names = "--steps", defaultValue = "10", description = "Timed steps per trainer and phase (default ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--json", description = "JSON on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            if (domains < 1 || steps < 1) {
+                throw new CommandLine.ParameterException(new CommandLine(this), "--domains and --steps must be at least 1");
+            }
+            dev.morastream.models.bench.TrainersBench.Result r =
+                    dev.morastream.models.bench.TrainersBench.run(modelOptions.dir(), domains, rank, batchSize, seqLen, warmup, steps);
+            if (json) {
+                System.out.println(Json.line(new TrainersRow(r.domains(), r.tokensPerSAlone(), r.tokensPerSTogether(), r.speedup(),
+                        r.devices())));
+            } else {
+                System.out.printf(Locale.ROOT, "%d trainers: %,.0f tokens/s one at a time, %,.0f tokens/s together (x%.2f) on %s%n",
+                        r.domains(), r.tokensPerSAlone(), r.tokensPerSTogether(), r.speedup(), r.devices());
+            }
+            return 0;
+        }
+    }
+
+    record TrainersRow(int domains, double tokens_per_s_alone, double tokens_per_s_together, double speedup, List<String> devices) {}
 
     /** Kafka ingestion: Kafka's own consumer tool against our stream up to packed batches. */
     @Command(name = "ingest", mixinStandardHelpOptions = true,

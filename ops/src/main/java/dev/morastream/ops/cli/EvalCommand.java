@@ -59,7 +59,7 @@ public final class EvalCommand implements Runnable {
                     TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config());
                 dev.morastream.models.adapters.AdapterSet adapters = adapterOption.attach(model)) {
                 int w = window == null ? model.config().maxPositionEmbeddings() : window;
-                Perplexity.Result r = Perplexity.evaluate(model, tok, text, w);
+                Perplexity.Result r = Perplexity.evaluate(model, tok, text, w, AdapterOption.op(adapters));
                 Map<String, Object> o = new LinkedHashMap<>();
                 o.put("model", modelOptions.dir().toString());
                 o.put("file", file.toString());
@@ -102,7 +102,7 @@ public final class EvalCommand implements Runnable {
                     LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
                     TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config());
                 dev.morastream.models.adapters.AdapterSet adapters = adapterOption.attach(model)) {
-                for (TaskSet.Score s : TaskSet.evaluate(new Generator(model, tok), TaskSet.load(f), maxTokens)) {
+                for (TaskSet.Score s : TaskSet.evaluate(new Generator(model, tok, AdapterOption.op(adapters)), TaskSet.load(f), maxTokens)) {
                     if (json) {
                         System.out.println(Json.line(s));
                     } else {

@@ -53,7 +53,7 @@ public final class GenerateCommand implements Callable<Integer> {
                 LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
                 TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config());
                 dev.morastream.models.adapters.AdapterSet adapters = adapterOption.attach(model)) {
-            Generator gen = new Generator(model, tok);
+            Generator gen = new Generator(model, tok, AdapterOption.op(adapters));
             GenerationConfig cfg = new GenerationConfig(maxTokens, temperature, topP, seed, stop, true);
             GenerationResult r = gen.generate(prompt, cfg, json ? s -> { } : s -> {
                 System.out.print(s);

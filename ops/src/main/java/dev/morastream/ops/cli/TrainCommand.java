@@ -2,7 +2,6 @@ package dev.morastream.ops.cli;
 
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.morastream.models.adapters.AdapterFiles;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.llama.LlamaModel;
@@ -12,6 +11,7 @@ import dev.morastream.models.train.IncrementalTrainer;
 import dev.morastream.models.train.LrSchedule;
 import dev.morastream.models.train.StepResult;
 import dev.morastream.models.train.TrainerCheckpoint;
+import dev.morastream.models.train.TrainerExport;
 import dev.morastream.models.train.TrainerConfig;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -167,8 +167,14 @@ public final class TrainCommand implements Callable<Integer> {
                         System.err.println("checkpoint " + p);
                     }
                 }
-                AdapterFiles.save(tr.adapters(), out.resolve("adapter"), modelOptions.dir().toString());
-                System.err.println("wrote adapter " + out.resolve("adapter"));
+                TrainerExport.Exported e = TrainerExport.export(tr, modelOptions.dir(), out);
+                if (e.model().isPresent()) {
+                    System.err.println("wrote the merged model " + e.model().get() + " (" + tr.restarts() + " ReMoRA/ReLoRA cycles merged)"
+                            + " and the current cycle's adapter " + e.adapter() + ": use them together, e.g. bin/mora eval perplexity"
+                            + " --model " + e.model().get() + " --adapter " + e.adapter());
+                } else {
+                    System.err.println("wrote adapter " + e.adapter());
+                }
             }
         }
         return 0;

@@ -26,7 +26,29 @@ import java.util.Map;
  * at start with the key's name.
  */
 public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, Stream stream, Trainer trainer,
-                        Evaluator evaluator, PromotionPolicy promotion, int registryKeep, Http http, Demo demo) {
+                        Evaluator evaluator, PromotionPolicy promotion, int registryKeep, Http http, Demo demo,
+                        Map<String, Trainer> domainTrainers, Map<String, PromotionPolicy> domainPromotions) {
+    /** Trainer keys a domain may override in {@code morastream.stream.domain-settings.<domain>}. */
+    public static final List<String> DOMAIN_TRAINER_KEYS = List.of("method", "variant", "rank", "alpha", "dropout", "target-modules",
+            "rotation-threshold", "seed", "lr", "schedule", "warmup-steps", "total-steps", "min-lr-ratio", "weight-decay",
+            "clip-norm", "grad-accum", "completion-only", "checkpoint-every-steps", "checkpoint-every", "keep-checkpoints");
+    /** Promotion keys a domain may override in {@code domain-settings.<domain>.promotion}. */
+    public static final List<String> DOMAIN_PROMOTION_KEYS = List.of("memorization-margin", "downstream-tolerance", "retention-tolerance");
+
+    public JobConfig {
+        domainTrainers = Map.copyOf(domainTrainers);
+        domainPromotions = Map.copyOf(domainPromotions);
+    }
+
+    /** The trainer settings of {@code domain}: {@link #trainer} with the domain's overrides. */
+    public Trainer trainer(String domain) {
+        return domainTrainers.getOrDefault(domain, trainer);
+    }
+
+    /** The promotion gate of {@code domain}: {@link #promotion} with the domain's overrides. */
+    public PromotionPolicy promotion(String domain) {
+        return domainPromotions.getOrDefault(domain, promotion);
+    }
 
     public record Kafka(String bootstrapServers, Map<String, String> client, String groupId, List<String> topics,
                         boolean createTopics, int partitions, String deadLetterTopic, String promotionsTopic,
@@ -118,24 +140,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         Stream stream = new Stream(decoder, positive(s, "seq-len"), positive(s, "batch-size"), positive(s, "decode-parallelism"),
                 idle.isZero() ? null : idle, s.getDuration("trainer-timeout"), s.getDuration("restart-backoff"), replay);
 
-        Config t = m.getConfig("trainer");
-        AdapterSpec.Method method = parse("morastream.trainer.method", () -> AdapterSpec.Method.parse(t.getString("method")));
-        String variant = t.getString("variant").trim();
-        MoraVariant moraVariant = method != AdapterSpec.Method.MORA || variant.equalsIgnoreCase("auto") ? null
-                : parse("morastream.trainer.variant", () -> MoraVariant.parse(variant));
-        LrSchedule.Kind schedule = parse("morastream.trainer.schedule", () -> LrSchedule.Kind.parse(t.getString("schedule")));
-        AdapterSpec spec = new AdapterSpec(method, moraVariant,
-                t.getInt("rank"), t.getDouble("alpha"), t.getDouble("dropout"), t.getStringList("target-modules"),
-                positive(t, "rotation-threshold"), t.getLong("seed"));
-        TrainerConfig tc = new TrainerConfig(t.getDouble("lr"), schedule,
-                t.getInt("warmup-steps"), positive(t, "total-steps"), t.getDouble("min-lr-ratio"), t.getDouble("weight-decay"),
-                t.getDouble("clip-norm"), positive(t, "grad-accum"), t.getBoolean("completion-only"), true, 0, 0);
-        Config dv = t.getConfig("divergence");
-        Duration every = t.getDuration("checkpoint-every");
-        Trainer trainer = new Trainer(spec, tc, positive(t, "checkpoint-every-steps"), every.isZero() ? null : every,
-                t.getInt("keep-checkpoints"), dv.getDouble("factor"), dv.getInt("warmup"), positive(dv, "backoff-after"),
-                dv.getDouble("backoff"), t.getBoolean("ledger"), t.getInt("sample-facts"), t.getInt("sample-texts"));
-
+        Trainer trainer = trainer(m.getConfig("trainer"), "morastream.trainer");
         Config e = m.getConfig("evaluator");
         Path tasks = e.getString("tasks-file").isBlank() ? baseModel.resolve("eval").resolve("tasks.jsonl") : Path.of(e.getString("tasks-file"));
         Path heldout = e.getString("heldout-file").isBlank() ? baseModel.resolve("eval").resolve("heldout.txt")
@@ -143,9 +148,43 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         Evaluator evaluator = new Evaluator(tasks, e.getInt("tasks-per-set"), heldout, e.getInt("heldout-chars"), positive(e, "window"),
                 positive(e, "max-new-tokens"), e.getDuration("timeout"));
 
-        Config p = m.getConfig("promotion");
-        PromotionPolicy policy = new PromotionPolicy(p.getDouble("memorization-margin"), p.getDouble("downstream-tolerance"),
-                p.getDouble("retention-tolerance"));
+        PromotionPolicy policy = promotion(m.getConfig("promotion"));
+
+        // per-domain overrides of trainer and promotion keys
+        Map<String, Trainer> domainTrainers = new LinkedHashMap<>();
+        Map<String, PromotionPolicy> domainPromotions = new LinkedHashMap<>();
+        Config ds = s.hasPath("domain-settings") ? s.getConfig("domain-settings") : ConfigFactory.empty();
+        for (String domain : ds.root().keySet()) {
+            String at = "morastream.stream.domain-settings." + domain;
+            if (!decoder.domains().contains(domain)) {
+                throw new IllegalArgumentException(at + ": '" + domain + "' is not one of morastream.stream.domains "
+                        + decoder.domains());
+            }
+            if (ds.root().get(domain).valueType() != com.typesafe.config.ConfigValueType.OBJECT) {
+                throw new IllegalArgumentException(at + " must be an object of trainer keys, e.g. { rank = 64, lr = 3e-4 }");
+            }
+            Config o = ds.getConfig("\"" + domain + "\"");
+            for (String key : o.root().keySet()) {
+                if (key.equals("promotion")) {
+                    Config po = o.getConfig("promotion");
+                    for (String pk : po.root().keySet()) {
+                        if (!DOMAIN_PROMOTION_KEYS.contains(pk)) {
+                            throw new IllegalArgumentException(at + ".promotion." + pk + ": unknown promotion key (known: "
+                                    + String.join(", ", DOMAIN_PROMOTION_KEYS) + ")");
+                        }
+                    }
+                    domainPromotions.put(domain, promotion(po.withFallback(m.getConfig("promotion"))));
+                } else if (!DOMAIN_TRAINER_KEYS.contains(key)) {
+                    throw new IllegalArgumentException(at + "." + key + ": not a key a domain can override (trainer keys: "
+                            + String.join(", ", DOMAIN_TRAINER_KEYS) + "; and promotion { "
+                            + String.join(", ", DOMAIN_PROMOTION_KEYS) + " })");
+                }
+            }
+            Config tk = o.withoutPath("promotion");
+            if (!tk.isEmpty()) {
+                domainTrainers.put(domain, trainer(tk.withFallback(m.getConfig("trainer")), at));
+            }
+        }
 
         Config h = m.getConfig("http");
         int port = h.getInt("port");
@@ -162,7 +201,39 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
             throw new IllegalArgumentException("morastream.demo.rate must be positive");
         }
         return new JobConfig(c, dataDir, baseModel, kafka, stream, trainer, evaluator, policy, positive(m.getConfig("registry"), "keep"),
-                http, demo);
+                http, demo, domainTrainers, domainPromotions);
+    }
+
+    /** Trainer settings from a {@code trainer} section ({@code at} names it in errors). */
+    private static Trainer trainer(Config t, String at) {
+        try {
+            AdapterSpec.Method method = parse(at + ".method", () -> AdapterSpec.Method.parse(t.getString("method")));
+            String variant = t.getString("variant").trim();
+            MoraVariant moraVariant = method != AdapterSpec.Method.MORA || variant.equalsIgnoreCase("auto") ? null
+                    : parse(at + ".variant", () -> MoraVariant.parse(variant));
+            LrSchedule.Kind schedule = parse(at + ".schedule", () -> LrSchedule.Kind.parse(t.getString("schedule")));
+            AdapterSpec spec = new AdapterSpec(method, moraVariant,
+                    t.getInt("rank"), t.getDouble("alpha"), t.getDouble("dropout"), t.getStringList("target-modules"),
+                    positive(t, "rotation-threshold"), t.getLong("seed"));
+            TrainerConfig tc = new TrainerConfig(t.getDouble("lr"), schedule,
+                    t.getInt("warmup-steps"), positive(t, "total-steps"), t.getDouble("min-lr-ratio"), t.getDouble("weight-decay"),
+                    t.getDouble("clip-norm"), positive(t, "grad-accum"), t.getBoolean("completion-only"), true, 0, 0);
+            Config dv = t.getConfig("divergence");
+            Duration every = t.getDuration("checkpoint-every");
+            return new Trainer(spec, tc, positive(t, "checkpoint-every-steps"), every.isZero() ? null : every,
+                    t.getInt("keep-checkpoints"), dv.getDouble("factor"), dv.getInt("warmup"), positive(dv, "backoff-after"),
+                    dv.getDouble("backoff"), t.getBoolean("ledger"), t.getInt("sample-facts"), t.getInt("sample-texts"));
+        } catch (ConfigException | IllegalArgumentException e) {
+            if (at.equals("morastream.trainer") || e.getMessage().startsWith(at)) {
+                throw e;
+            }
+            throw new IllegalArgumentException(at + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static PromotionPolicy promotion(Config p) {
+        return new PromotionPolicy(p.getDouble("memorization-margin"), p.getDouble("downstream-tolerance"),
+                p.getDouble("retention-tolerance"));
     }
 
     private static <T> T parse(String key, java.util.function.Supplier<T> value) {

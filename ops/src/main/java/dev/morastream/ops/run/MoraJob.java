@@ -156,8 +156,11 @@ public final class MoraJob implements AutoCloseable {
     }
 
     private void boot() throws Exception {
-        if (cfg.trainer().spec().method() == dev.morastream.models.adapters.AdapterSpec.Method.FULL) {
-            throw new IllegalArgumentException("morastream.trainer.method = full cannot be served as an adapter: use mora or lora");
+        for (String d : cfg.stream().decoder().domains()) {
+            if (cfg.trainer(d).spec().method() == dev.morastream.models.adapters.AdapterSpec.Method.FULL) {
+                throw new IllegalArgumentException((cfg.domainTrainers().containsKey(d) ? "morastream.stream.domain-settings." + d
+                        : "morastream.trainer") + ".method = full cannot be served as an adapter: use mora or lora");
+            }
         }
         Files.createDirectories(cfg.dataDir());
         FileChannel lockFile = FileChannel.open(cfg.dataDir().resolve(".lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
@@ -228,7 +231,7 @@ public final class MoraJob implements AutoCloseable {
                 DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
         ActorRef<EvaluatorActor.Command> evaluator = spawn(EvaluatorActor.create(model, tok, evaluatorSettings()), "evaluator",
                 EvaluatorActor.DISPATCHER);
-        supervisor = spawn(PromotionSupervisor.create(registry, evaluator, cfg.promotion(), cfg.auditLog(), cfg.evaluator().timeout()),
+        supervisor = spawn(PromotionSupervisor.create(registry, evaluator, cfg::promotion, cfg.auditLog(), cfg.evaluator().timeout()),
                 "supervisor", PromotionSupervisor.DISPATCHER);
 
         // ---- serving ----
@@ -256,7 +259,6 @@ public final class MoraJob implements AutoCloseable {
         warm = pool.warmUp();
 
         // ---- trainers and the stream ----
-        JobConfig.Trainer t = cfg.trainer();
         Map<String, Map<TopicPartition, ResumePoint>> rewind = new HashMap<>();
         for (String d : domains) {
             // damaged checkpoints are set aside here, before the trainer and the stream both read them
@@ -280,6 +282,7 @@ public final class MoraJob implements AutoCloseable {
         rewindGroup(rewind);
         for (int i = 0; i < domains.size(); i++) {
             String d = domains.get(i);
+            JobConfig.Trainer t = cfg.trainer(d);
             Device device = gpus > 0 ? Device.gpu(i % gpus) : Device.cpu();
             LlamaModel on = models.computeIfAbsent(device, dev -> {
                 NDManager m = NDManager.newBaseManager(dev);

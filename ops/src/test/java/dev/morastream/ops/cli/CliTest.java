@@ -113,7 +113,7 @@ class CliTest {
         Path adapter = dir.resolve("adapter");
         float[] want;
         try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(TINY, root);
-                AdapterSet set = AdapterSet.attach(model, AdapterSpec.mora(8, MoraVariant.ROTATION))) {
+                AdapterSet set = AdapterSet.create(model, AdapterSpec.mora(8, MoraVariant.ROTATION))) {
             Random rnd = new Random(1);
             set.trainable().values().forEach(a -> {
                 float[] v = new float[(int) a.size()];
@@ -123,13 +123,13 @@ class CliTest {
                 a.set(FloatBuffer.wrap(v));
             });
             AdapterFiles.save(set, adapter, TINY.toString());
-            want = logits(model);
+            want = logits(model, set.op());
         }
         String[] r = run("adapters", "merge", "--model", TINY.toString(), "--adapter", adapter.toString(), "--out",
                 dir.resolve("merged").toString());
         assertEquals("0", r[0], r[2]);
         try (NDManager root = NDManager.newBaseManager(); LlamaModel merged = LlamaModel.load(dir.resolve("merged"), root)) {
-            float[] got = logits(merged);
+            float[] got = logits(merged, dev.morastream.models.llama.LinearOp.PLAIN);
             double d = 0;
             for (int i = 0; i < got.length; i++) {
                 d = Math.max(d, Math.abs(got[i] - want[i]));
@@ -138,9 +138,9 @@ class CliTest {
         }
     }
 
-    private static float[] logits(LlamaModel model) {
+    private static float[] logits(LlamaModel model, dev.morastream.models.llama.LinearOp op) {
         try (NDManager m = model.manager().newSubManager()) {
-            return model.forward(model.ids(m, new int[][] {{256, 84, 104, 101, 32, 99, 97, 112}}), null).toFloatArray();
+            return model.forward(model.ids(m, new int[][] {{256, 84, 104, 101, 32, 99, 97, 112}}), null, op).toFloatArray();
         }
     }
 

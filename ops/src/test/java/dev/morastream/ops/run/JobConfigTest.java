@@ -77,6 +77,40 @@ class JobConfigTest {
     }
 
     @Test
+    void aDomainOverridesTrainerAndPromotionKeysAndOthersKeepTheDefaults() {
+        JobConfig c = JobConfig.load(null, Map.of("morastream.stream.domains", List.of("medicine", "finance"),
+                "morastream.stream.domain-settings.medicine.rank", 64,
+                "morastream.stream.domain-settings.medicine.lr", 3e-4,
+                "morastream.stream.domain-settings.medicine.promotion.memorization-margin", 0.2,
+                "morastream.stream.domain-settings.finance.method", "lora"), HOME);
+        assertEquals(64, c.trainer("medicine").spec().r());
+        assertEquals(MoraVariant.ROTATION, c.trainer("medicine").spec().resolvedVariant()); // auto, 64 < 128
+        assertEquals(3e-4, c.trainer("medicine").config().lr());
+        assertEquals(0.2, c.promotion("medicine").memorizationMargin());
+        assertEquals(c.promotion().downstreamTolerance(), c.promotion("medicine").downstreamTolerance());
+        assertEquals(AdapterSpec.Method.LORA, c.trainer("finance").spec().method());
+        assertEquals(8, c.trainer("finance").spec().r());
+        assertEquals(c.trainer().config().lr(), c.trainer("finance").config().lr());
+        assertEquals(c.promotion(), c.promotion("finance"));
+    }
+
+    @Test
+    void aBadDomainOverrideFailsNamingTheKey() {
+        IllegalArgumentException typo = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.medicine.rnak", 64), HOME));
+        assertTrue(typo.getMessage().contains("morastream.stream.domain-settings.medicine.rnak"), typo.getMessage());
+        IllegalArgumentException unknown = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.law.rank", 64), HOME));
+        assertTrue(unknown.getMessage().contains("domain-settings.law") && unknown.getMessage().contains("medicine"), unknown.getMessage());
+        IllegalArgumentException value = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.medicine.method", "qlora"), HOME));
+        assertTrue(value.getMessage().contains("morastream.stream.domain-settings.medicine.method"), value.getMessage());
+        IllegalArgumentException gate = assertThrows(IllegalArgumentException.class, () -> JobConfig.load(null,
+                Map.of("morastream.stream.domains", List.of("medicine"), "morastream.stream.domain-settings.medicine.promotion.margin", 1), HOME));
+        assertTrue(gate.getMessage().contains("domain-settings.medicine.promotion.margin"), gate.getMessage());
+    }
+
+    @Test
     void badValuesNameTheirKey() {
         IllegalArgumentException port = assertThrows(IllegalArgumentException.class,
                 () -> JobConfig.load(null, Map.of("morastream.http.port", 70000), HOME));
