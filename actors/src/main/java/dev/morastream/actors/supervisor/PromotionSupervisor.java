@@ -351,6 +351,14 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
         Optional<AdapterVersion> prev = m.serving().map(AdapterRegistry.Entry::version);
         if (m.reply().isError()) {
             String err = m.reply().getError().getMessage();
+            if (!java.nio.file.Files.isDirectory(c.dir())) {
+                // the registry pruned it while it was judged: newer versions of the domain exist (and queue)
+                List<String> why = List.of("pruned from the registry while it was judged: newer versions exist");
+                audit(PromotionDecision.SUPERSEDED, c.version(), prev, m.eval(), why, List.of(RejectReason.SUPERSEDED));
+                getContext().getLog().info("supervisor: {} superseded: {}", c.version(), why);
+                tellAll(new Rejected(c.version(), prev, why));
+                return next();
+            }
             if (m.attempt() < retry.attempts()) {
                 retryLater("move the alias to " + c.version(), err, m.attempt(),
                         new AskAliasMove(m.flow(), m.attempt() + 1, m.serving(), m.eval(), m.decision()));
