@@ -2,6 +2,8 @@ package dev.morastream.actors.events;
 
 import dev.morastream.actors.evaluator.EvaluatorActor;
 import dev.morastream.actors.registry.AdapterVersion;
+import dev.morastream.actors.supervisor.PromotionDecision;
+import dev.morastream.actors.supervisor.RejectReason;
 import java.util.List;
 import java.util.Optional;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -39,18 +41,39 @@ public sealed interface MoraEvent {
     /**
      * The supervisor decided.
      *
-     * @param decision {@code promoted}, {@code rejected}, {@code superseded} or {@code rolled_back}
-     * @param codes short reason codes for labels (rejections: memorization, downstream, retention,
-     *     non_finite, error, superseded)
+     * @param codes reason codes for labels (rejections)
      * @param reasons the human-readable reasons of the audit log
      */
-    record Decided(String domain, AdapterVersion version, String decision, List<String> codes, List<String> reasons)
+    record Decided(String domain, AdapterVersion version, PromotionDecision decision, List<RejectReason> codes, List<String> reasons)
             implements MoraEvent {
         public Decided {
             codes = List.copyOf(codes);
             reasons = List.copyOf(reasons);
         }
     }
+
+    /**
+     * A state file was found damaged and repaired around, at start or later.
+     *
+     * @param domain the domain it belongs to ({@code ""} when none)
+     * @param file what was damaged
+     * @param action {@code quarantined} (moved aside and skipped), {@code fallback} (an older or other
+     *     valid state used instead), {@code fresh_start} (nothing valid left), {@code ignored}
+     *     (not state: left alone), {@code skipped_lines} (torn lines of a log skipped)
+     */
+    record StateRepaired(String domain, String file, String action, String reason) implements MoraEvent {}
+
+    /**
+     * A decision could not be written to the audit log (it was made; the record is kept in memory
+     * and retried with backoff until it lands).
+     *
+     * @param pending records waiting to be written
+     */
+    record AuditFailed(String domain, AdapterVersion version, PromotionDecision decision, String error, int attempt, int pending)
+            implements MoraEvent {}
+
+    /** A registry operation of the supervisor failed and is retried after {@code delayMillis}. */
+    record SupervisorRetry(String domain, String operation, String error, int attempt, long delayMillis) implements MoraEvent {}
 
     /** Publishes {@code e} on {@code system}'s event stream. */
     static void publish(ActorSystem<?> system, MoraEvent e) {

@@ -26,10 +26,9 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
     /**
      * The outcome, with every reason that decided it.
      *
-     * @param codes for a rejection, one short code per failed check: {@code non_finite},
-     *     {@code memorization}, {@code downstream}, {@code retention} (empty for a promotion)
+     * @param codes for a rejection, one code per failed check (empty for a promotion)
      */
-    public record Decision(boolean promote, List<String> reasons, List<String> codes) {
+    public record Decision(boolean promote, List<String> reasons, List<RejectReason> codes) {
         public Decision {
             reasons = List.copyOf(reasons);
             codes = List.copyOf(codes);
@@ -42,17 +41,17 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
      */
     public Decision decide(Scores candidate, Scores serving) {
         List<String> why = new ArrayList<>();
-        List<String> codes = new ArrayList<>();
+        List<RejectReason> codes = new ArrayList<>();
         if (!candidate.finite()) {
             why.add("non-finite score in candidate");
-            return new Decision(false, why, List.of("non_finite"));
+            return new Decision(false, why, List.of(RejectReason.NON_FINITE));
         }
         boolean ok = true;
         if (Double.isFinite(candidate.memorizationCharAcc()) && Double.isFinite(serving.memorizationCharAcc())) {
             double gain = candidate.memorizationCharAcc() - serving.memorizationCharAcc();
             if (gain < memorizationMargin) {
                 ok = false;
-                codes.add("memorization");
+                codes.add(RejectReason.MEMORIZATION);
                 why.add(String.format(Locale.ROOT, "memorization char_acc gain %.4f below margin %.4f", gain, memorizationMargin));
             } else {
                 why.add(String.format(Locale.ROOT, "memorization char_acc +%.4f", gain));
@@ -63,7 +62,7 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
             double gain = (serving.memorizationLoss() - candidate.memorizationLoss()) / serving.memorizationLoss();
             if (!(gain >= memorizationMargin)) {
                 ok = false;
-                codes.add("memorization");
+                codes.add(RejectReason.MEMORIZATION);
                 why.add(String.format(Locale.ROOT, "memorization loss fell %.1f%%, below the margin %.1f%% (no facts to answer)", gain * 100,
                         memorizationMargin * 100));
             } else {
@@ -74,11 +73,11 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
             Double c = candidate.downstream().get(e.getKey());
             if (c == null) {
                 ok = false;
-                codes.add("downstream");
+                codes.add(RejectReason.DOWNSTREAM);
                 why.add("downstream set '" + e.getKey() + "' not scored for the candidate");
             } else if (e.getValue() - c > downstreamTolerance) {
                 ok = false;
-                codes.add("downstream");
+                codes.add(RejectReason.DOWNSTREAM);
                 why.add(String.format(Locale.ROOT, "downstream '%s' regressed %.4f -> %.4f (tolerance %.4f)", e.getKey(),
                         e.getValue(), c, downstreamTolerance));
             }
@@ -86,7 +85,7 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
         double limit = serving.retentionLoss() * (1 + retentionTolerance);
         if (candidate.retentionLoss() > limit) {
             ok = false;
-            codes.add("retention");
+            codes.add(RejectReason.RETENTION);
             why.add(String.format(Locale.ROOT, "retention loss regressed %.4f -> %.4f (tolerance %.1f%%)", serving.retentionLoss(),
                     candidate.retentionLoss(), retentionTolerance * 100));
         }

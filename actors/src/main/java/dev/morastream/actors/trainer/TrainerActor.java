@@ -302,7 +302,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         this.timers = timers;
         this.reservoir = new Reservoir(tok, s.sampleFacts(), s.sampleTexts(), s.domain().hashCode());
         try {
-            Optional<Path> latest = TrainerCheckpoint.latest(s.checkpointRoot());
+            Optional<Path> latest = recoverCheckpoint(ctx, s);
             double stored = 1.0;
             if (latest.isPresent()) {
                 Map<String, String> md = TrainerCheckpoint.info(latest.get()).metadata();
@@ -318,7 +318,20 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
             this.lrScale = Math.min(stored, backoff);
             TrainerConfig cfg = scaled(s.config(), lrScale);
             if (latest.isPresent()) {
-                this.trainer = TrainerCheckpoint.resume(model, s.spec(), cfg, latest.get());
+                IncrementalTrainer resumed;
+                try {
+                    resumed = TrainerCheckpoint.resume(model, s.spec(), cfg, latest.get());
+                } catch (TrainerCheckpoint.Incompatible e) {
+                    throw e; // a configuration change, not damage: the checkpoints stay
+                } catch (IOException | RuntimeException e) {
+                    // validated but still unreadable: set it aside; the restart by supervision takes the previous one
+                    TrainerCheckpoint.quarantine(s.checkpointRoot(), latest.get(), e.toString());
+                    MoraEvent.publish(ctx.getSystem(), new MoraEvent.StateRepaired(s.domain(), latest.get().toString(),
+                            "quarantined", e.toString()));
+                    throw new UncheckedIOException(new IOException("trainer " + s.domain() + ": checkpoint " + latest.get()
+                            + " cannot be resumed; moved to quarantine", e));
+                }
+                this.trainer = resumed;
                 ctx.getLog().info("trainer {}: resumed from {} (step {}, lr {})", s.domain(), latest.get().getFileName(),
                         trainer.step(), cfg.lr());
             } else {
@@ -335,6 +348,26 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         if (s.every() != null) {
             timers.startTimerWithFixedDelay(new Tick(), s.every());
         }
+    }
+
+    /** The checkpoint to resume from; damaged ones are quarantined, reported as events and logged (loudly when none is left). */
+    private static Optional<Path> recoverCheckpoint(ActorContext<Command> ctx, Settings s) throws IOException {
+        TrainerCheckpoint.Recovery rec = TrainerCheckpoint.recover(s.checkpointRoot());
+        for (TrainerCheckpoint.Skipped k : rec.skipped()) {
+            ctx.getLog().warn("trainer {}: checkpoint {} is damaged ({}); trying the previous one", s.domain(), k.dir().getFileName(),
+                    k.reason());
+            MoraEvent.publish(ctx.getSystem(), new MoraEvent.StateRepaired(s.domain(), k.dir().toString(), "quarantined", k.reason()));
+        }
+        if (rec.damaged() && rec.chosen().isPresent()) {
+            MoraEvent.publish(ctx.getSystem(), new MoraEvent.StateRepaired(s.domain(), rec.chosen().get().toString(),
+                    "fallback", "resuming from an older checkpoint"));
+        } else if (rec.damaged()) {
+            ctx.getLog().error("trainer {}: NO USABLE CHECKPOINT in {} (every one is damaged; see {}/): STARTING A NEW ADAPTER FROM "
+                    + "SCRATCH", s.domain(), s.checkpointRoot(), TrainerCheckpoint.QUARANTINE);
+            MoraEvent.publish(ctx.getSystem(), new MoraEvent.StateRepaired(s.domain(), s.checkpointRoot().toString(), "fresh_start",
+                    "no usable checkpoint"));
+        }
+        return rec.chosen();
     }
 
     static TrainerConfig scaled(TrainerConfig c, double scale) {
@@ -493,7 +526,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     static long appendLedger(Path file, List<String> ids) throws IOException {
         Files.createDirectories(file.getParent());
         StringBuilder sb = new StringBuilder();
-        ids.forEach(id -> sb.append(id).append('\n'));
+        ids.forEach(id -> sb.append(escapeLedger(id)).append('\n'));
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.APPEND)) {
             ByteBuffer buf = ByteBuffer.wrap(sb.toString().getBytes(StandardCharsets.UTF_8));
             while (buf.hasRemaining()) {
@@ -514,10 +547,72 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
         }
     }
 
-    /** The record ids in {@code checkpointRoot}'s ledger, in training order (empty when none). */
+    /**
+     * The record ids in {@code checkpointRoot}'s ledger, in training order (empty when none). A line
+     * that is torn (no final newline) or not valid UTF-8 is skipped with a warning.
+     */
     public static List<String> ledger(Path checkpointRoot) throws IOException {
         Path f = checkpointRoot.resolve(LEDGER_FILE);
-        return Files.exists(f) ? Files.readAllLines(f, StandardCharsets.UTF_8) : List.of();
+        if (!Files.exists(f)) {
+            return List.of();
+        }
+        byte[] all = Files.readAllBytes(f);
+        List<String> out = new ArrayList<>();
+        int skipped = 0;
+        int start = 0;
+        java.nio.charset.CharsetDecoder utf8 = StandardCharsets.UTF_8.newDecoder();
+        for (int i = 0; i <= all.length; i++) {
+            if (i < all.length && all[i] != '\n') {
+                continue;
+            }
+            if (i == all.length && start == all.length) {
+                break;
+            }
+            boolean torn = i == all.length; // the last line has no newline: a write that never finished
+            String line = null;
+            if (!torn) {
+                try {
+                    line = utf8.decode(ByteBuffer.wrap(all, start, i - start)).toString();
+                } catch (java.nio.charset.CharacterCodingException e) {
+                    line = null;
+                }
+            }
+            if (line == null || line.indexOf('\0') >= 0) {
+                skipped++;
+            } else {
+                out.add(unescapeLedger(line));
+            }
+            start = i + 1;
+        }
+        if (skipped > 0) {
+            org.slf4j.LoggerFactory.getLogger(TrainerActor.class).warn("ledger {}: skipped {} torn or corrupt line(s)", f, skipped);
+        }
+        return out;
+    }
+
+    /** One ledger line per id, whatever it holds: backslash, newline and carriage return are escaped. */
+    static String escapeLedger(String id) {
+        if (id.indexOf('\\') < 0 && id.indexOf('\n') < 0 && id.indexOf('\r') < 0) {
+            return id;
+        }
+        return id.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r");
+    }
+
+    static String unescapeLedger(String line) {
+        if (line.indexOf('\\') < 0) {
+            return line;
+        }
+        StringBuilder sb = new StringBuilder(line.length());
+        for (int i = 0; i < line.length(); i++) {
+            char c = line.charAt(i);
+            if (c == '\\' && i + 1 < line.length()) {
+                char n = line.charAt(++i);
+                sb.append(n == 'n' ? '\n' : n == 'r' ? '\r' : n);
+            } else {
+                sb.append(c);
+            }
+        }
+        return sb.toString();
     }
 
     @SuppressWarnings("unchecked")

@@ -4,6 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.morastream.models.checkpoint.DType;
+import dev.morastream.models.checkpoint.Safetensors;
+import dev.morastream.models.checkpoint.Tensor;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -12,11 +15,19 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class AdapterRegistryTest {
+    /** An adapter folder whose tensor file holds one tensor of value {@code content.length()} (a real safetensors file). */
     static Path adapter(Path dir, String content) throws Exception {
         Files.createDirectories(dir);
         Files.writeString(dir.resolve("adapter_config.json"), "{\"peft_type\": \"LORA\"}");
-        Files.writeString(dir.resolve("adapter_model.safetensors"), content);
+        Safetensors.write(dir.resolve("adapter_model.safetensors"), List.of(new Tensor("w", new long[] {1}, new float[] {content.length()})),
+                DType.F32, Map.of("content", content));
         return dir;
+    }
+
+    static String content(Path versionDir) {
+        try (Safetensors.Reader r = Safetensors.open(versionDir.resolve("adapter_model.safetensors"))) {
+            return r.metadata().get("content");
+        }
     }
 
     @Test
@@ -24,11 +35,11 @@ class AdapterRegistryTest {
         AdapterRegistry reg = new AdapterRegistry(tmp.resolve("reg"), 2);
         Path src = adapter(tmp.resolve("a"), "one");
         AdapterRegistry.Entry v1 = reg.publish("medicine", src, Map.of("char_acc", 0.5), Map.of("step", "10"));
-        Files.writeString(src.resolve("adapter_model.safetensors"), "two"); // the source changes afterwards
+        adapter(src, "two"); // the source changes afterwards
         AdapterRegistry.Entry v2 = reg.publish("medicine", src, Map.of("char_acc", 0.6), Map.of());
         assertEquals("medicine@v1", v1.version().toString());
         assertEquals("medicine@v2", v2.version().toString());
-        assertEquals("one", Files.readString(v1.dir().resolve("adapter_model.safetensors")), "v1 must not change");
+        assertEquals("one", content(v1.dir()), "v1 must not change");
         reg.setAlias(v2.version());
         reg.publish("medicine", src, Map.of(), Map.of());
         reg.publish("medicine", src, Map.of(), Map.of()); // keep 2: v1 and v3 go, v2 stays (aliased)

@@ -24,7 +24,7 @@ class PromotionPolicyTest {
         PromotionPolicy.Decision d = P.decide(new Scores(0.41, 1.4, SERVING.downstream(), 0.49), SERVING);
         assertFalse(d.promote());
         assertTrue(d.reasons().get(0).contains("below margin"), d.reasons().toString());
-        assertEquals(List.of("memorization"), d.codes());
+        assertEquals(List.of(RejectReason.MEMORIZATION), d.codes());
     }
 
     @Test
@@ -32,7 +32,7 @@ class PromotionPolicyTest {
         PromotionPolicy.Decision d = P.decide(new Scores(0.9, 0.5, Map.of("capitals", 0.70, "arithmetic", 0.08), 0.49), SERVING);
         assertFalse(d.promote());
         assertTrue(d.reasons().stream().anyMatch(r -> r.contains("downstream 'capitals' regressed")), d.reasons().toString());
-        assertEquals(List.of("downstream"), d.codes());
+        assertEquals(List.of(RejectReason.DOWNSTREAM), d.codes());
     }
 
     @Test
@@ -40,13 +40,13 @@ class PromotionPolicyTest {
         PromotionPolicy.Decision d = P.decide(new Scores(0.9, 0.5, SERVING.downstream(), 0.52), SERVING);
         assertFalse(d.promote());
         assertTrue(d.reasons().stream().anyMatch(r -> r.contains("retention loss regressed")), d.reasons().toString());
-        assertEquals(List.of("retention"), d.codes());
+        assertEquals(List.of(RejectReason.RETENTION), d.codes());
     }
 
     @Test
     void neverPromotesANonFiniteCandidate() {
         assertFalse(P.decide(new Scores(1.0, Double.NaN, SERVING.downstream(), 0.4), SERVING).promote());
-        assertEquals(List.of("non_finite"), P.decide(new Scores(1.0, Double.NaN, SERVING.downstream(), 0.4), SERVING).codes());
+        assertEquals(List.of(RejectReason.NON_FINITE), P.decide(new Scores(1.0, Double.NaN, SERVING.downstream(), 0.4), SERVING).codes());
         assertFalse(P.decide(new Scores(1.0, 0.1, Map.of("capitals", Double.POSITIVE_INFINITY, "arithmetic", 0.1), 0.4), SERVING).promote());
     }
 
@@ -57,9 +57,9 @@ class PromotionPolicyTest {
         assertTrue(better.promote(), better.reasons().toString());
         PromotionPolicy.Decision same = P.decide(new Scores(Double.NaN, 0.99, SERVING.downstream(), 0.49), serving);
         assertFalse(same.promote());
-        assertEquals(List.of("memorization"), same.codes());
+        assertEquals(List.of(RejectReason.MEMORIZATION), same.codes());
         // a NaN loss is broken weights, not "no facts"
-        assertEquals(List.of("non_finite"), P.decide(new Scores(Double.NaN, Double.NaN, SERVING.downstream(), 0.49), serving).codes());
+        assertEquals(List.of(RejectReason.NON_FINITE), P.decide(new Scores(Double.NaN, Double.NaN, SERVING.downstream(), 0.49), serving).codes());
     }
 
     @Test

@@ -20,8 +20,10 @@ import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import dev.morastream.actors.events.MoraEvent;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.pattern.StatusReply;
 import org.junit.jupiter.api.AfterAll;
@@ -167,7 +169,7 @@ class PromotionSupervisorTest {
         supervisor.tell(new PromotionSupervisor.Rollback(v1.version(), "bad answers reported", reply.getRef()));
         assertEquals(v1.version(), reply.receiveMessage().getValue());
         PromotionSupervisor.Promoted p = events.expectMessageClass(PromotionSupervisor.Promoted.class);
-        assertEquals("rollback", p.cause());
+        assertEquals(PromotionDecision.ROLLED_BACK, p.decision());
         assertEquals(v1.version(), p.version());
         assertEquals(Optional.of(v2.version()), p.previous());
         assertEquals(Optional.of(v1.version()), registry.alias("news"));
@@ -211,5 +213,163 @@ class PromotionSupervisorTest {
         assertEquals(Optional.of(v1.version()), registry.alias("news"));
         assertEquals(List.of("superseded", "promoted", "rejected"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
         assertEquals("news@v2", auditLines().get(0).path("version").asText());
+    }
+
+    @Test
+    void adminPromoteIsAuditedAsAPromotionByAdminAndRollbackAsARollback() throws Exception {
+        TestProbe<MoraEvent.Decided> decided = kit.createTestProbe();
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(MoraEvent.Decided.class, decided.getRef()));
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.20));
+        supervisor.tell(v1);
+        events.expectMessageClass(PromotionSupervisor.Promoted.class);
+        assertEquals(PromotionDecision.PROMOTED, decided.receiveMessage().decision());
+        // v2 is rejected by the gate; an operator promotes it anyway
+        PromotionSupervisor.CandidateReady v2 = candidate(BASE);
+        supervisor.tell(v2);
+        events.expectMessageClass(PromotionSupervisor.Rejected.class);
+        MoraEvent.Decided rejected = decided.receiveMessage();
+        assertEquals(PromotionDecision.REJECTED, rejected.decision());
+        assertEquals(List.of(RejectReason.MEMORIZATION), rejected.codes());
+
+        TestProbe<StatusReply<AdapterVersion>> reply = kit.createTestProbe();
+        supervisor.tell(new PromotionSupervisor.Promote(v2.version(), "promote via the HTTP admin API", reply.getRef()));
+        assertEquals(v2.version(), reply.receiveMessage().getValue());
+        PromotionSupervisor.Promoted p = events.expectMessageClass(PromotionSupervisor.Promoted.class);
+        assertEquals(PromotionDecision.PROMOTED_BY_ADMIN, p.decision());
+        assertEquals(Optional.of(v1.version()), p.previous());
+        assertEquals(PromotionDecision.PROMOTED_BY_ADMIN, decided.receiveMessage().decision());
+        assertEquals(Optional.of(v2.version()), registry.alias("news"));
+
+        supervisor.tell(new PromotionSupervisor.Rollback(v1.version(), "rollback via the HTTP admin API", reply.getRef()));
+        assertEquals(v1.version(), reply.receiveMessage().getValue());
+        assertEquals(PromotionDecision.ROLLED_BACK, events.expectMessageClass(PromotionSupervisor.Promoted.class).decision());
+        assertEquals(PromotionDecision.ROLLED_BACK, decided.receiveMessage().decision());
+
+        List<JsonNode> lines = auditLines();
+        assertEquals(List.of("promoted", "rejected", "promoted_by_admin", "rolled_back"),
+                lines.stream().map(n -> n.path("decision").asText()).toList());
+        assertEquals("memorization", lines.get(1).path("codes").get(0).asText());
+        assertEquals("news@v1", lines.get(2).path("serving").asText());
+        assertEquals(List.of(PromotionDecision.PROMOTED, PromotionDecision.REJECTED, PromotionDecision.PROMOTED_BY_ADMIN,
+                PromotionDecision.ROLLED_BACK), lines.stream().map(AuditLog::decision).toList());
+        kit.system().eventStream().tell(new EventStream.Unsubscribe<>(decided.getRef()));
+    }
+
+    static final PromotionSupervisor.Retry FAST = new PromotionSupervisor.Retry(Duration.ofMillis(50), Duration.ofMillis(200), 50,
+            Duration.ofSeconds(5));
+
+    ActorRef<PromotionSupervisor.Command> fastSupervisor() {
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(kit.spawn(AdapterRegistryActor.create(registry)),
+                kit.spawn(stubEvaluator(scores)), POLICY, audit, Duration.ofSeconds(10), FAST));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        return sup;
+    }
+
+    @Test
+    void anAuditLogThatCannotBeWrittenStopsNothingAndEveryDecisionLandsOnceItCanBe() throws Exception {
+        TestProbe<MoraEvent.AuditFailed> failures = kit.createTestProbe();
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(MoraEvent.AuditFailed.class, failures.getRef()));
+        ActorRef<PromotionSupervisor.Command> sup = fastSupervisor();
+        Files.createDirectories(audit.resolve("in-the-way")); // the audit "file" is a directory: every write fails
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.20));
+        sup.tell(v1);
+        assertEquals(v1.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+        MoraEvent.AuditFailed f = failures.receiveMessage();
+        assertEquals(v1.version(), f.version());
+        assertEquals(PromotionDecision.PROMOTED, f.decision());
+        failures.receiveMessage(); // and it is retried
+        // the supervisor goes on deciding meanwhile
+        PromotionSupervisor.CandidateReady v2 = candidate(BASE);
+        sup.tell(v2);
+        assertEquals(v2.version(), events.expectMessageClass(PromotionSupervisor.Rejected.class).version());
+        assertTrue(Files.isDirectory(audit));
+
+        // the fault goes away: both decisions are written, in order, once
+        Files.delete(audit.resolve("in-the-way"));
+        Files.delete(audit);
+        failures.awaitAssert(Duration.ofSeconds(5), () -> {
+            try {
+                assertEquals(List.of("promoted", "rejected"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+            return null;
+        });
+        assertEquals("news@v1", auditLines().get(0).path("version").asText());
+        kit.system().eventStream().tell(new EventStream.Unsubscribe<>(failures.getRef()));
+        // and it still works
+        PromotionSupervisor.CandidateReady v3 = candidate(better(BASE, 0.40));
+        sup.tell(v3);
+        assertEquals(v3.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+        assertEquals(3, auditLines().size());
+    }
+
+    @Test
+    void aRegistryThatFailsToMoveTheAliasIsRetriedUntilThePromotionLands() throws Exception {
+        TestProbe<MoraEvent.SupervisorRetry> retries = kit.createTestProbe();
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(MoraEvent.SupervisorRetry.class, retries.getRef()));
+        ActorRef<PromotionSupervisor.Command> sup = fastSupervisor();
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.20));
+        // the alias is written through alias.json.tmp: a directory there makes every alias move fail
+        Path blocker = Files.createDirectories(registry.root().resolve("news").resolve("alias.json.tmp").resolve("x"));
+        sup.tell(v1);
+        MoraEvent.SupervisorRetry r = retries.receiveMessage();
+        assertTrue(r.operation().contains("move the alias"), r.operation());
+        retries.receiveMessage();
+        events.expectNoMessage(Duration.ofMillis(50));
+        assertEquals(Optional.empty(), registry.alias("news"));
+        Files.delete(blocker);
+        Files.delete(blocker.getParent());
+        PromotionSupervisor.Promoted p = events.expectMessageClass(PromotionSupervisor.Promoted.class, Duration.ofSeconds(5));
+        assertEquals(v1.version(), p.version());
+        assertEquals(Optional.of(v1.version()), registry.alias("news"));
+        assertEquals(List.of("promoted"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
+        kit.system().eventStream().tell(new EventStream.Unsubscribe<>(retries.getRef()));
+    }
+
+    @Test
+    void aRegistryThatNeverRecoversRejectsTheCandidateWithAnErrorAndTheNextOneIsJudged() throws Exception {
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(kit.spawn(AdapterRegistryActor.create(registry)),
+                kit.spawn(stubEvaluator(scores)), POLICY, audit, Duration.ofSeconds(10),
+                new PromotionSupervisor.Retry(Duration.ofMillis(20), Duration.ofMillis(40), 3, Duration.ofSeconds(5))));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        Path blocker = Files.createDirectories(registry.root().resolve("news").resolve("alias.json.tmp").resolve("x"));
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.20));
+        sup.tell(v1);
+        PromotionSupervisor.Rejected r = events.expectMessageClass(PromotionSupervisor.Rejected.class, Duration.ofSeconds(5));
+        assertTrue(r.reasons().get(0).contains("after 3 attempts"), r.reasons().toString());
+        JsonNode line = auditLines().get(0);
+        assertEquals("rejected", line.path("decision").asText());
+        assertEquals("error", line.path("codes").get(0).asText());
+        Files.delete(blocker);
+        Files.delete(blocker.getParent());
+        PromotionSupervisor.CandidateReady v2 = candidate(better(BASE, 0.30));
+        sup.tell(v2);
+        assertEquals(v2.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+    }
+
+    @Test
+    void aSupervisorThatThrowsIsRestartedWithItsStateAndJudgesTheCandidateAgain() throws Exception {
+        TestProbe<EvaluatorActor.Command> held = kit.createTestProbe();
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(kit.spawn(AdapterRegistryActor.create(registry)),
+                held.getRef(), POLICY, audit, Duration.ofSeconds(10), FAST));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.30));
+        PromotionSupervisor.CandidateReady v2 = candidate(better(BASE, 0.40));
+        sup.tell(v1);
+        EvaluatorActor.Evaluate first = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        sup.tell(v2); // queued behind v1
+        // a malformed evaluation (no candidate scores) makes the supervisor throw: supervision restarts it
+        first.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(null, BASE)));
+        // after the restart it judges v1 again, with its listener and its queue intact
+        EvaluatorActor.Evaluate again = held.expectMessageClass(EvaluatorActor.Evaluate.class, Duration.ofSeconds(5));
+        assertEquals(v1.dir(), again.candidateDir());
+        again.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get("v1"), BASE)));
+        assertEquals(v1.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+        EvaluatorActor.Evaluate second = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(v2.dir(), second.candidateDir());
+        second.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get("v2"), scores.get("v1"))));
+        assertEquals(v2.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+        assertEquals(List.of("promoted", "promoted"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
     }
 }

@@ -100,17 +100,155 @@ public final class TrainerCheckpoint {
         return fin;
     }
 
-    /** The newest complete checkpoint under {@code root}, if any. */
+    /**
+     * The newest usable checkpoint under {@code root}, if any: {@link #recover} without the report.
+     */
     public static java.util.Optional<Path> latest(Path root) throws IOException {
+        return recover(root).chosen();
+    }
+
+    /** A checkpoint that could not be used, and why; it was moved to {@code root/quarantine/}. */
+    public record Skipped(Path dir, String reason) {}
+
+    /**
+     * What {@link #recover} found.
+     *
+     * @param chosen the checkpoint to resume from (empty: start fresh)
+     * @param skipped damaged checkpoints, newest first, each moved to {@link #QUARANTINE}
+     * @param damaged whether anything under the root was unusable (a fresh start after damage must be loud)
+     */
+    public record Recovery(java.util.Optional<Path> chosen, List<Skipped> skipped, boolean damaged) {
+        public Recovery {
+            skipped = List.copyOf(skipped);
+        }
+    }
+
+    /** Where damaged checkpoints are moved, under the checkpoint root. */
+    public static final String QUARANTINE = "quarantine";
+
+    private static final java.util.regex.Pattern STEP_DIR = java.util.regex.Pattern.compile("step-[0-9]+");
+    private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(TrainerCheckpoint.class);
+
+    /**
+     * Finds the newest checkpoint that {@link #validate validates}: the one {@code LATEST} names when
+     * it is sound, else the newest sound {@code step-*} folder (kept checkpoints are tried newest
+     * first). Each damaged one met on the way is moved to {@code root/quarantine/} (so that every
+     * caller, the trainer and the stream that seeks to its offsets, agrees on the same one) and
+     * logged; {@code LATEST} is rewritten to name the one chosen.
+     */
+    public static synchronized Recovery recover(Path root) throws IOException {
+        if (!Files.isDirectory(root)) {
+            return new Recovery(java.util.Optional.empty(), List.of(), false);
+        }
+        List<Skipped> skipped = new ArrayList<>();
+        boolean damaged = false;
         Path l = root.resolve(LATEST);
-        if (!Files.isRegularFile(l)) {
-            return java.util.Optional.empty();
+        Path named = null;
+        if (Files.exists(l)) {
+            String name;
+            try {
+                name = Files.readString(l, java.nio.charset.StandardCharsets.UTF_8).strip();
+            } catch (IOException e) {
+                name = "";
+            }
+            if (STEP_DIR.matcher(name).matches()) {
+                named = root.resolve(name);
+            } else {
+                damaged = true;
+                log.error("checkpoints {}: {} is corrupt ('{}'); looking for the newest sound checkpoint", root, LATEST,
+                        name.length() > 40 ? name.substring(0, 40) + "..." : name);
+            }
         }
-        Path dir = root.resolve(Files.readString(l).strip());
-        if (!Files.isRegularFile(dir.resolve(STATE))) {
-            throw new CheckpointException(l, LATEST, "points at " + dir.getFileName() + ", which has no " + STATE);
+        List<Path> candidates = new ArrayList<>();
+        if (named != null) {
+            candidates.add(named);
         }
-        return java.util.Optional.of(dir);
+        try (Stream<Path> st = Files.list(root)) {
+            st.filter(p -> STEP_DIR.matcher(p.getFileName().toString()).matches() && Files.isDirectory(p))
+                    .sorted(Comparator.comparing((Path p) -> p.getFileName().toString()).reversed())
+                    .filter(p -> !candidates.contains(p))
+                    .forEach(candidates::add);
+        }
+        for (Path c : candidates) {
+            if (!Files.isDirectory(c)) {
+                damaged = true;
+                log.error("checkpoints {}: {} names {}, which does not exist", root, LATEST, c.getFileName());
+                continue;
+            }
+            String why = validate(c);
+            if (why == null) {
+                if (damaged || !skipped.isEmpty() || !c.equals(named)) {
+                    AtomicFiles.write(l, (c.getFileName() + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                }
+                if (!skipped.isEmpty() || damaged) {
+                    log.warn("checkpoints {}: resuming from {}, an older checkpoint than the damaged latest", root, c.getFileName());
+                }
+                return new Recovery(java.util.Optional.of(c), skipped, damaged || !skipped.isEmpty());
+            }
+            skipped.add(new Skipped(c, why));
+            quarantine(root, c, why);
+        }
+        return new Recovery(java.util.Optional.empty(), skipped, damaged || !skipped.isEmpty());
+    }
+
+    /** Moves a checkpoint that cannot be used to {@code root/quarantine/}, logged as an error. */
+    public static synchronized void quarantine(Path root, Path dir, String why) throws IOException {
+        Path q = Files.createDirectories(root.resolve(QUARANTINE));
+        Path to = q.resolve(dir.getFileName().toString());
+        for (int i = 1; Files.exists(to); i++) {
+            to = q.resolve(dir.getFileName() + "-" + i);
+        }
+        try {
+            AtomicFiles.move(dir, to);
+        } catch (java.nio.file.NoSuchFileException gone) {
+            return; // moved by another caller meanwhile
+        }
+        AtomicFiles.fsync(root);
+        log.error("checkpoints {}: {} is damaged ({}): moved to {}", root, dir.getFileName(), why, to);
+    }
+
+    /**
+     * Why the checkpoint in {@code dir} cannot be resumed, or {@code null} when every file of it is
+     * readable: the state (format, counters), the adapter's config and tensors, the optimizer's
+     * tensors and, when present, the base delta.
+     */
+    public static String validate(Path dir) {
+        try {
+            JsonNode s = readState(dir);
+            for (String k : List.of("step", "micro_step", "optimizer_step")) {
+                if (!s.path(k).canConvertToLong()) {
+                    return STATE + ": no integer '" + k + "'";
+                }
+            }
+            if (!s.path("metadata").isObject()) {
+                return STATE + ": no metadata object";
+            }
+            AdapterFiles.readSpec(dir.resolve("adapter"));
+            try (Safetensors.Reader r = Safetensors.open(dir.resolve("adapter").resolve(AdapterFiles.WEIGHTS))) {
+                r.entries();
+            }
+            try (Safetensors.Reader r = Safetensors.open(dir.resolve("optimizer.safetensors"))) {
+                r.entries();
+            }
+            Path base = dir.resolve("base_delta.safetensors");
+            if (Files.exists(base)) {
+                try (Safetensors.Reader r = Safetensors.open(base)) {
+                    r.entries();
+                }
+            }
+            return null;
+        } catch (IOException | RuntimeException e) {
+            return e.getMessage() == null ? e.toString() : e.getMessage();
+        }
+    }
+
+    /** A sound checkpoint that this trainer's configuration cannot resume (another method or rank): not damage. */
+    public static final class Incompatible extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        public Incompatible(String message) {
+            super(message);
+        }
     }
 
     /** Reads a checkpoint's state without loading tensors. */
@@ -123,7 +261,10 @@ public final class TrainerCheckpoint {
 
     private static JsonNode readState(Path dir) throws IOException {
         Path f = dir.resolve(STATE);
-        JsonNode s = JSON.readTree(f.toFile());
+        JsonNode s = JSON.readTree(Files.readAllBytes(f));
+        if (s == null || !s.isObject()) {
+            throw new CheckpointException(f, STATE, "not a JSON object");
+        }
         int v = s.path("format_version").asInt(-1);
         if (v != FORMAT_VERSION) {
             throw new CheckpointException(f, "format_version", "unsupported checkpoint format " + v + " (this build reads " + FORMAT_VERSION + ")");
@@ -151,8 +292,8 @@ public final class TrainerCheckpoint {
         if (!loaded.spec().label().equals(want.label())) {
             loaded.close();
             tr.close();
-            throw new CheckpointException(dir.resolve("adapter"), "adapter_config.json",
-                    "checkpoint adapter is " + loaded.spec().label() + " but the trainer expects " + want.label());
+            throw new Incompatible(dir.resolve("adapter") + ": checkpoint adapter is " + loaded.spec().label()
+                    + " but the trainer expects " + want.label());
         }
         tr.replaceAdapters(loaded);
         Map<String, float[]> m = new LinkedHashMap<>();
@@ -170,10 +311,17 @@ public final class TrainerCheckpoint {
     private static void prune(Path root, int keep) throws IOException {
         List<Path> all;
         try (Stream<Path> s = Files.list(root)) {
-            all = s.filter(p -> p.getFileName().toString().startsWith("step-")).sorted(Comparator.comparing(Path::toString)).toList();
+            all = s.filter(p -> STEP_DIR.matcher(p.getFileName().toString()).matches()).sorted(Comparator.comparing(Path::toString)).toList();
         }
         for (int i = 0; i < all.size() - keep; i++) {
             AtomicFiles.deleteTree(all.get(i));
+        }
+        List<Path> leftovers; // temporary folders of saves that crashed
+        try (Stream<Path> s = Files.list(root)) {
+            leftovers = s.filter(p -> p.getFileName().toString().matches("step-[0-9]+\\.tmp-[0-9]+")).toList();
+        }
+        for (Path p : leftovers) {
+            AtomicFiles.deleteTree(p);
         }
     }
 

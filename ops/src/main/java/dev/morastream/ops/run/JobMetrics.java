@@ -2,6 +2,7 @@ package dev.morastream.ops.run;
 
 import dev.morastream.actors.evaluator.EvaluatorActor;
 import dev.morastream.actors.events.MoraEvent;
+import dev.morastream.actors.supervisor.RejectReason;
 import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.actors.supervisor.Scores;
 import dev.morastream.streams.StreamStats;
@@ -157,6 +158,15 @@ final class JobMetrics implements StreamStats.Observer {
             evaluated(v);
         } else if (e instanceof MoraEvent.Decided d) {
             decided(d);
+        } else if (e instanceof MoraEvent.StateRepaired r) {
+            Counter.builder("mora.state.repairs").description("Damaged state files repaired around (quarantined, fallback, fresh start, ignored)")
+                    .tag("domain", r.domain()).tag("action", r.action()).register(registry).increment();
+        } else if (e instanceof MoraEvent.AuditFailed a) {
+            Counter.builder("mora.audit.write.failures").description("Failed audit-log writes (the decision is kept and retried)")
+                    .tag("domain", a.domain()).register(registry).increment();
+        } else if (e instanceof MoraEvent.SupervisorRetry r) {
+            Counter.builder("mora.supervisor.retries").description("Registry operations of the promotion supervisor retried")
+                    .tag("domain", r.domain()).register(registry).increment();
         }
     }
 
@@ -199,18 +209,19 @@ final class JobMetrics implements StreamStats.Observer {
 
     private void decided(MoraEvent.Decided d) {
         switch (d.decision()) {
-            case "promoted" -> {
+            case PROMOTED -> {
                 Counter.builder("mora.promotions").description("Adapter versions promoted to serving").tag("domain", d.domain())
                         .register(registry).increment();
                 gauge("mora.promotion.last.timestamp.seconds", "Epoch seconds of the last promotion (the process start until one)",
                         Tags.of("domain", d.domain())).v = System.currentTimeMillis() / 1000.0;
                 serving(d);
             }
-            case "rolled_back" -> serving(d);
-            default -> {
-                List<String> codes = d.codes().isEmpty() ? List.of("error") : d.codes();
-                for (String c : codes) {
-                    rejections(d.domain(), c).increment();
+            case PROMOTED_BY_ADMIN, ROLLED_BACK -> serving(d);
+            case PROMOTE_FAILED, ROLLBACK_FAILED -> { }
+            case REJECTED, SUPERSEDED -> {
+                List<RejectReason> codes = d.codes().isEmpty() ? List.of(RejectReason.ERROR) : d.codes();
+                for (RejectReason c : codes) {
+                    rejections(d.domain(), c.id()).increment();
                 }
             }
         }

@@ -14,6 +14,7 @@ import dev.morastream.actors.supervisor.PromotionSupervisor;
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.eval.TaskSet;
 import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.train.TrainerCheckpoint;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.ops.metrics.Metrics;
 import dev.morastream.ops.serve.ChatTemplate;
@@ -210,6 +211,13 @@ public final class MoraJob implements AutoCloseable {
         }
         jobMetrics = new JobMetrics(metrics.registry(), stats, domains, servingNow);
         stats.observe(jobMetrics);
+        // what opening the registry repaired (quarantined versions, aliases that fell back, lost+found ...)
+        for (AdapterRegistry.Damage d : servingRegistry.recovery()) {
+            MoraEvent.StateRepaired e = new MoraEvent.StateRepaired(d.domain() == null ? "" : d.domain(), d.path().toString(),
+                    d.repair().id(), d.reason());
+            jobMetrics.on(e);
+            progress.on(e);
+        }
         system = ActorSystem.create(SpawnProtocol.create(), "morastream", cfg.raw());
         materializer = Materializer.matFromSystem(system);
         ActorRef<MoraEvent> events = spawn(Behaviors.receive(MoraEvent.class).onMessage(MoraEvent.class, e -> {
@@ -253,6 +261,27 @@ public final class MoraJob implements AutoCloseable {
         warm = pool.warmUp();
 
         // ---- trainers and the stream ----
+        Map<String, Map<TopicPartition, ResumePoint>> rewind = new HashMap<>();
+        for (String d : domains) {
+            // damaged checkpoints are set aside here, before the trainer and the stream both read them
+            TrainerCheckpoint.Recovery rec = TrainerCheckpoint.recover(cfg.checkpoints(d));
+            for (TrainerCheckpoint.Skipped sk : rec.skipped()) {
+                MoraEvent.StateRepaired e = new MoraEvent.StateRepaired(d, sk.dir().toString(), "quarantined", sk.reason());
+                jobMetrics.on(e);
+                progress.on(e);
+            }
+            if (rec.damaged()) {
+                MoraEvent.StateRepaired e = new MoraEvent.StateRepaired(d, cfg.checkpoints(d).toString(),
+                        rec.chosen().isPresent() ? "fallback" : "fresh_start",
+                        rec.chosen().map(c -> "resuming from " + c.getFileName()).orElse("no usable checkpoint: a new adapter from scratch"));
+                jobMetrics.on(e);
+                progress.on(e);
+                if (rec.chosen().isPresent()) {
+                    rewind.put(d, ResumePoint.fromMetadata(TrainerCheckpoint.info(rec.chosen().get()).metadata()));
+                }
+            }
+        }
+        rewindGroup(rewind);
         for (int i = 0; i < domains.size(); i++) {
             String d = domains.get(i);
             JobConfig.Trainer t = cfg.trainer(d);
@@ -358,6 +387,42 @@ public final class MoraJob implements AutoCloseable {
         }
     }
 
+    /**
+     * A domain that fell back to an older checkpoint must retrain the records after that one's
+     * offsets, but the group's committed position (moved on by the damaged newer checkpoint) is
+     * further: the stream resumes at the later of the two. Moves the group's commit back to the
+     * fallback's offsets (with no per-domain metadata, so every other domain resumes from its own
+     * checkpoint). Possible only while the group has no member (Kafka refuses it otherwise): then the
+     * records in between are not retrained, and the log says so.
+     */
+    private void rewindGroup(Map<String, Map<TopicPartition, ResumePoint>> rewind) {
+        if (rewind.isEmpty()) {
+            return;
+        }
+        String group = cfg.kafka().groupId();
+        try {
+            Map<TopicPartition, OffsetAndMetadata> committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()
+                    .get(30, TimeUnit.SECONDS);
+            Map<TopicPartition, Long> target = new HashMap<>();
+            rewind.values().forEach(points -> points.forEach((tp, p) -> target.merge(tp, p.offset(), Math::min)));
+            Map<TopicPartition, OffsetAndMetadata> back = new HashMap<>();
+            target.forEach((tp, o) -> {
+                OffsetAndMetadata c = committed.get(tp);
+                if (c != null && c.offset() > o) {
+                    back.put(tp, new OffsetAndMetadata(o));
+                }
+            });
+            if (!back.isEmpty()) {
+                admin.alterConsumerGroupOffsets(group, back).all().get(30, TimeUnit.SECONDS);
+                progress.say("checkpoint fallback: group " + group + " rewound to " + back.entrySet().stream()
+                        .map(e -> e.getKey() + "=" + e.getValue().offset()).toList() + " to retrain what the damaged checkpoint held");
+            }
+        } catch (Exception e) {
+            log.error("checkpoint fallback of {}: could not rewind group {} ({}); the records between the fallback checkpoint and the "
+                    + "group's committed offsets will NOT be retrained", rewind.keySet(), group, rootCause(e));
+        }
+    }
+
     private <T> ActorRef<T> spawn(Behavior<T> behavior, String name, Props props) throws Exception {
         CompletionStage<ActorRef<T>> ref = AskPattern.ask(system, r -> new SpawnProtocol.Spawn<>(behavior, name, props, r), ASK,
                 system.scheduler());
@@ -421,21 +486,58 @@ public final class MoraJob implements AutoCloseable {
             o.put("domain", p.version().domain());
             o.put("version", p.version().toString());
             o.put("previous", p.previous().map(AdapterVersion::toString).orElse(null));
-            o.put("cause", p.cause());
+            o.put("cause", p.decision().id());
             o.put("time", java.time.Instant.now().toString());
             p.reasons().forEach(o.putArray("reasons")::add);
-            promotions.send(new ProducerRecord<>(cfg.kafka().promotionsTopic(), p.version().domain(), o.toString()), (md, e) -> {
-                if (e != null) {
-                    log.warn("promotion {} not published to {}: {}", p.version(), cfg.kafka().promotionsTopic(), e.toString());
-                }
-            });
+            long gen = promotionGeneration.merge(p.version().domain(), 1L, Long::sum);
+            publishPromotion(new ProducerRecord<>(cfg.kafka().promotionsTopic(), p.version().domain(), o.toString()), p.version(), gen, 1);
         }
+    }
+
+    private final Map<String, Long> promotionGeneration = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * Sends a promotion to the promotions topic; a send that fails is retried with backoff (1 s,
+     * doubling, at most 30 s) until it lands, unless a newer promotion of the domain was sent since
+     * (the compacted topic keeps the last value per domain: an older one must not overtake it).
+     */
+    private void publishPromotion(ProducerRecord<String, String> rec, AdapterVersion v, long gen, int attempt) {
+        promotions.send(rec, (md, e) -> {
+            if (e == null) {
+                if (attempt > 1) {
+                    log.info("promotion {} published to {} after {} attempts", v, rec.topic(), attempt);
+                }
+                return;
+            }
+            io.micrometer.core.instrument.Counter.builder("mora.promotions.publish.failures")
+                    .description("Failed sends of a promotion to the promotions topic (retried)").tag("domain", v.domain())
+                    .register(metrics.registry()).increment();
+            if (promotionGeneration.getOrDefault(v.domain(), 0L) != gen) {
+                log.warn("promotion {} not published to {} ({}); a newer promotion of {} replaces it", v, rec.topic(), e.toString(),
+                        v.domain());
+                return;
+            }
+            long delay = Math.min(30_000L, 1000L << Math.min(5, attempt - 1));
+            if (stopping) {
+                log.error("promotion {} NOT published to {} ({}): the job is stopping; the registry alias holds it", v, rec.topic(),
+                        e.toString());
+                return;
+            }
+            log.warn("promotion {} not published to {} (attempt {}: {}); retrying in {} ms", v, rec.topic(), attempt, e.toString(), delay);
+            try {
+                timers.schedule(() -> publishPromotion(rec, v, gen, attempt + 1), delay, TimeUnit.MILLISECONDS);
+            } catch (java.util.concurrent.RejectedExecutionException stopped) {
+                log.error("promotion {} NOT published to {}: the job is stopping", v, rec.topic());
+            }
+        });
     }
 
     /** The HTTP admin endpoints go through the supervisor (audit log, listeners, promotions topic). */
     private CompletionStage<Void> moveAlias(AdapterVersion target, String cause) {
+        String why = cause + " via the HTTP admin API";
         return AskPattern.<PromotionSupervisor.Command, AdapterVersion>askWithStatus(supervisor,
-                        r -> new PromotionSupervisor.Rollback(target, cause + " via the HTTP admin API", r), ASK, system.scheduler())
+                        r -> "rollback".equals(cause) ? new PromotionSupervisor.Rollback(target, why, r)
+                                : new PromotionSupervisor.Promote(target, why, r), ASK, system.scheduler())
                 .thenAcceptAsync(v -> pool.swap(v), blocking);
     }
 
@@ -608,10 +710,15 @@ public final class MoraJob implements AutoCloseable {
                         c.retentionLoss(), sv.retentionLoss(), v.nanos() / 1e9));
             } else if (e instanceof MoraEvent.Decided d) {
                 switch (d.decision()) {
-                    case "promoted" -> say("PROMOTED " + d.version() + ": now serving it as model '" + d.domain() + "'");
-                    case "rolled_back" -> say("alias moved: " + d.domain() + " -> " + d.version() + " (" + String.join("; ", d.reasons()) + ")");
-                    default -> say(d.decision() + " " + d.version() + ": " + String.join("; ", d.reasons()));
+                    case PROMOTED -> say("PROMOTED " + d.version() + ": now serving it as model '" + d.domain() + "'");
+                    case PROMOTED_BY_ADMIN, ROLLED_BACK -> say(d.decision().id() + ": " + d.domain() + " -> " + d.version() + " ("
+                            + String.join("; ", d.reasons()) + ")");
+                    default -> say(d.decision().id() + " " + d.version() + ": " + String.join("; ", d.reasons()));
                 }
+            } else if (e instanceof MoraEvent.StateRepaired r) {
+                say("DAMAGED STATE " + r.action() + ": " + r.file() + " (" + r.reason() + ")");
+            } else if (e instanceof MoraEvent.AuditFailed a) {
+                say("audit log not writable (" + a.error() + "): " + a.pending() + " decision(s) kept, retrying");
             }
         }
 

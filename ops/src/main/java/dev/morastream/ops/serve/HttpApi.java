@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.morastream.actors.registry.AdapterRegistry;
+import dev.morastream.actors.supervisor.AuditLog;
 import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.models.generate.GenerationConfig;
 import dev.morastream.models.generate.GenerationResult;
@@ -18,7 +19,6 @@ import dev.morastream.ops.metrics.Metrics;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.time.Duration;
@@ -697,18 +697,13 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
             }
         }
         ArrayNode audit = o.putArray("audit");
-        if (auditLog != null && Files.exists(auditLog)) {
-            try {
-                List<String> lines = Files.readAllLines(auditLog, StandardCharsets.UTF_8);
-                for (String line : lines.subList(Math.max(0, lines.size() - AUDIT_LINES), lines.size())) {
-                    if (!line.isBlank()) {
-                        JsonNode entry = JSON.readTree(line);
-                        audit.add(admin ? entry : withoutPaths(entry));
-                    }
-                }
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot read the audit log " + auditLog, e);
-            }
+        try {
+            // torn or corrupt lines are skipped (and counted), never a 500
+            AuditLog.Tail tail = AuditLog.tail(auditLog, AUDIT_LINES);
+            tail.records().forEach(entry -> audit.add(admin ? entry : withoutPaths(entry)));
+            o.put("audit_lines_skipped", tail.skipped());
+        } catch (IOException e) {
+            o.put("audit_error", "cannot read the audit log: " + e.getMessage());
         }
         return complete(json(200, o));
     }
