@@ -181,22 +181,30 @@ final class Rebalancer implements PartitionAssignmentHandler {
     /** The trainer behind a gate that keeps its calls one at a time, in the order they were made. */
     static final class SerialSink {
         private final BatchSink sink;
-        private CompletableFuture<?> last = CompletableFuture.completedFuture(null);
+        // per domain, the last call of that domain: a domain's batches reach its trainer in order, one at a time,
+        // while different domains' trainers take theirs at once
+        private final Map<String, CompletableFuture<?>> last = new HashMap<>();
 
         SerialSink(BatchSink sink) {
             this.sink = sink;
         }
 
         synchronized CompletableFuture<Map<TopicPartition, Long>> accept(PackedBatch b) {
-            CompletableFuture<Map<TopicPartition, Long>> f = last.handle((x, e) -> null).thenCompose(x -> sink.accept(b));
-            last = f;
+            CompletableFuture<?> before = last.getOrDefault(b.domain(), last.getOrDefault(FLUSH, CompletableFuture.completedFuture(null)));
+            CompletableFuture<Map<TopicPartition, Long>> f = before.handle((x, e) -> null).thenCompose(x -> sink.accept(b));
+            last.put(b.domain(), f);
             return f;
         }
 
+        /** After every batch accepted so far, of every domain; later batches wait for it. */
         synchronized CompletableFuture<Map<String, Map<TopicPartition, Long>>> flush() {
-            CompletableFuture<Map<String, Map<TopicPartition, Long>>> f = last.handle((x, e) -> null).thenCompose(x -> sink.flush());
-            last = f;
+            CompletableFuture<?>[] all = last.values().stream().map(c -> c.handle((x, e) -> null)).toArray(CompletableFuture[]::new);
+            CompletableFuture<Map<String, Map<TopicPartition, Long>>> f = CompletableFuture.allOf(all).thenCompose(x -> sink.flush());
+            last.replaceAll((d, c) -> f);
+            last.put(FLUSH, f);
             return f;
         }
+
+        private static final String FLUSH = "\u0000flush"; // not a domain: keeps the last flush for domains not seen yet
     }
 }

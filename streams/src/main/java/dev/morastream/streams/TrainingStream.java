@@ -48,7 +48,7 @@ import org.slf4j.LoggerFactory;
  *   -> tokenize + pack per domain ({@link Packer}, in {@link PackingStage}); records of partitions
  *      no longer owned under the ownership they were fetched in are dropped here
  *   -> optional replay rows appended ({@link ReplayMixer})
- *   -> {@link BatchSink#accept} (mapAsync 1: a slow trainer slows consumption)
+ *   -> {@link BatchSink#accept} (one batch in flight per domain, domains at once; a slow trainer slows consumption)
  *   -> commit the offsets the trainer reports durable (min over domains; the domains further on
  *      in the commit's metadata), sent by the consumer's own thread for current ownerships only
  * </pre>
@@ -227,16 +227,20 @@ public final class TrainingStream {
                 })
                 .mapConcat(batches -> batches)
                 .map(b -> replay == null ? b : replay.mix(b))
-                .mapAsync(1, (PackedBatch b) -> trainer.accept(b).thenApplyAsync(durable -> {
+                // one batch in flight per domain, the trainers of different domains at once; results in stream order
+                .mapAsyncPartitioned(Math.max(1, s.decoder().domains().size()), PackedBatch::domain,
+                        (PackedBatch b, String domain) -> trainer.accept(b).thenApplyAsync(durable -> new Accepted(b, durable), exec))
+                .map(a -> {
+                    PackedBatch b = a.batch();
                     stats.batch(b.domain(), b.completedIds().size(), b.batch().predictions());
                     packing.trained();
-                    Map<TopicPartition, CommitTracker.Commit> commits = tracker.durable(b.domain(), durable);
+                    Map<TopicPartition, CommitTracker.Commit> commits = tracker.durable(b.domain(), a.durable());
                     if (!commits.isEmpty()) {
                         ownership.requestCommits(commits);
                         stats.commits.incrementAndGet();
                     }
                     return Done.getInstance();
-                }, exec))
+                })
                 .watchTermination((control, done) -> {
                     done.whenComplete((x, e) -> packing.terminated());
                     return control;
@@ -273,4 +277,6 @@ public final class TrainingStream {
             throw x;
         }
     }
+
+    private record Accepted(PackedBatch batch, Map<TopicPartition, Long> durable) {}
 }
