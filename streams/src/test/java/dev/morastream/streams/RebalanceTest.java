@@ -113,6 +113,9 @@ class RebalanceTest extends PlainBrokerTestBase {
         // A comes back with its old checkpoint, but B has trained past it on every partition
         long aBefore = a.sink.records();
         a.start(topic, group, assignor);
+        // produce only once A owns partitions again: else B (several trainers at once since the
+        // per-domain stream) may train most of the new records before the rebalance moves any to A
+        awaitEveryMemberAssigned(group, 2);
         produce(topic, produced, 1_500, rnd);
         awaitThat(() -> a.sink.records() >= aBefore + 200, "A trains again");
 
@@ -228,6 +231,19 @@ class RebalanceTest extends PlainBrokerTestBase {
             sent.add(f);
         }
         await(CompletableFuture.allOf(sent.toArray(CompletableFuture[]::new)), WAIT);
+    }
+
+    /** Waits until the group is stable with {@code members} members, each owning a partition. */
+    private static void awaitEveryMemberAssigned(String group, int members) {
+        awaitThat(() -> {
+            try {
+                var d = kafka.admin().describeConsumerGroups(List.of(group)).describedGroups().get(group).get();
+                return "Stable".equalsIgnoreCase(String.valueOf(d.state())) && d.members().size() == members
+                        && d.members().stream().noneMatch(m -> m.assignment().topicPartitions().isEmpty());
+            } catch (Exception e) {
+                return false;
+            }
+        }, "every member of " + group + " owns partitions");
     }
 
     /** Polls {@code condition} until it holds or {@link #WAIT} has passed. */
