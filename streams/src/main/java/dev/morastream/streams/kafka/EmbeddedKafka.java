@@ -267,6 +267,38 @@ public final class EmbeddedKafka implements AutoCloseable {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while creating topic " + name, e);
         }
+        awaitLeaders(name);
+    }
+
+    /**
+     * Waits until the broker's own metadata gives every partition of {@code name} a leader: a
+     * producer that sends earlier can get NOT_LEADER_OR_FOLLOWER, and an idempotent one then
+     * OutOfOrderSequence (seen once in TrainingStreamTest on a topic created just before).
+     */
+    private void awaitLeaders(String name) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (true) {
+            try {
+                var d = admin.describeTopics(List.of(name)).allTopicNames().get(10, TimeUnit.SECONDS).get(name);
+                if (d != null && d.partitions().stream().allMatch(p -> p.leader() != null && !p.leader().isEmpty())) {
+                    return;
+                }
+            } catch (ExecutionException | TimeoutException e) {
+                // not visible yet: ask again
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while waiting for the leaders of " + name, e);
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("topic " + name + " has partitions without a leader after 30 s");
+            }
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while waiting for the leaders of " + name, e);
+            }
+        }
     }
 
     /** Stops the broker and waits for it; the data directory stays (the caller owns it). */
