@@ -200,6 +200,9 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     static final class Health {
         int divergences;
         int failures;
+        // a failure outside a Train (a timed checkpoint): the next Train is refused so that the stream
+        // restarts from the checkpoint this trainer restarted from (nothing trained since is lost)
+        String pendingRestart;
     }
 
     static final String LR_SCALE_KEY = "trainer.lr_scale";
@@ -402,6 +405,12 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
 
     private Behavior<Command> onTrain(Train m) {
         Autograd.off(); // per message: the dispatcher may hand this actor any of its threads
+        if (health.pendingRestart != null) {
+            String why = health.pendingRestart;
+            health.pendingRestart = null;
+            m.replyTo().tell(StatusReply.error("trainer " + s.domain() + " restarted from its last checkpoint: " + why));
+            return this;
+        }
         StepResult r;
         try {
             r = trainer.step(m.batch().batch());
@@ -457,7 +466,17 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
 
     private Behavior<Command> onTick() {
         if (trainer.step() > savedStep && trainer.microStep() % trainer.config().gradAccum() == 0) {
-            checkpoint();
+            try {
+                checkpoint();
+            } catch (RuntimeException e) {
+                String why = "timed checkpoint failed: " + e;
+                MoraEvent.publish(getContext().getSystem(), new MoraEvent.TrainFailed(s.domain(), "exception", why));
+                health.failures++;
+                health.pendingRestart = why;
+                getContext().getLog().warn("trainer {}: {}; restarting from the last checkpoint (failures {})", s.domain(), why,
+                        health.failures);
+                throw new TrainingFailure(why, false, e);
+            }
         }
         return this;
     }

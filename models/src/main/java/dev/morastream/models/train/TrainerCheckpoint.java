@@ -178,7 +178,14 @@ public final class TrainerCheckpoint {
             String why = validate(c);
             if (why == null) {
                 if (damaged || !skipped.isEmpty() || !c.equals(named)) {
-                    AtomicFiles.write(l, (c.getFileName() + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                    try {
+                        AtomicFiles.write(l, (c.getFileName() + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                    } catch (IOException e) {
+                        // best effort: the checkpoint found is sound; LATEST is written again by the next save,
+                        // whose failure (if the directory stays unwritable) the trainer reports as a step failure
+                        log.warn("checkpoints {}: cannot point {} at {} ({}); resuming from it anyway", root, LATEST,
+                                c.getFileName(), e.toString());
+                    }
                 }
                 if (!skipped.isEmpty() || damaged) {
                     log.warn("checkpoints {}: resuming from {}, an older checkpoint than the damaged latest", root, c.getFileName());
