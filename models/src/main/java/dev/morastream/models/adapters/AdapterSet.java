@@ -64,11 +64,6 @@ public final class AdapterSet implements AutoCloseable {
         return build(model, spec, true);
     }
 
-    /** Whether this set may write the model's weights (see {@link #createOwning}). */
-    public boolean owning() {
-        return owning;
-    }
-
     private static AdapterSet build(LlamaModel model, AdapterSpec spec, boolean owning) {
         NDManager m = model.manager().newSubManager();
         Map<String, AdapterLayer> layers = new LinkedHashMap<>();
