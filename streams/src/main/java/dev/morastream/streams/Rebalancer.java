@@ -184,13 +184,14 @@ final class Rebalancer implements PartitionAssignmentHandler {
         // per domain, the last call of that domain: a domain's batches reach its trainer in order, one at a time,
         // while different domains' trainers take theirs at once
         private final Map<String, CompletableFuture<?>> last = new HashMap<>();
+        private CompletableFuture<?> lastFlush = CompletableFuture.completedFuture(null); // what a domain seen first waits for
 
         SerialSink(BatchSink sink) {
             this.sink = sink;
         }
 
         synchronized CompletableFuture<Map<TopicPartition, Long>> accept(PackedBatch b) {
-            CompletableFuture<?> before = last.getOrDefault(b.domain(), last.getOrDefault(FLUSH, CompletableFuture.completedFuture(null)));
+            CompletableFuture<?> before = last.getOrDefault(b.domain(), lastFlush);
             CompletableFuture<Map<TopicPartition, Long>> f = before.handle((x, e) -> null).thenCompose(x -> sink.accept(b));
             last.put(b.domain(), f);
             return f;
@@ -201,10 +202,8 @@ final class Rebalancer implements PartitionAssignmentHandler {
             CompletableFuture<?>[] all = last.values().stream().map(c -> c.handle((x, e) -> null)).toArray(CompletableFuture[]::new);
             CompletableFuture<Map<String, Map<TopicPartition, Long>>> f = CompletableFuture.allOf(all).thenCompose(x -> sink.flush());
             last.replaceAll((d, c) -> f);
-            last.put(FLUSH, f);
+            lastFlush = f;
             return f;
         }
-
-        private static final String FLUSH = "\u0000flush"; // not a domain: keeps the last flush for domains not seen yet
     }
 }
