@@ -1,26 +1,15 @@
 package dev.morastream.actors.evaluator;
 
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
 import dev.morastream.models.llama.Autograd;
 import dev.morastream.actors.supervisor.Scores;
 import dev.morastream.models.adapters.AdapterFiles;
 import dev.morastream.models.adapters.AdapterSet;
 import dev.morastream.models.eval.TaskSet;
-import dev.morastream.models.eval.TextMetrics;
-import dev.morastream.models.generate.GenerationConfig;
-import dev.morastream.models.generate.Generator;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
-import dev.morastream.models.eval.Perplexity;
-import dev.morastream.models.train.Losses;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -32,13 +21,16 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 import org.apache.pekko.pattern.StatusReply;
 
 /**
- * Scores a candidate adapter and the one in service (or the base model) on the same sets:
- * memorisation (greedy character accuracy on trained prompt/completion facts, loss on trained
- * rows), downstream task sets (character accuracy per set) and retention (loss on the base model's
- * held-out text). Adapters are loaded detached ({@link AdapterFiles#loadDetached}) and applied
- * through their own {@link LinearOp}, so evaluation shares the base weights with training without
- * touching the adapter installed on the model. Spawn on {@link #DISPATCHER}: every evaluation
- * blocks for seconds.
+ * Scores a candidate adapter, the one in service and the base model on the same sets with a {@link
+ * Scorer}: memorisation (greedy character accuracy on trained prompt/completion facts, loss on
+ * trained rows), downstream task sets (character accuracy per set), retention (loss on the base
+ * model's held-out text) and the KL from the base on a fixed prompt set. What does not depend on
+ * the candidate's sample (downstream, retention, KL) is computed once for the base and once per
+ * version in service, so an evaluation costs one full scoring of the candidate plus the sample's
+ * facts for the others. Adapters are loaded detached ({@link AdapterFiles#loadDetached}) and
+ * applied through their own {@link LinearOp}, so evaluation shares the base weights with training
+ * without touching the adapter installed on the model. Spawn on {@link #DISPATCHER}: every
+ * evaluation blocks for seconds.
  */
 public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Command> {
     public static final DispatcherSelector DISPATCHER = DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher");
@@ -47,14 +39,19 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
     public sealed interface Command {}
 
     /**
-     * Scores {@code candidateDir} and {@code servingDir} (empty: the base model) on {@code sample}
-     * and the configured sets.
+     * Scores {@code candidateDir}, {@code servingDir} (empty: the base model) and the base on
+     * {@code sample} and the configured sets.
      */
     public record Evaluate(Path candidateDir, Optional<Path> servingDir, Sample sample,
                            ActorRef<StatusReply<Evaluation>> replyTo) implements Command {}
 
-    /** Both scores, measured on the same sets. */
-    public record Evaluation(Scores candidate, Scores serving) {}
+    /** The three scores, measured on the same sets. */
+    public record Evaluation(Scores candidate, Scores serving, Scores base) {
+        /** When the base is the reference in service. */
+        public Evaluation(Scores candidate, Scores serving) {
+            this(candidate, serving, serving);
+        }
+    }
 
     /**
      * @param tasks downstream items (each scored in its own {@code set})
@@ -69,9 +66,10 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
     }
 
     private final LlamaModel model;
-    private final TextTokenizer tok;
-    private final Settings settings;
-    private final int[] heldoutIds;
+    private final Scorer scorer;
+    private Scorer.Fixed baseFixed; // the base's downstream, retention, KL (0): computed once
+    private Path servingDir; // the version in service whose fixed scores are kept
+    private Scorer.Fixed servingFixed;
 
     public static Behavior<Command> create(LlamaModel model, TextTokenizer tok, Settings settings) {
         return Behaviors.setup(ctx -> new EvaluatorActor(ctx, model, tok, settings));
@@ -80,9 +78,7 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
     private EvaluatorActor(ActorContext<Command> ctx, LlamaModel model, TextTokenizer tok, Settings settings) {
         super(ctx);
         this.model = model;
-        this.tok = tok;
-        this.settings = settings;
-        this.heldoutIds = tok.encodeFramed(settings.heldout(), false);
+        this.scorer = new Scorer(model, tok, settings);
     }
 
     @Override
@@ -94,11 +90,15 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
         Autograd.off(); // no graphs for evaluation forwards
         long t0 = System.nanoTime();
         try {
-            Scores cand = scoreDir(Optional.of(m.candidateDir()), m.sample());
-            Scores serving = scoreDir(m.servingDir(), m.sample());
-            getContext().getLog().info("evaluator: {} in {} ms: candidate {} vs serving {}", m.candidateDir().getFileName(),
-                    (System.nanoTime() - t0) / 1_000_000, cand, serving);
-            m.replyTo().tell(StatusReply.success(new Evaluation(cand, serving)));
+            if (baseFixed == null) {
+                baseFixed = scorer.fixed(LinearOp.PLAIN);
+            }
+            Scores base = scorer.score(LinearOp.PLAIN, m.sample(), baseFixed);
+            Scores cand = scoreDir(m.candidateDir(), m.sample(), false);
+            Scores serving = m.servingDir().isEmpty() ? base : scoreDir(m.servingDir().get(), m.sample(), true);
+            getContext().getLog().info("evaluator: {} in {} ms: candidate {} vs serving {} vs base {}", m.candidateDir().getFileName(),
+                    (System.nanoTime() - t0) / 1_000_000, cand, serving, base);
+            m.replyTo().tell(StatusReply.success(new Evaluation(cand, serving, base)));
         } catch (RuntimeException e) {
             getContext().getLog().warn("evaluator: {} failed: {}", m.candidateDir(), e.toString());
             m.replyTo().tell(StatusReply.error("evaluation of " + m.candidateDir() + " failed: " + e));
@@ -106,83 +106,17 @@ public final class EvaluatorActor extends AbstractBehavior<EvaluatorActor.Comman
         return this;
     }
 
-    private Scores scoreDir(Optional<Path> dir, Sample sample) {
-        if (dir.isEmpty()) {
-            return score(LinearOp.PLAIN, sample);
-        }
-        try (AdapterSet set = AdapterFiles.loadDetached(dir.get(), model)) {
-            return score(set.op(), sample).withProgressiveLoss(progressiveLoss(dir.get()));
-        }
-    }
-
-    /**
-     * The trainer's progressive loss of a registry version (its {@code version.json} info
-     * {@code progressive_loss}: mean before-update loss of the batches it was trained on since the
-     * previous checkpoint); NaN when the directory has none (an adapter made elsewhere).
-     */
-    static double progressiveLoss(Path versionDir) {
-        Path f = versionDir.resolve("version.json");
-        if (!java.nio.file.Files.isRegularFile(f)) {
-            return Double.NaN;
-        }
-        try {
-            com.fasterxml.jackson.databind.JsonNode v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(f.toFile())
-                    .path("info").path("progressive_loss");
-            return v.isMissingNode() ? Double.NaN : Double.parseDouble(v.asText());
-        } catch (java.io.IOException | NumberFormatException e) {
-            return Double.NaN;
-        }
-    }
-
-    /** Every score of one adapter ({@code op}) on the sample and the configured sets. */
-    public Scores score(LinearOp op, Sample sample) {
-        Generator gen = new Generator(model, tok, op);
-        double charAcc = Double.NaN;
-        double exact = Double.NaN;
-        if (!sample.facts().isEmpty()) {
-            double sum = 0;
-            int hits = 0;
-            for (Sample.Fact f : sample.facts()) {
-                int budget = tok.encode(f.completion()).length + 2;
-                String got = gen.generate(f.prompt(), GenerationConfig.greedy(budget), null).text();
-                sum += TextMetrics.charAccuracy(got, f.completion());
-                hits += TextMetrics.exactMatch(got, f.completion()) ? 1 : 0;
+    /** A registry version's scores; a version in service keeps its fixed scores until another is. */
+    private Scores scoreDir(Path dir, Sample sample, boolean inService) {
+        try (AdapterSet set = AdapterFiles.loadDetached(dir, model)) {
+            if (!inService) {
+                return scorer.score(set.op(), sample);
             }
-            charAcc = sum / sample.facts().size();
-            exact = (double) hits / sample.facts().size();
-        }
-        double memLoss = sample.texts().isEmpty() ? Double.NaN : rowsLoss(op, sample.texts());
-        Map<String, Double> downstream = new LinkedHashMap<>();
-        if (!settings.tasks().isEmpty()) {
-            for (TaskSet.Score s : TaskSet.evaluate(gen, settings.tasks(), settings.maxNewTokens())) {
-                if (!s.set().equals("all")) {
-                    downstream.put(s.set(), s.charAccuracy());
-                }
+            if (!dir.equals(servingDir)) {
+                servingFixed = scorer.fixed(set.op());
+                servingDir = dir;
             }
+            return scorer.score(set.op(), sample, servingFixed);
         }
-        return new Scores(charAcc, memLoss, downstream, retentionLoss(op), exact, Double.NaN);
-    }
-
-    /** Mean next-token loss of whole rows {@code (T + 1)} through {@code op}. */
-    double rowsLoss(LinearOp op, List<int[]> rows) {
-        double nll = 0;
-        long count = 0;
-        try (NDManager root = NDManager.newBaseManager(model.device())) {
-            for (int[] row : rows) {
-                try (NDManager m = root.newSubManager()) {
-                    int[][] x = {Arrays.copyOf(row, row.length - 1)};
-                    int[][] y = {Arrays.copyOfRange(row, 1, row.length)};
-                    NDArray logits = model.forward(model.ids(m, x), null, op); // (1, T, V)
-                    nll += Losses.nllSum(logits, model.ids(m, y), null).getFloat();
-                    count += row.length - 1;
-                }
-            }
-        }
-        return nll / count;
-    }
-
-    /** Mean loss on the held-out text in consecutive windows, through {@code op}. */
-    double retentionLoss(LinearOp op) {
-        return heldoutIds.length < 2 ? Double.NaN : Perplexity.evaluate(model, heldoutIds, settings.window(), op).loss();
     }
 }

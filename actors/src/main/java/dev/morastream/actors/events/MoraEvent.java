@@ -24,9 +24,10 @@ public sealed interface MoraEvent {
      * @param lossBefore loss on the batch before the update (progressive validation)
      * @param lossAfter loss after the update, NaN when not measured
      * @param tokens predicted positions in the batch
+     * @param klToBase mean KL(base || adapted) on the batch's base rows, NaN when the term is off
      */
-    record Stepped(String domain, long step, double lossBefore, double lossAfter, double lr, long tokens, long nanos)
-            implements MoraEvent {}
+    record Stepped(String domain, long step, double lossBefore, double lossAfter, double lr, long tokens, long nanos,
+                   double klToBase) implements MoraEvent {}
 
     /** A trainer gave up its state; {@code reason} is {@code nan}, {@code divergence} or {@code exception}. */
     record TrainFailed(String domain, String reason, String message) implements MoraEvent {}

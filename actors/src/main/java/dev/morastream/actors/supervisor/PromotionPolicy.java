@@ -7,20 +7,33 @@ import java.util.Map;
 
 /**
  * The promotion gate: a candidate replaces the adapter in service only when its memorisation
- * improves by at least {@code memorizationMargin} (character accuracy on trained facts, absolute;
- * for a domain of plain text, with no facts to answer, the loss on trained text, relatively) and no
- * downstream set and no retention score regresses beyond its tolerance. A candidate with any
- * non-finite score is never promoted.
+ * improves by at least {@code memorizationMargin} over the adapter in service (character accuracy on
+ * trained facts, absolute; for a domain of plain text, with no facts to answer, the loss on trained
+ * text, relatively), no downstream set drops by more than {@code downstreamTolerance} against the
+ * adapter in service <em>or against the base model</em> (so that small regressions cannot add up
+ * over many promotions), the retention loss rises by at most {@code retentionTolerance} against
+ * either, and the mean KL from the base is at most {@code maxKl}. A candidate with any non-finite
+ * score, or a NaN KL when a bound is set, is never promoted.
  *
- * @param memorizationMargin least gain in memorisation character accuracy (e.g. 0.02)
- * @param downstreamTolerance largest drop of any downstream accuracy (absolute, e.g. 0.02)
+ * @param memorizationMargin least gain in memorisation character accuracy (e.g. 0.05)
+ * @param downstreamTolerance largest drop of any downstream accuracy (absolute, e.g. 0.03)
  * @param retentionTolerance largest relative rise of the retention loss (e.g. 0.02 = 2%)
+ * @param maxKl largest mean KL(base || candidate) on the evaluator's prompt set; {@code
+ *     Double.POSITIVE_INFINITY}: not judged
  */
-public record PromotionPolicy(double memorizationMargin, double downstreamTolerance, double retentionTolerance) {
+public record PromotionPolicy(double memorizationMargin, double downstreamTolerance, double retentionTolerance, double maxKl) {
     public PromotionPolicy {
         if (memorizationMargin < 0 || downstreamTolerance < 0 || retentionTolerance < 0) {
             throw new IllegalArgumentException("margins and tolerances must not be negative");
         }
+        if (!(maxKl > 0)) {
+            throw new IllegalArgumentException("max-kl must be positive (infinite: not judged), got " + maxKl);
+        }
+    }
+
+    /** Without a KL bound. */
+    public PromotionPolicy(double memorizationMargin, double downstreamTolerance, double retentionTolerance) {
+        this(memorizationMargin, downstreamTolerance, retentionTolerance, Double.POSITIVE_INFINITY);
     }
 
     /**
@@ -35,11 +48,17 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
         }
     }
 
+    /** {@link #decide(Scores, Scores, Scores)} with the adapter in service as the only reference. */
+    public Decision decide(Scores candidate, Scores serving) {
+        return decide(candidate, serving, serving);
+    }
+
     /**
      * @param candidate the new checkpoint's scores
      * @param serving the scores of the adapter in service (or of the base model when none is)
+     * @param base the base model's scores on the same sets
      */
-    public Decision decide(Scores candidate, Scores serving) {
+    public Decision decide(Scores candidate, Scores serving, Scores base) {
         List<String> why = new ArrayList<>();
         List<RejectReason> codes = new ArrayList<>();
         if (!candidate.finite()) {
@@ -69,7 +88,38 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
                 why.add(String.format(Locale.ROOT, "memorization loss -%.1f%% (no facts to answer)", gain * 100));
             }
         }
-        for (Map.Entry<String, Double> e : serving.downstream().entrySet()) {
+        ok &= downstream(candidate, serving, "serving", why, codes);
+        if (base != serving) {
+            ok &= downstream(candidate, base, "base", why, codes);
+        }
+        for (Scores ref : base != serving ? List.of(serving, base) : List.of(serving)) {
+            double limit = ref.retentionLoss() * (1 + retentionTolerance);
+            if (candidate.retentionLoss() > limit) {
+                ok = false;
+                codes.add(RejectReason.RETENTION);
+                why.add(String.format(Locale.ROOT, "retention loss regressed %.4f (%s) -> %.4f (tolerance %.1f%%)", ref.retentionLoss(),
+                        ref == base ? "base" : "serving", candidate.retentionLoss(), retentionTolerance * 100));
+            }
+        }
+        if (Double.isFinite(maxKl)) {
+            if (Double.isNaN(candidate.klToBase())) {
+                ok = false;
+                codes.add(RejectReason.KL);
+                why.add("KL to the base not measured (NaN) while max-kl is " + maxKl);
+            } else if (candidate.klToBase() > maxKl) {
+                ok = false;
+                codes.add(RejectReason.KL);
+                why.add(String.format(Locale.ROOT, "KL to the base %.4f above max-kl %.4f", candidate.klToBase(), maxKl));
+            } else {
+                why.add(String.format(Locale.ROOT, "KL to the base %.4f", candidate.klToBase()));
+            }
+        }
+        return new Decision(ok, why, ok ? List.of() : codes.stream().distinct().toList());
+    }
+
+    private boolean downstream(Scores candidate, Scores ref, String refName, List<String> why, List<RejectReason> codes) {
+        boolean ok = true;
+        for (Map.Entry<String, Double> e : ref.downstream().entrySet()) {
             Double c = candidate.downstream().get(e.getKey());
             if (c == null) {
                 ok = false;
@@ -78,17 +128,10 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
             } else if (e.getValue() - c > downstreamTolerance) {
                 ok = false;
                 codes.add(RejectReason.DOWNSTREAM);
-                why.add(String.format(Locale.ROOT, "downstream '%s' regressed %.4f -> %.4f (tolerance %.4f)", e.getKey(),
-                        e.getValue(), c, downstreamTolerance));
+                why.add(String.format(Locale.ROOT, "downstream '%s' regressed %.4f (%s) -> %.4f (tolerance %.4f)", e.getKey(),
+                        e.getValue(), refName, c, downstreamTolerance));
             }
         }
-        double limit = serving.retentionLoss() * (1 + retentionTolerance);
-        if (candidate.retentionLoss() > limit) {
-            ok = false;
-            codes.add(RejectReason.RETENTION);
-            why.add(String.format(Locale.ROOT, "retention loss regressed %.4f -> %.4f (tolerance %.1f%%)", serving.retentionLoss(),
-                    candidate.retentionLoss(), retentionTolerance * 100));
-        }
-        return new Decision(ok, why, ok ? List.of() : codes.stream().distinct().toList());
+        return ok;
     }
 }

@@ -321,10 +321,10 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
         }
         EvaluatorActor.Evaluation scored = m.reply().getValue();
         EvaluatorActor.Evaluation eval = new EvaluatorActor.Evaluation(scored.candidate().withProgressiveLoss(c.progressiveLoss()),
-                scored.serving());
+                scored.serving(), scored.base());
         MoraEvent.publish(getContext().getSystem(), new MoraEvent.Evaluated(c.version().domain(), c.version(),
                 m.serving().map(AdapterRegistry.Entry::version), eval, System.nanoTime() - st.evalStarted));
-        PromotionPolicy.Decision d = policies.apply(c.version().domain()).decide(eval.candidate(), eval.serving());
+        PromotionPolicy.Decision d = policies.apply(c.version().domain()).decide(eval.candidate(), eval.serving(), eval.base());
         if (!d.promote()) {
             return reject(c, m.serving(), eval, d.reasons(), d.codes());
         }
@@ -460,6 +460,7 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
         if (eval != null) {
             n.set("candidate_scores", JSON.valueToTree(eval.candidate()));
             n.set("serving_scores", JSON.valueToTree(eval.serving()));
+            n.set("base_scores", JSON.valueToTree(eval.base()));
         }
         st.unwritten.add(new Pending(n, version, decision));
         flushAudit();

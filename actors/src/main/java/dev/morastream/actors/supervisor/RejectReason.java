@@ -15,6 +15,8 @@ public enum RejectReason {
     DOWNSTREAM,
     /** The retention loss rose beyond its tolerance. */
     RETENTION,
+    /** The KL from the base is above the bound, or was not measured. */
+    KL,
     /** The registry, the evaluator or the alias move failed. */
     ERROR,
     /** A newer candidate of the domain replaced it in the queue. */

@@ -376,7 +376,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     static TrainerConfig scaled(TrainerConfig c, double scale) {
         return new TrainerConfig(c.lr() * scale, c.schedule(), c.warmupSteps(), c.totalSteps(), c.minLrRatio(),
                 c.weightDecay(), c.clipNorm(), c.gradAccum(), c.completionOnly(), c.measureAfter(), c.remoraEvery(),
-                c.remoraWarmup());
+                c.remoraWarmup(), c.klWeight(), c.klOnPrompts());
     }
 
     /** The learning-rate factor in effect (1 until divergences backed it off). */
@@ -426,7 +426,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
                     s.divergenceFactor(), runningLoss), "divergence", null);
         }
         MoraEvent.publish(getContext().getSystem(), new MoraEvent.Stepped(s.domain(), r.step(), loss, r.lossAfter(), r.lr(),
-                r.tokens(), (long) (r.millis() * 1e6)));
+                r.tokens(), (long) (r.millis() * 1e6), r.klToBase()));
         runningLoss = Double.isNaN(runningLoss) ? loss : 0.9 * runningLoss + 0.1 * loss;
         judged++;
         progressiveSum += loss;

@@ -66,4 +66,45 @@ class PromotionPolicyTest {
     void aMissingDownstreamScoreIsNotAPass() {
         assertFalse(P.decide(new Scores(0.9, 0.5, Map.of("capitals", 0.8), 0.49), SERVING).promote());
     }
+
+    /** The shipped defaults: 0.05 / 0.03 / 2% / max KL 0.1. */
+    static final PromotionPolicy TIGHT = new PromotionPolicy(0.05, 0.03, 0.02, 0.1);
+    static final Scores BASE = new Scores(0.28, 2.0, Map.of("capitals", 0.80, "jobs", 0.46), 0.511, Double.NaN, Double.NaN, 0.0);
+
+    static Scores scores(double mem, double capitals, double kl) {
+        return new Scores(mem, 1.0, Map.of("capitals", capitals, "jobs", 0.46), 0.511, Double.NaN, Double.NaN, kl);
+    }
+
+    @Test
+    void regressionsCannotAccumulateOverPromotions() {
+        // the version in service already lost 0.02 of capitals against the base (within tolerance)
+        Scores serving = scores(0.70, 0.78, 0.03);
+        assertTrue(TIGHT.decide(serving, BASE, BASE).promote());
+        // the candidate loses 0.02 more: within 0.03 of the version in service, 0.04 below the base
+        Scores candidate = scores(0.90, 0.76, 0.04);
+        assertTrue(TIGHT.decide(candidate, serving).promote(), "against the version in service alone it would pass");
+        PromotionPolicy.Decision d = TIGHT.decide(candidate, serving, BASE);
+        assertFalse(d.promote(), d.reasons().toString());
+        assertEquals(List.of(RejectReason.DOWNSTREAM), d.codes());
+        assertTrue(d.reasons().stream().anyMatch(r -> r.contains("'capitals'") && r.contains("(base)")), d.reasons().toString());
+    }
+
+    @Test
+    void retentionIsJudgedAgainstTheBaseToo() {
+        Scores serving = new Scores(0.70, 1.0, BASE.downstream(), 0.519, Double.NaN, Double.NaN, 0.02); // +1.6% of the base
+        Scores candidate = new Scores(0.90, 1.0, BASE.downstream(), 0.527, Double.NaN, Double.NaN, 0.02); // +1.5% of serving, +3.1% of base
+        assertEquals(List.of(RejectReason.RETENTION), TIGHT.decide(candidate, serving, BASE).codes());
+    }
+
+    @Test
+    void klAboveTheBoundOrNotMeasuredIsRejected() {
+        assertTrue(TIGHT.decide(scores(0.90, 0.80, 0.09), BASE, BASE).promote());
+        PromotionPolicy.Decision high = TIGHT.decide(scores(0.90, 0.80, 0.11), BASE, BASE);
+        assertEquals(List.of(RejectReason.KL), high.codes(), high.reasons().toString());
+        PromotionPolicy.Decision nan = TIGHT.decide(scores(0.90, 0.80, Double.NaN), BASE, BASE);
+        assertFalse(nan.promote());
+        assertEquals(List.of(RejectReason.KL), nan.codes(), nan.reasons().toString());
+        // no bound: KL not judged, NaN included
+        assertTrue(new PromotionPolicy(0.05, 0.03, 0.02).decide(scores(0.90, 0.80, Double.NaN), BASE, BASE).promote());
+    }
 }

@@ -28,6 +28,7 @@ public final class IncrementalTrainer implements AutoCloseable {
             List.of(MoraVariant.SHARING, MoraVariant.CONTIGUOUS, MoraVariant.TYPE3, MoraVariant.TYPE4);
 
     private final LlamaModel model;
+    private final LlamaModel reference; // the frozen base for the KL term when this trainer writes model's weights
     private final AdapterSpec baseSpec;
     private final TrainerConfig cfg;
     private final AdamW opt;
@@ -39,9 +40,23 @@ public final class IncrementalTrainer implements AutoCloseable {
     private double accumulatedLoss;
 
     public IncrementalTrainer(LlamaModel model, AdapterSpec spec, TrainerConfig cfg) {
+        this(model, spec, cfg, null);
+    }
+
+    /**
+     * @param reference the frozen base model for the KL-to-base term ({@link TrainerConfig#klWeight}),
+     *     needed only by a trainer that writes {@code model}'s weights (full fine-tuning, ReMoRA,
+     *     ReLoRA); {@code null}: the base is {@code model} without the adapters
+     */
+    public IncrementalTrainer(LlamaModel model, AdapterSpec spec, TrainerConfig cfg, LlamaModel reference) {
         this.model = model;
+        this.reference = reference;
         this.baseSpec = spec;
         this.cfg = cfg;
+        if (cfg.klWeight() > 0 && reference == null && (spec.method() == AdapterSpec.Method.FULL || cfg.remoraEvery() > 0)) {
+            throw new IllegalArgumentException("kl-weight > 0 needs the frozen base: full fine-tuning and ReMoRA/ReLoRA write the"
+                    + " model's weights, so the model without adapters is no longer the base (give a reference model, or kl-weight = 0)");
+        }
         if (cfg.remoraEvery() > 0 && spec.method() == AdapterSpec.Method.MORA
                 && (spec.resolvedVariant() == MoraVariant.ROTATION || spec.resolvedVariant() == MoraVariant.DECOUPLING)) {
             throw new IllegalArgumentException("ReMoRA switches grouping types 1-4; rotation (type 6) is not used with it");
@@ -140,18 +155,12 @@ public final class IncrementalTrainer implements AutoCloseable {
         double lr = 0;
         double gradNorm = Double.NaN;
         double lossAfter = Double.NaN;
+        double klToBase;
         try (NDManager sm = model.manager().newSubManager()) {
             Inputs in = inputs(batch, sm);
-            adapters.setTraining(true);
-            adapters.seedDropout(microStep);
-            // per-thread recording (not DJL's JVM-wide GradientCollector): trainers step concurrently
-            try (Autograd.Recording rec = Autograd.record()) {
-                NDArray loss = Losses.mean(model.forward(in.x, null, adapters.op()), in.y, in.mask); // ()
-                lossBefore = loss.getFloat();
-                rec.backward(cfg.gradAccum() == 1 ? loss : Scalars.div(loss, cfg.gradAccum()));
-            } finally {
-                adapters.setTraining(false);
-            }
+            Objective o = objective(batch, in, sm, true);
+            lossBefore = o.crossEntropy();
+            klToBase = o.klToBase();
             microStep++;
             accumulatedLoss += lossBefore;
             if (microStep % cfg.gradAccum() == 0) {
@@ -182,7 +191,72 @@ public final class IncrementalTrainer implements AutoCloseable {
             }
         }
         return new StepResult(step, microStep, lossBefore, lossAfter, lr, gradNorm, updated, skipped,
-                batch.predictions(), (System.nanoTime() - t0) / 1e6);
+                batch.predictions(), (System.nanoTime() - t0) / 1e6, klToBase);
+    }
+
+    /** The two parts of the training objective {@code CE + klWeight x KL} on a batch. */
+    record Objective(double crossEntropy, double klToBase) {}
+
+    /**
+     * Forward (and, with {@code backward}, backward into the trainables' gradients, scaled by
+     * {@code 1 / gradAccum}) of the training objective: cross-entropy on the batch's counted
+     * targets plus, when {@code klWeight > 0} and some position counts, {@code klWeight x} the mean
+     * KL from the frozen base's next-token distribution (one extra forward without the adapters,
+     * recorded nowhere) over the positions of {@link #klMask}.
+     */
+    private Objective objective(TrainBatch batch, Inputs in, NDManager sm, boolean backward) {
+        NDArray klMask = cfg.klWeight() > 0 ? klMask(batch, sm) : null; // (B, T) or null
+        NDArray baseLogits = null;
+        if (klMask != null) {
+            Autograd.off(); // the base's logits are a constant of the loss
+            baseLogits = (reference != null ? reference : model).forward(in.x, null, LinearOp.PLAIN); // (B, T, V)
+        }
+        adapters.setTraining(backward);
+        adapters.seedDropout(microStep);
+        // per-thread recording (not DJL's JVM-wide GradientCollector): trainers step concurrently
+        try (Autograd.Recording rec = backward ? Autograd.record() : null) {
+            NDArray logits = model.forward(in.x, null, adapters.op()); // (B, T, V)
+            NDArray loss = Losses.mean(logits, in.y, in.mask); // ()
+            double ce = loss.getFloat();
+            double kl = Double.NaN;
+            if (baseLogits != null) {
+                NDArray k = Losses.klMean(logits, baseLogits, klMask); // ()
+                kl = k.getFloat();
+                loss = loss.add(Scalars.mul(k, cfg.klWeight()));
+            }
+            if (rec != null) {
+                rec.backward(cfg.gradAccum() == 1 ? loss : Scalars.div(loss, cfg.gradAccum()));
+            }
+            return new Objective(ce, kl);
+        } finally {
+            adapters.setTraining(false);
+        }
+    }
+
+    /** The objective's value on a batch, without dropout or gradients (for gradient checks). */
+    double objectiveValue(TrainBatch batch) {
+        Autograd.off();
+        try (NDManager sm = model.manager().newSubManager()) {
+            Objective o = objective(batch, inputs(batch, sm), sm, false);
+            return o.crossEntropy() + (Double.isNaN(o.klToBase()) ? 0 : cfg.klWeight() * o.klToBase());
+        }
+    }
+
+    /**
+     * The objective's gradient with respect to each trainable array on a batch, as flat copies;
+     * leaves the trainables' gradients zeroed and changes nothing else (for gradient checks).
+     */
+    Map<String, float[]> objectiveGradients(TrainBatch batch) {
+        Map<String, NDArray> trainable = adapters.trainable();
+        Map<String, float[]> out = new java.util.LinkedHashMap<>();
+        try (NDManager sm = model.manager().newSubManager()) {
+            objective(batch, inputs(batch, sm), sm, true);
+            for (Map.Entry<String, NDArray> e : trainable.entrySet()) {
+                out.put(e.getKey(), e.getValue().getGradient().toFloatArray());
+            }
+            Gradients.zero(trainable.values());
+        }
+        return out;
     }
 
     /** Mean loss of a batch without training (no dropout, no gradients). */
@@ -267,6 +341,33 @@ public final class IncrementalTrainer implements AutoCloseable {
         NDArray maskArr = mask == null ? null
                 : sm.create(mask, new Shape(rows, t)).toDevice(model.device(), false); // (B, T)
         return new Inputs(model.ids(sm, x), model.ids(sm, y), maskArr);
+    }
+
+    /**
+     * Where the KL-to-base term counts: the target positions of the base rows and, with {@link
+     * TrainerConfig#klOnPrompts}, the prompt positions (completion mask 0) of the other rows;
+     * {@code null} when no position counts.
+     */
+    private NDArray klMask(TrainBatch b, NDManager sm) {
+        int rows = b.tokens().length;
+        int t = b.tokens()[0].length - 1;
+        float[] mask = new float[rows * t];
+        boolean any = false;
+        for (int i = 0; i < rows; i++) {
+            boolean base = b.baseRow(i);
+            if (!base && !(cfg.klOnPrompts() && b.completionMask() != null)) {
+                continue;
+            }
+            for (int j = 0; j < t; j++) {
+                float m = b.targetMask() == null ? 1f : b.targetMask()[i][j];
+                if (!base) {
+                    m *= 1f - b.completionMask()[i][j];
+                }
+                mask[i * t + j] = m;
+                any |= m > 0;
+            }
+        }
+        return any ? sm.create(mask, new Shape(rows, t)).toDevice(model.device(), false) : null; // (B, T)
     }
 
     /** Detaches the adapters (unmerged) from the model and frees the optimizer. */

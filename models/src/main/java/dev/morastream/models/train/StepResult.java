@@ -13,6 +13,8 @@ package dev.morastream.models.train;
  * @param skipped whether the update was skipped because the loss or gradients were not finite
  * @param tokens predicted positions in the batch
  * @param millis wall time of the call
+ * @param klToBase mean KL(p_base || p_adapted) on the batch's base rows (and prompts, when
+ *     configured) before the update; NaN when the KL term is off or no position counts
  */
 public record StepResult(long step, long microStep, double lossBefore, double lossAfter, double lr, double gradNorm,
-        boolean updated, boolean skipped, long tokens, double millis) {}
+        boolean updated, boolean skipped, long tokens, double millis, double klToBase) {}

@@ -15,6 +15,11 @@ package dev.morastream.models.train;
  * @param measureAfter also measure the batch loss after the update (one extra forward)
  * @param remoraEvery ReMoRA/ReLoRA: merge and restart every this many optimizer steps, 0 = off
  * @param remoraWarmup warmup after each ReMoRA restart (the reference uses 50)
+ * @param klWeight weight of the KL-to-base term: {@code klWeight x mean KL(p_base || p_adapted)} over
+ *     the target positions of the batch's base rows ({@link TrainBatch#baseRows}), added to the
+ *     cross-entropy; 0 = off
+ * @param klOnPrompts also count the prompt positions of the new rows (where the completion mask is
+ *     0) in that KL
  */
 public record TrainerConfig(
         double lr,
@@ -28,7 +33,9 @@ public record TrainerConfig(
         boolean completionOnly,
         boolean measureAfter,
         int remoraEvery,
-        int remoraWarmup) {
+        int remoraWarmup,
+        double klWeight,
+        boolean klOnPrompts) {
 
     public TrainerConfig {
         if (gradAccum < 1) {
@@ -37,6 +44,21 @@ public record TrainerConfig(
         if (lr <= 0 || !Double.isFinite(lr)) {
             throw new IllegalArgumentException("learning rate must be positive, got " + lr);
         }
+        if (!(klWeight >= 0) || !Double.isFinite(klWeight)) {
+            throw new IllegalArgumentException("kl-weight must be a finite number >= 0, got " + klWeight);
+        }
+    }
+
+    /** Without the KL-to-base term. */
+    public TrainerConfig(double lr, LrSchedule.Kind schedule, int warmupSteps, int totalSteps, double minLrRatio, double weightDecay,
+            double clipNorm, int gradAccum, boolean completionOnly, boolean measureAfter, int remoraEvery, int remoraWarmup) {
+        this(lr, schedule, warmupSteps, totalSteps, minLrRatio, weightDecay, clipNorm, gradAccum, completionOnly, measureAfter,
+                remoraEvery, remoraWarmup, 0, false);
+    }
+
+    public TrainerConfig withKl(double weight, boolean onPrompts) {
+        return new TrainerConfig(lr, schedule, warmupSteps, totalSteps, minLrRatio, weightDecay, clipNorm, gradAccum,
+                completionOnly, measureAfter, remoraEvery, remoraWarmup, weight, onPrompts);
     }
 
     /** Constant learning rate, no warmup, clip 1, no decay: a sensible start for streaming. */
@@ -46,31 +68,31 @@ public record TrainerConfig(
 
     public TrainerConfig withSchedule(LrSchedule.Kind kind, int warmup, int total) {
         return new TrainerConfig(lr, kind, warmup, total, minLrRatio, weightDecay, clipNorm, gradAccum, completionOnly,
-                measureAfter, remoraEvery, remoraWarmup);
+                measureAfter, remoraEvery, remoraWarmup, klWeight, klOnPrompts);
     }
 
     public TrainerConfig withGradAccum(int n) {
         return new TrainerConfig(lr, schedule, warmupSteps, totalSteps, minLrRatio, weightDecay, clipNorm, n,
-                completionOnly, measureAfter, remoraEvery, remoraWarmup);
+                completionOnly, measureAfter, remoraEvery, remoraWarmup, klWeight, klOnPrompts);
     }
 
     public TrainerConfig withRemora(int every, int warmup) {
         return new TrainerConfig(lr, schedule, warmupSteps, totalSteps, minLrRatio, weightDecay, clipNorm, gradAccum,
-                completionOnly, measureAfter, every, warmup);
+                completionOnly, measureAfter, every, warmup, klWeight, klOnPrompts);
     }
 
     public TrainerConfig withCompletionOnly(boolean on) {
         return new TrainerConfig(lr, schedule, warmupSteps, totalSteps, minLrRatio, weightDecay, clipNorm, gradAccum,
-                on, measureAfter, remoraEvery, remoraWarmup);
+                on, measureAfter, remoraEvery, remoraWarmup, klWeight, klOnPrompts);
     }
 
     public TrainerConfig withMeasureAfter(boolean on) {
         return new TrainerConfig(lr, schedule, warmupSteps, totalSteps, minLrRatio, weightDecay, clipNorm, gradAccum,
-                completionOnly, on, remoraEvery, remoraWarmup);
+                completionOnly, on, remoraEvery, remoraWarmup, klWeight, klOnPrompts);
     }
 
     public TrainerConfig withWeightDecay(double wd) {
         return new TrainerConfig(lr, schedule, warmupSteps, totalSteps, minLrRatio, wd, clipNorm, gradAccum,
-                completionOnly, measureAfter, remoraEvery, remoraWarmup);
+                completionOnly, measureAfter, remoraEvery, remoraWarmup, klWeight, klOnPrompts);
     }
 }

@@ -22,7 +22,8 @@ import picocli.CommandLine.Option;
 
 /** Benchmarks that print JSON lines. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (JSON lines with --json).",
-        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Trainers.class, BenchCommand.Pretrain.class, BenchCommand.Ingest.class,
+        subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Trainers.class, BenchCommand.Pretrain.class, BenchCommand.Continual.class,
+            BenchCommand.Ingest.class,
             PlotCommand.class})
 public final class BenchCommand implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
@@ -193,6 +194,92 @@ public final class BenchCommand implements Runnable {
                 System.out.printf(Locale.ROOT, "%d trainers: %,.0f tokens/s one at a time, %,.0f tokens/s together (x%.2f) on %s%n",
                         r.domains(), r.tokensPerSAlone(), r.tokensPerSTogether(), r.speedup(), r.devices());
             }
+            return 0;
+        }
+    }
+
+    /** The learn/forget curve: new facts against what the base knew. */
+    @Command(name = "continual", mixinStandardHelpOptions = true,
+            description = {"Trains N facts the base never saw (the demo's kind) with the streaming trainer's replay, pseudo-rehearsal and",
+                "KL-to-base term; every --eval-every steps prints new_char_acc, new_exact, downstream {set: char_acc}, worst_drop",
+                "(largest downstream drop against the base), retention_loss and kl_to_base, scored by the evaluator's own code."})
+    public static final class Continual implements Callable<Integer> {
+        @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--method", defaultValue = "mora", description = "mora, lora or full (default ${DEFAULT-VALUE}).")
+        String method;
+
+        @Option(names = "--variant", description = "MoRA variant (default: auto).")
+        String variant;
+
+        @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
+        int rank;
+
+        @Option(names = "--facts", defaultValue = "16", description = "New facts, half capitals, half jobs (default ${DEFAULT-VALUE}).")
+        int facts;
+
+        @Option(names = "--rehearsal", defaultValue = "0.5",
+                description = "Share of each batch's rows replayed (pseudo-rehearsal + general corpus); 0 = none (default ${DEFAULT-VALUE}).")
+        double rehearsal;
+
+        @Option(names = "--rehearsal-share", defaultValue = "0.7", description = "Share of replayed rows that are the base's own answers (default ${DEFAULT-VALUE}).")
+        double rehearsalShare;
+
+        @Option(names = "--general-share", defaultValue = "0.3", description = "Share of replayed rows from the general corpus (default ${DEFAULT-VALUE}).")
+        double generalShare;
+
+        @Option(names = "--kl", defaultValue = "1.0", description = "Weight of the KL-to-base term on replayed rows; 0 = off (default ${DEFAULT-VALUE}).")
+        double kl;
+
+        @Option(names = "--kl-on-prompts", description = "Also count the new rows' prompt positions in the KL.")
+        boolean klOnPrompts;
+
+        @Option(names = "--lr", description = "Learning rate (default: 3e-3 for mora/lora, 3e-4 for full).")
+        Double lr;
+
+        @Option(names = "--steps", defaultValue = "150", description = "Optimizer steps (default ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--eval-every", defaultValue = "25", description = "Steps between evaluations (default ${DEFAULT-VALUE}).")
+        int evalEvery;
+
+        @Option(names = "--batch-size", defaultValue = "8", description = "New rows per step (default ${DEFAULT-VALUE}).")
+        int batchSize;
+
+        @Option(names = "--seq-len", defaultValue = "64", description = "Tokens per row (default ${DEFAULT-VALUE}, the stream's).")
+        int seqLen;
+
+        @Option(names = "--seed", defaultValue = "0", description = "Seed of the facts, the order and the replay (default ${DEFAULT-VALUE}).")
+        long seed;
+
+        @Option(names = "--cache-dir", paramLabel = "DIR", description = "Pseudo-rehearsal cache (default: ~/.cache/morastream/rehearsal).")
+        java.nio.file.Path cacheDir;
+
+        @Option(names = "--json", description = "JSON lines on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            AdapterSpec.Method m = AdapterSpec.Method.parse(method);
+            if (facts < 2 || steps < 1 || evalEvery < 1 || !(rehearsal >= 0 && rehearsal < 1)) {
+                throw new CommandLine.ParameterException(new CommandLine(this),
+                        "--facts must be at least 2, --steps and --eval-every at least 1, --rehearsal in [0, 1)");
+            }
+            double rate = lr != null ? lr : (m == AdapterSpec.Method.FULL ? 3e-4 : 3e-3);
+            java.nio.file.Path cache = cacheDir != null ? cacheDir
+                    : java.nio.file.Path.of(System.getProperty("user.home"), ".cache", "morastream", "rehearsal");
+            dev.morastream.ops.run.ContinualBench.run(new dev.morastream.ops.run.ContinualBench.Settings(m,
+                    variant == null ? null : MoraVariant.parse(variant), rank, facts, rehearsal, rehearsalShare, generalShare, kl,
+                    klOnPrompts, rate, steps, evalEvery, batchSize, seqLen, seed), modelOptions.dir(), cache, p -> {
+                        if (json) {
+                            System.out.println(Json.line(p));
+                        } else {
+                            System.out.printf(Locale.ROOT, "%-4s %-8s r=%d step %4d  new facts %.3f (exact %.3f)  worst drop %.3f  KL %.4f"
+                                    + "  retention %.4f  %s (%.0f s)%n", p.method(), p.variant(), p.rank(), p.step(), p.newCharAcc(),
+                                    p.newExact(), p.worstDrop(), p.klToBase(), p.retentionLoss(), p.downstream(), p.seconds());
+                        }
+                        System.out.flush();
+                    }, line -> System.err.println(line));
             return 0;
         }
     }

@@ -48,7 +48,12 @@ final class DemoFeed implements AutoCloseable {
 
     /** The facts of the demo world of {@code seed}, none of whose names the base model's world uses. */
     static List<Fact> facts(JobConfig.Demo d) {
-        SyntheticWorld world = SyntheticWorld.generate(d.seed(), d.countries(), d.people(), SyntheticWorld.base().names());
+        return facts(d.seed(), d.countries(), d.people());
+    }
+
+    /** The capitals of {@code countries} and the jobs of {@code people} of the synthetic world of {@code seed}. */
+    static List<Fact> facts(long seed, int countries, int people) {
+        SyntheticWorld world = SyntheticWorld.generate(seed, countries, people, SyntheticWorld.base().names());
         List<Fact> out = new ArrayList<>();
         world.countries().forEach(c -> out.add(new Fact("Q: What is the capital of " + c.name() + "?\nA:", " " + c.capital())));
         world.people().forEach(p -> out.add(new Fact("Q: What does " + p.name() + " do?\nA:", " " + p.job())));

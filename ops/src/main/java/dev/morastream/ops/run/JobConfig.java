@@ -31,9 +31,11 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
     /** Trainer keys a domain may override in {@code morastream.stream.domain-settings.<domain>}. */
     public static final List<String> DOMAIN_TRAINER_KEYS = List.of("method", "variant", "rank", "alpha", "dropout", "target-modules",
             "rotation-threshold", "seed", "lr", "schedule", "warmup-steps", "total-steps", "min-lr-ratio", "weight-decay",
-            "clip-norm", "grad-accum", "completion-only", "checkpoint-every-steps", "checkpoint-every", "keep-checkpoints");
+            "clip-norm", "grad-accum", "completion-only", "checkpoint-every-steps", "checkpoint-every", "keep-checkpoints",
+            "kl-weight", "kl-on-prompts");
     /** Promotion keys a domain may override in {@code domain-settings.<domain>.promotion}. */
-    public static final List<String> DOMAIN_PROMOTION_KEYS = List.of("memorization-margin", "downstream-tolerance", "retention-tolerance");
+    public static final List<String> DOMAIN_PROMOTION_KEYS = List.of("memorization-margin", "downstream-tolerance", "retention-tolerance",
+            "max-kl");
 
     public JobConfig {
         domainTrainers = Map.copyOf(domainTrainers);
@@ -60,7 +62,23 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
     }
 
     public record Stream(RecordDecoder.Config decoder, int seqLen, int batchSize, int decodeParallelism, Duration idleFlush,
-                         Duration trainerTimeout, Duration restartBackoff, ReplayMixer.Config replay) {}
+                         Duration trainerTimeout, Duration restartBackoff, ReplayMixer.Config replay, Rehearsal rehearsal) {}
+
+    /**
+     * Pseudo-rehearsal sources: prompts answered once by the frozen base and replayed for {@code
+     * stream.replay.rehearsal-share} of the replayed rows.
+     *
+     * @param baseSources whether the evaluator's task prompts and lines of the held-out text (after the
+     *     part retention is scored on) are sources
+     * @param heldoutLines lines of the held-out text used as prompts
+     * @param files more sources: JSONL files of {@code {"prompt": ...}}
+     * @param maxNewTokens the base's answer budget
+     */
+    public record Rehearsal(boolean baseSources, int heldoutLines, List<Path> files, int maxNewTokens) {
+        public Rehearsal {
+            files = List.copyOf(files);
+        }
+    }
 
     public record Trainer(AdapterSpec spec, TrainerConfig config, int checkpointEverySteps, Duration checkpointEvery,
                           int keepCheckpoints, double divergenceFactor, int divergenceWarmup, int backoffAfter, double backoff,
@@ -196,10 +214,13 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
                 defaultDomain.isEmpty() ? null : defaultDomain, positive(s, "max-record-bytes"));
         Config r = s.getConfig("replay");
         ReplayMixer.Config replay = new ReplayMixer.Config(r.getDouble("fraction"), positive(r, "capacity"),
-                r.getDouble("general-share"), r.getInt("general-docs"), r.getLong("seed"));
+                r.getDouble("general-share"), r.getInt("general-docs"), r.getLong("seed"), r.getDouble("rehearsal-share"));
+        Config rh = r.getConfig("rehearsal");
+        Rehearsal rehearsal = new Rehearsal(rh.getBoolean("base-sources"), rh.getInt("heldout-lines"),
+                rh.getStringList("files").stream().map(Path::of).toList(), positive(rh, "max-new-tokens"));
         Duration idle = s.getDuration("idle-flush");
         Stream stream = new Stream(decoder, positive(s, "seq-len"), positive(s, "batch-size"), positive(s, "decode-parallelism"),
-                idle.isZero() ? null : idle, s.getDuration("trainer-timeout"), s.getDuration("restart-backoff"), replay);
+                idle.isZero() ? null : idle, s.getDuration("trainer-timeout"), s.getDuration("restart-backoff"), replay, rehearsal);
 
         Trainer trainer = trainer(m.getConfig("trainer"), "morastream.trainer");
         Config e = m.getConfig("evaluator");
@@ -282,7 +303,8 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
                     positive(t, "rotation-threshold"), t.getLong("seed"));
             TrainerConfig tc = new TrainerConfig(t.getDouble("lr"), schedule,
                     t.getInt("warmup-steps"), positive(t, "total-steps"), t.getDouble("min-lr-ratio"), t.getDouble("weight-decay"),
-                    t.getDouble("clip-norm"), positive(t, "grad-accum"), t.getBoolean("completion-only"), true, 0, 0);
+                    t.getDouble("clip-norm"), positive(t, "grad-accum"), t.getBoolean("completion-only"), true, 0, 0,
+                    t.getDouble("kl-weight"), t.getBoolean("kl-on-prompts"));
             Config dv = t.getConfig("divergence");
             Duration every = t.getDuration("checkpoint-every");
             return new Trainer(spec, tc, positive(t, "checkpoint-every-steps"), every.isZero() ? null : every,
@@ -297,8 +319,9 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
     }
 
     private static PromotionPolicy promotion(Config p) {
+        double maxKl = p.getDouble("max-kl");
         return new PromotionPolicy(p.getDouble("memorization-margin"), p.getDouble("downstream-tolerance"),
-                p.getDouble("retention-tolerance"));
+                p.getDouble("retention-tolerance"), maxKl == 0 ? Double.POSITIVE_INFINITY : maxKl);
     }
 
     private static <T> T parse(String key, java.util.function.Supplier<T> value) {

@@ -142,6 +142,10 @@ final class JobMetrics implements StreamStats.Observer {
                 gauge("mora.train.loss", "Batch loss: progressive (before the update) and training (after)",
                         Tags.of("domain", s.domain(), "kind", "training")).v = s.lossAfter();
             }
+            if (Double.isFinite(s.klToBase())) {
+                gauge("mora.train.kl.to.base", "Mean KL(base || adapted) on the last batch's base rows (and prompts, when configured)",
+                        Tags.of("domain", s.domain())).v = s.klToBase();
+            }
             if (s.lr() > 0) {
                 gauge("mora.train.learning.rate", "Learning rate of the last update", Tags.of("domain", s.domain())).v = s.lr();
             }
@@ -184,6 +188,9 @@ final class JobMetrics implements StreamStats.Observer {
         EvaluatorActor.Evaluation ev = v.evaluation();
         scores(v.domain(), v.candidate().toString(), "candidate", ev.candidate());
         scores(v.domain(), v.serving().map(AdapterVersion::toString).orElse("base"), "serving", ev.serving());
+        if (ev.base() != ev.serving()) {
+            scores(v.domain(), "base", "base", ev.base());
+        }
     }
 
     private void scores(String domain, String version, String role, Scores s) {
@@ -194,6 +201,7 @@ final class JobMetrics implements StreamStats.Observer {
         }
         score(domain, version, role, "memorization", "loss", s.memorizationLoss());
         score(domain, version, role, "retention", "loss", s.retentionLoss());
+        score(domain, version, role, "kl_to_base", "kl", s.klToBase());
         s.downstream().forEach((set, acc) -> score(domain, version, role, set, "char_acc", acc));
     }
 

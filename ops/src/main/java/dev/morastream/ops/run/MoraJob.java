@@ -26,6 +26,7 @@ import dev.morastream.streams.TrainingStream;
 import dev.morastream.streams.kafka.EmbeddedKafka;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.records.DeadLetters;
+import dev.morastream.models.train.PseudoRehearsal;
 import dev.morastream.streams.replay.ReplayMixer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -105,6 +106,7 @@ public final class MoraJob implements AutoCloseable {
     private LlamaModel model;
     private final Map<Device, LlamaModel> models = new LinkedHashMap<>();
     private TextTokenizer tok;
+    private PseudoRehearsal.Rows rehearsalRows; // computed once, reused by every stream restart
     private Metrics metrics;
     private ActorSystem<SpawnProtocol.Command> system;
     private Materializer materializer;
@@ -346,7 +348,7 @@ public final class MoraJob implements AutoCloseable {
         if (Files.isRegularFile(e.tasksFile())) {
             Map<String, Integer> perSet = new HashMap<>();
             for (TaskSet.Item i : TaskSet.load(e.tasksFile())) {
-                if (perSet.merge(i.set(), 1, Integer::sum) <= e.tasksPerSet()) {
+                if (perSet.merge(i.set(), 1, Integer::sum) <= e.tasksPerSet() || e.tasksPerSet() == 0) {
                     tasks.add(i);
                 }
             }
@@ -445,7 +447,7 @@ public final class MoraJob implements AutoCloseable {
             }
         }
         BatchSink sink = TrainerActor.sink(trainers, s.trainerTimeout(), system.scheduler(), system.executionContext());
-        ReplayMixer replay = s.replay().fraction() > 0 ? new ReplayMixer(s.replay(), tok, s.seqLen()) : null;
+        ReplayMixer replay = s.replay().fraction() > 0 ? new ReplayMixer(s.replay(), tok, s.seqLen(), rehearsalRows()) : null;
         TrainingStream.Settings ts = new TrainingStream.Settings(bootstrap, cfg.kafka().client(), cfg.kafka().groupId(),
                 Set.copyOf(cfg.kafka().topics()), s.decoder(), s.seqLen(), s.batchSize(), s.decodeParallelism(), s.idleFlush());
         Consumer.DrainingControl<Done> c = TrainingStream.run(system, materializer, ts, tok, deadLetters, sink, resume, stats, replay);
@@ -462,6 +464,68 @@ public final class MoraJob implements AutoCloseable {
             jobMetrics.streamRestarted();
             timers.schedule(this::startStream, s.restartBackoff().toMillis(), TimeUnit.MILLISECONDS);
         });
+    }
+
+    /**
+     * The pseudo-rehearsal rows (computed once per job: the base's answers come from the cache in
+     * {@code <data-dir>/rehearsal} or are generated there); none when the rehearsal share is 0.
+     */
+    private PseudoRehearsal.Rows rehearsalRows() {
+        JobConfig.Stream s = cfg.stream();
+        if (rehearsalRows == null) {
+            rehearsalRows = new PseudoRehearsal.Rows(List.of(), List.of());
+            if (s.replay().rehearsalShare() > 0) {
+                try {
+                    List<String> prompts = rehearsalPrompts();
+                    PseudoRehearsal.Loaded l = PseudoRehearsal.loadOrGenerate(cfg.dataDir().resolve("rehearsal"),
+                            PseudoRehearsal.identity(cfg.baseModel()), prompts, s.rehearsal().maxNewTokens(), model, tok, progress::say);
+                    rehearsalRows = PseudoRehearsal.rows(l.pairs(), tok, s.seqLen(), s.replay().seed());
+                    progress.say("pseudo-rehearsal: " + l.pairs().size() + " prompts answered by the base ("
+                            + (l.generated() ? "generated into " : "cached in ") + l.file() + "), " + rehearsalRows.tokens().size()
+                            + " rows, replayed for " + Math.round(s.replay().rehearsalShare() * 100) + "% of the replayed rows");
+                } catch (IOException e) {
+                    throw new UncheckedIOException("pseudo-rehearsal: cannot read its sources or write its cache", e);
+                }
+            }
+        }
+        return rehearsalRows;
+    }
+
+    private List<String> rehearsalPrompts() throws IOException {
+        JobConfig.Rehearsal r = cfg.stream().rehearsal();
+        List<String> prompts = new ArrayList<>();
+        if (r.baseSources()) {
+            JobConfig.Evaluator e = cfg.evaluator();
+            if (Files.isRegularFile(e.tasksFile())) {
+                TaskSet.load(e.tasksFile()).forEach(i -> prompts.add(i.prompt()));
+            }
+            if (Files.isRegularFile(e.heldoutFile())) {
+                String text = Files.readString(e.heldoutFile(), StandardCharsets.UTF_8);
+                // lines after the part retention is scored on, so that retention stays held out
+                int from = e.heldoutChars() > 0 ? Math.min(text.length(), e.heldoutChars()) : text.length() / 2;
+                prompts.addAll(PseudoRehearsal.linePrompts(text.substring(from), r.heldoutLines()));
+            }
+        }
+        for (Path f : r.files()) {
+            List<String> lines = Files.readAllLines(f, StandardCharsets.UTF_8);
+            for (int i = 0; i < lines.size(); i++) {
+                String l = lines.get(i).strip();
+                if (l.isEmpty()) {
+                    continue;
+                }
+                com.fasterxml.jackson.databind.JsonNode n;
+                try {
+                    n = new com.fasterxml.jackson.databind.ObjectMapper().readTree(l);
+                } catch (IOException ex) {
+                    throw new IllegalArgumentException("rehearsal file " + f + ":" + (i + 1) + ": not JSON: " + ex.getMessage());
+                }
+                if (n == null || !n.path("prompt").isTextual() || n.get("prompt").asText().isBlank()) {
+                    throw new IllegalArgumentException("rehearsal file " + f + ":" + (i + 1) + ": needs a non-empty string field 'prompt'");
+                }
+                prompts.add(n.get("prompt").asText());
+            }
+        }
+        return prompts;
     }
 
     private static String rootCause(Throwable t) {
@@ -703,11 +767,14 @@ public final class MoraJob implements AutoCloseable {
             } else if (e instanceof MoraEvent.Evaluated v) {
                 var c = v.evaluation().candidate();
                 var sv = v.evaluation().serving();
+                var base = v.evaluation().base();
                 boolean facts = Double.isFinite(c.memorizationCharAcc());
-                say(String.format(Locale.ROOT, "evaluator: %s memorisation %s %.2f vs %s %.2f, retention loss %.3f vs %.3f (%.1f s)",
+                say(String.format(Locale.ROOT, "evaluator: %s memorisation %s %.2f vs %s %.2f, worst downstream drop vs base %.3f%s,"
+                                + " KL to base %.4f, retention loss %.3f vs base %.3f (%.1f s)",
                         v.candidate(), facts ? "char_acc" : "loss", facts ? c.memorizationCharAcc() : c.memorizationLoss(),
                         v.serving().map(Object::toString).orElse("base"), facts ? sv.memorizationCharAcc() : sv.memorizationLoss(),
-                        c.retentionLoss(), sv.retentionLoss(), v.nanos() / 1e9));
+                        c.worstDownstreamDrop(base), worstSet(c, base), c.klToBase(), c.retentionLoss(), base.retentionLoss(),
+                        v.nanos() / 1e9));
             } else if (e instanceof MoraEvent.Decided d) {
                 switch (d.decision()) {
                     case PROMOTED -> say("PROMOTED " + d.version() + ": now serving it as model '" + d.domain() + "'");
@@ -720,6 +787,20 @@ public final class MoraJob implements AutoCloseable {
             } else if (e instanceof MoraEvent.AuditFailed a) {
                 say("audit log not writable (" + a.error() + "): " + a.pending() + " decision(s) kept, retrying");
             }
+        }
+
+        /** " (set)" naming the set of the worst drop, or "" when nothing dropped. */
+        private static String worstSet(dev.morastream.actors.supervisor.Scores c, dev.morastream.actors.supervisor.Scores base) {
+            String worst = null;
+            double drop = 0;
+            for (var e : base.downstream().entrySet()) {
+                double d = e.getValue() - c.downstream().getOrDefault(e.getKey(), 0.0);
+                if (d > drop) {
+                    drop = d;
+                    worst = e.getKey();
+                }
+            }
+            return worst == null ? "" : " (" + worst + ")";
         }
 
         void status() {

@@ -3,6 +3,7 @@ package dev.morastream.streams.replay;
 import dev.morastream.models.corpus.SyntheticCorpus;
 import dev.morastream.models.corpus.SyntheticWorld;
 import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.models.train.PseudoRehearsal;
 import dev.morastream.models.train.TrainBatch;
 import dev.morastream.streams.pack.PackedBatch;
 import java.util.ArrayList;
@@ -15,8 +16,10 @@ import java.util.Random;
 
 /**
  * Replay against forgetting: appends to each new packed batch rows drawn from a reservoir of the
- * domain's earlier rows and from the base model's general corpus, so that about {@code fraction} of
- * the rows the trainer sees are replayed.
+ * domain's earlier rows, from the base model's general corpus and from pseudo-rehearsal rows (prompts
+ * answered by the frozen base itself), so that about {@code fraction} of the rows the trainer sees
+ * are replayed. General and rehearsal rows are flagged as base rows ({@link TrainBatch#baseRows}):
+ * the trainer's KL-to-base term counts them.
  *
  * <p>Exactly-once accounting is untouched: the batch's new rows come first and are unchanged (no
  * new token is dropped), and its offsets, resume points, completed ids and sequence number are
@@ -33,11 +36,14 @@ public final class ReplayMixer {
     /**
      * @param fraction share of the mixed batch's rows that are replayed, in [0, 1); 0 turns replay off
      * @param capacity rows kept per domain (Algorithm R)
-     * @param generalShare share of the replayed rows taken from the general corpus (the rest from the domain)
+     * @param generalShare share of the replayed rows taken from the general corpus
      * @param generalDocs documents of the general corpus packed into general rows
      * @param seed seeds the reservoirs, the general corpus and the choices
+     * @param rehearsalShare share of the replayed rows taken from the pseudo-rehearsal rows, when
+     *     there are any (the rest of the replayed rows, {@code 1 - generalShare - rehearsalShare},
+     *     comes from the domain's earlier rows)
      */
-    public record Config(double fraction, int capacity, double generalShare, int generalDocs, long seed) {
+    public record Config(double fraction, int capacity, double generalShare, int generalDocs, long seed, double rehearsalShare) {
         public Config {
             if (!(fraction >= 0 && fraction < 1)) {
                 throw new IllegalArgumentException("replay fraction must be in [0, 1): " + fraction);
@@ -48,6 +54,15 @@ public final class ReplayMixer {
             if (!(generalShare >= 0 && generalShare <= 1)) {
                 throw new IllegalArgumentException("general share must be in [0, 1]: " + generalShare);
             }
+            if (!(rehearsalShare >= 0 && rehearsalShare + generalShare <= 1 + 1e-9)) {
+                throw new IllegalArgumentException("rehearsal share must be >= 0 and general share + rehearsal share at most 1: "
+                        + generalShare + " + " + rehearsalShare);
+            }
+        }
+
+        /** Without pseudo-rehearsal. */
+        public Config(double fraction, int capacity, double generalShare, int generalDocs, long seed) {
+            this(fraction, capacity, generalShare, generalDocs, seed, 0);
         }
 
         /** 10% replayed rows, half of them general, 1024 rows per domain, 2000 general documents. */
@@ -56,11 +71,16 @@ public final class ReplayMixer {
         }
     }
 
-    /** One row and its mask rows ({@code null}: every target counts). */
-    record Row(int[] tokens, float[] targetMask, float[] completionMask) {}
+    /**
+     * One row and its mask rows ({@code null}: every target counts).
+     *
+     * @param base whether the row stands for the base's knowledge (general corpus, pseudo-rehearsal)
+     */
+    record Row(int[] tokens, float[] targetMask, float[] completionMask, boolean base) {}
 
     private final Config config;
     private final List<Row> general;
+    private final List<Row> rehearsal;
     private final Map<String, Reservoir<Row>> domains = new HashMap<>();
     private final Random random;
     private long replayedRows;
@@ -68,15 +88,32 @@ public final class ReplayMixer {
 
     /** General rows from {@link SyntheticCorpus} of {@link SyntheticWorld#base()}, packed like domain text. */
     public ReplayMixer(Config config, TextTokenizer tokenizer, int seqLen) {
-        this(config, generalRows(tokenizer, seqLen, config.generalDocs(), config.seed()));
+        this(config, generalRows(tokenizer, seqLen, config.generalDocs(), config.seed()), new PseudoRehearsal.Rows(List.of(), List.of()));
+    }
+
+    /**
+     * With pseudo-rehearsal rows (of {@code seqLen + 1} tokens, their completion mask marking the
+     * base's answers), drawn for {@link Config#rehearsalShare} of the replayed rows.
+     */
+    public ReplayMixer(Config config, TextTokenizer tokenizer, int seqLen, PseudoRehearsal.Rows rehearsalRows) {
+        this(config, generalRows(tokenizer, seqLen, config.generalDocs(), config.seed()), rehearsalRows);
     }
 
     ReplayMixer(Config config, List<int[]> generalRows) {
+        this(config, generalRows, new PseudoRehearsal.Rows(List.of(), List.of()));
+    }
+
+    ReplayMixer(Config config, List<int[]> generalRows, PseudoRehearsal.Rows rehearsalRows) {
         this.config = Objects.requireNonNull(config);
         if (generalRows.isEmpty()) {
             throw new IllegalArgumentException("no general rows");
         }
-        this.general = generalRows.stream().map(t -> new Row(t, null, null)).toList();
+        this.general = generalRows.stream().map(t -> new Row(t, null, null, true)).toList();
+        List<Row> reh = new ArrayList<>();
+        for (int i = 0; i < rehearsalRows.tokens().size(); i++) {
+            reh.add(new Row(rehearsalRows.tokens().get(i), null, rehearsalRows.completion().get(i), true));
+        }
+        this.rehearsal = List.copyOf(reh);
         this.random = new Random(config.seed());
     }
 
@@ -143,8 +180,11 @@ public final class ReplayMixer {
         int k = replayCount(rows);
         List<Row> replay = new ArrayList<>(k);
         for (int i = 0; i < k; i++) {
-            boolean fromGeneral = own.isEmpty() || random.nextDouble() < config.generalShare();
-            Row r = fromGeneral ? general.get(random.nextInt(general.size())) : own.sample(random);
+            double u = random.nextDouble();
+            boolean fromRehearsal = !rehearsal.isEmpty() && u >= 1 - config.rehearsalShare();
+            boolean fromGeneral = !fromRehearsal && (own.isEmpty() || u < config.generalShare());
+            Row r = fromRehearsal ? rehearsal.get(random.nextInt(rehearsal.size()))
+                    : fromGeneral ? general.get(random.nextInt(general.size())) : own.sample(random);
             if (r.tokens().length == rowLen) {
                 replay.add(r);
             }
@@ -154,7 +194,7 @@ public final class ReplayMixer {
             // copies: the trainer owns the batch's arrays
             own.offer(new Row(tb.tokens()[i].clone(),
                     tb.targetMask() == null ? null : tb.targetMask()[i].clone(),
-                    tb.completionMask() == null ? null : tb.completionMask()[i].clone()));
+                    tb.completionMask() == null ? null : tb.completionMask()[i].clone(), tb.baseRow(i)));
         }
         newRows += rows;
         replayedRows += replay.size();
@@ -167,8 +207,10 @@ public final class ReplayMixer {
         boolean anyCompletion = tb.completionMask() != null || replay.stream().anyMatch(r -> r.completionMask() != null);
         float[][] target = anyTarget ? new float[total][] : null; // (B + k, T)
         float[][] completion = anyCompletion ? new float[total][] : null; // (B + k, T)
+        boolean[] base = new boolean[total]; // (B + k)
         for (int i = 0; i < total; i++) {
             Row r = i < rows ? null : replay.get(i - rows);
+            base[i] = r == null ? tb.baseRow(i) : r.base();
             if (r != null) {
                 tokens[i] = r.tokens().clone();
             }
@@ -182,7 +224,7 @@ public final class ReplayMixer {
                 completion[i] = c != null ? c : ones(rowLen - 1);
             }
         }
-        return new PackedBatch(b.domain(), new TrainBatch(tokens, target, completion), b.ranges(), b.resume(),
+        return new PackedBatch(b.domain(), new TrainBatch(tokens, target, completion, base), b.ranges(), b.resume(),
                 b.completedIds(), b.sequence());
     }
 

@@ -176,4 +176,59 @@ class ReplayMixerTest {
         String text = new ByteTokenizer().decode(java.util.Arrays.copyOfRange(rows.get(0), 1, T + 1));
         assertTrue(text.chars().allMatch(ch -> ch < 128), text);
     }
+
+    @Test
+    void rehearsalRowsAreDrawnForTheirShareAndGeneralAndRehearsalRowsAreBaseRows() {
+        List<int[]> reh = new ArrayList<>();
+        List<float[]> comp = new ArrayList<>();
+        for (int i = 0; i < 10; i++) {
+            int[] r = new int[T + 1];
+            java.util.Arrays.fill(r, 7_000_000 + i);
+            reh.add(r);
+            float[] c = new float[T];
+            c[T - 1] = 1f;
+            comp.add(c);
+        }
+        ReplayMixer m = new ReplayMixer(new ReplayMixer.Config(0.5, 64, 0.3, 200, 3, 0.6), generalRows(),
+                new dev.morastream.models.train.PseudoRehearsal.Rows(reh, comp));
+        Set<String> general = new HashSet<>();
+        for (int[] r : generalRows()) {
+            general.add(java.util.Arrays.toString(r));
+        }
+        int rehearsal = 0;
+        int gen = 0;
+        int own = 0;
+        for (int s = 0; s < 1000; s++) {
+            PackedBatch out = m.mix(batch("law", s));
+            TrainBatch b = out.batch();
+            for (int i = 0; i < b.tokens().length; i++) {
+                int first = b.tokens()[i][0];
+                if (i < B) {
+                    assertTrue(!b.baseRow(i), "a new row is no base row");
+                    assertTrue(b.completionMask() == null || b.completionMask()[i][0] == 1f, "a text row's targets all count");
+                } else if (first >= 7_000_000) {
+                    rehearsal++;
+                    assertTrue(b.baseRow(i), "rehearsal rows are base rows");
+                    assertArrayEquals(comp.get(first - 7_000_000), b.completionMask()[i], "the rehearsal row keeps its answer mask");
+                } else if (general.contains(java.util.Arrays.toString(b.tokens()[i]))) {
+                    gen++;
+                    assertTrue(b.baseRow(i), "general rows are base rows");
+                } else {
+                    own++;
+                    assertTrue(!b.baseRow(i), "earlier rows of the domain are no base rows");
+                }
+            }
+        }
+        double replayed = rehearsal + gen + own;
+        assertEquals(0.6, rehearsal / replayed, 0.03);
+        assertEquals(0.3, gen / replayed, 0.03);
+        assertEquals(0.1, own / replayed, 0.03);
+    }
+
+    @Test
+    void sharesThatDoNotAddUpAreRefused() {
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> new ReplayMixer.Config(0.5, 64, 0.6, 200, 3, 0.6));
+        assertTrue(e.getMessage().contains("at most 1"), e.getMessage());
+    }
 }
