@@ -49,7 +49,7 @@ final class DecodeStep {
                boolean fast) {
         this.decoder = decoder;
         this.bytes = fast && tokenizer instanceof ByteTokenizer
-                ? new ByteRecordDecoder(decoder.config(), tokenizer.bos(), tokenizer.eos().iterator().next()) : null;
+                ? new ByteRecordDecoder(decoder.config(), tokenizer.bos()) : null;
         this.packer = packer;
         this.failures = failures;
         this.stats = stats;
@@ -92,7 +92,7 @@ final class DecodeStep {
             ByteRecordDecoder.Tokens t = bytes == null ? null : bytes.decode(r, idPrefix);
             if (t != null) {
                 return new Decoded(tp, r.offset(), ownership,
-                        new Packer.Encoded(tp, r.offset(), t.id(), t.domain(), t.completion(), t.tokens(), t.promptEnd()), null);
+                        Packer.Encoded.ofBytes(tp, r.offset(), t.id(), t.domain(), t.completion(), t.bytes(), t.promptEnd()), null);
             }
             DecodeResult d = decoder.decode(r);
             return d instanceof DomainRecord rec ? new Decoded(tp, r.offset(), ownership, packer.encode(rec), null)

@@ -56,6 +56,8 @@ public final class Packer {
     private final boolean naive;
     /** The tokenizer's first EOS id, which ends every record. */
     private final int eos;
+    /** The tokenizer's BOS id, which starts every record, or negative for none. */
+    private final int bos;
 
     /**
      * @param tokenizer encodes text; its {@link TextTokenizer#bos()} and first {@link TextTokenizer#eos()} frame records
@@ -84,6 +86,7 @@ public final class Packer {
         }
         this.tokenizer = Objects.requireNonNull(tokenizer);
         this.eos = tokenizer.eos().iterator().next();
+        this.bos = tokenizer.bos();
         this.seqLen = seqLen;
         this.batchSize = batchSize;
         this.maxHeldTokens = Math.max(100_000L, 8L * batchSize * (seqLen + 1));
@@ -123,7 +126,7 @@ public final class Packer {
         if (enc.offset() != rec.offset() || !enc.tp().equals(tp)) {
             throw new IllegalArgumentException("tokens of " + enc.tp() + "@" + enc.offset() + " offered with " + tp + "@" + rec.offset());
         }
-        add(tp, rec.offset(), rec.id(), rec.domain(), rec.isCompletion(), enc.tokens(), enc.promptEnd(), out);
+        add(tp, rec.offset(), rec.id(), rec.domain(), rec.isCompletion(), enc, out);
         return out;
     }
 
@@ -132,7 +135,7 @@ public final class Packer {
      * {@link DomainRecord} in between); appends the batches it completes to {@code out}.
      */
     public void add(Encoded enc, List<PackedBatch> out) {
-        add(enc.tp(), enc.offset(), enc.id(), enc.domain(), enc.completion(), enc.tokens(), enc.promptEnd(), out);
+        add(enc.tp(), enc.offset(), enc.id(), enc.domain(), enc.completion(), enc, out);
     }
 
     /** Offers a record that is not trained (rejected): only its offset counts (domains' resume points pass it). */
@@ -149,7 +152,7 @@ public final class Packer {
         return from != null && offset < from.offset();
     }
 
-    private void add(TopicPartition tp, long offset, String id, String domain, boolean completion, int[] tokens, int promptEnd,
+    private void add(TopicPartition tp, long offset, String id, String domain, boolean completion, Encoded enc,
                      List<PackedBatch> out) {
         skip(tp, offset);
         int skip = 0;
@@ -162,7 +165,7 @@ public final class Packer {
                 skip = from.skipTokens();
             }
         }
-        Piece p = new Piece(tp, offset, id, tokens, promptEnd, Math.min(skip, tokens.length), completion);
+        Piece p = new Piece(tp, offset, id, enc.tokens(), enc.bytes(), bos, eos, enc.promptEnd(), skip, completion);
         DomainBuffer buf = domains.get(domain);
         if (buf == null) {
             buf = new DomainBuffer(domain);
@@ -170,7 +173,7 @@ public final class Packer {
         }
         Map.Entry<TopicPartition, Long> waitFor = straddler.isEmpty() ? null : straddler.get(domain);
         if (waitFor != null) {
-            long heldNow = heldTokens.merge(domain, (long) p.tokens.length, Long::sum);
+            long heldNow = heldTokens.merge(domain, (long) p.length, Long::sum);
             if (!waitFor.getKey().equals(tp) && heldNow <= maxHeldTokens) {
                 held.computeIfAbsent(domain, d -> new ArrayList<>()).add(p);
                 return;
@@ -201,9 +204,9 @@ public final class Packer {
     }
 
     private static void enqueue(DomainBuffer buf, Piece p) {
-        if (p.start < p.tokens.length) { // else wholly absorbed already
+        if (p.start < p.length) { // else wholly absorbed already
             buf.pending.addLast(p);
-            buf.tokens += p.tokens.length - p.start;
+            buf.tokens += p.length - p.start;
         }
     }
 
@@ -249,7 +252,7 @@ public final class Packer {
         for (DomainBuffer buf : this.domains.values()) {
             for (Piece head = buf.pending.peekFirst(); head != null && head.start > 0 && partitions.contains(head.tp);
                  head = buf.pending.peekFirst()) {
-                long rest = head.tokens.length - head.start;
+                long rest = head.length - head.start;
                 out.add(buf.cut(Math.min(rest, full), rest < full));
             }
         }
@@ -281,7 +284,7 @@ public final class Packer {
         for (DomainBuffer buf : this.domains.values()) {
             buf.pending.removeIf(p -> {
                 if (partitions.contains(p.tp)) {
-                    buf.tokens -= p.tokens.length - p.start;
+                    buf.tokens -= p.length - p.start;
                     return true;
                 }
                 return false;
@@ -361,11 +364,32 @@ public final class Packer {
     /**
      * A record's tokens as the packer frames them ({@code BOS + tokens + EOS}), with where its prompt
      * ends (0 for a text record), and what the packer keeps of the record: its id, domain and kind.
+     * The tokens are either {@code tokens}, framed, or {@code bytes}: the record's UTF-8 bytes as
+     * byte-level ids {@code 0..255}, which the packer frames itself and widens straight into the
+     * batch (no {@code int} per token in between); exactly one of the two is set.
      *
      * @param completion a prompt/completion record (its targets before {@code promptEnd} are prompt)
+     * @param promptEnd in framed positions (BOS included)
      */
     public record Encoded(TopicPartition tp, long offset, String id, String domain, boolean completion, int[] tokens,
-                          int promptEnd) {}
+                          int promptEnd, byte[] bytes) {
+        public Encoded {
+            if ((tokens == null) == (bytes == null)) {
+                throw new IllegalArgumentException("a record's tokens are ids or bytes");
+            }
+        }
+
+        /** Framed ids. */
+        public Encoded(TopicPartition tp, long offset, String id, String domain, boolean completion, int[] tokens, int promptEnd) {
+            this(tp, offset, id, domain, completion, tokens, promptEnd, null);
+        }
+
+        /** Byte-level ids, framed by the packer. */
+        public static Encoded ofBytes(TopicPartition tp, long offset, String id, String domain, boolean completion, byte[] bytes,
+                                      int promptEnd) {
+            return new Encoded(tp, offset, id, domain, completion, null, promptEnd, bytes);
+        }
+    }
 
     /**
      * Tokenizes a record for {@link #add(DecodeResult, Encoded)}: touches only the tokenizer, so it
@@ -402,20 +426,61 @@ public final class Packer {
         final TopicPartition tp;
         final long offset;
         final String id;
+        /** Framed ids, or {@code null}: then {@link #bytes} framed by {@link #bos} (when >= 0) and {@link #eos}. */
         final int[] tokens;
+        final byte[] bytes;
+        final int bos;
+        final int eos;
+        /** Tokens, framing included. */
+        final int length;
         /** Tokens before this index are prompt (their targets do not count as completion). */
         final int promptEnd;
         final boolean completion;
         int start;
 
-        Piece(TopicPartition tp, long offset, String id, int[] tokens, int promptEnd, int start, boolean completion) {
+        Piece(TopicPartition tp, long offset, String id, int[] tokens, byte[] bytes, int bos, int eos, int promptEnd, int skip,
+              boolean completion) {
             this.tp = tp;
             this.offset = offset;
             this.id = id;
             this.tokens = tokens;
+            this.bytes = bytes;
+            this.bos = bos;
+            this.eos = eos;
+            this.length = tokens != null ? tokens.length : (bos >= 0 ? 1 : 0) + bytes.length + 1;
             this.promptEnd = promptEnd;
-            this.start = start;
+            this.start = Math.min(skip, length);
             this.completion = completion;
+        }
+
+        int token(int k) {
+            if (tokens != null) {
+                return tokens[k];
+            }
+            int head = bos >= 0 ? 1 : 0;
+            return k < head ? bos : k == length - 1 ? eos : bytes[k - head] & 0xff;
+        }
+
+        /** Tokens {@code [from, from + n)} into {@code dst} from {@code at}. */
+        void copy(int from, int[] dst, int at, int n) {
+            if (tokens != null) {
+                System.arraycopy(tokens, from, dst, at, n);
+                return;
+            }
+            int head = bos >= 0 ? 1 : 0;
+            int end = from + n;
+            if (from < head) {
+                dst[at++] = bos;
+                from++;
+            }
+            int stop = Math.min(end, length - 1); // body positions [from, stop): bytes [from - head, stop - head)
+            int shift = at - from;
+            for (int k = from; k < stop; k++) {
+                dst[k + shift] = bytes[k - head] & 0xff;
+            }
+            if (end == length) {
+                dst[Math.max(from, stop) + shift] = eos;
+            }
         }
     }
 
@@ -513,7 +578,7 @@ public final class Packer {
             int pos = 0;
             while (pos < n) {
                 Piece p = pending.peekFirst();
-                int k = Math.min(p.tokens.length - p.start, n - pos);
+                int k = Math.min(p.length - p.start, n - pos);
                 first.putIfAbsent(p.tp, p.offset);
                 if (p.completion) {
                     if (spans == null) {
@@ -525,13 +590,13 @@ public final class Packer {
                     int row = (pos + done) / rowLen;
                     int col = (pos + done) % rowLen;
                     int len = Math.min(k - done, rowLen - col);
-                    System.arraycopy(p.tokens, p.start + done, ids[row], col, len);
+                    p.copy(p.start + done, ids[row], col, len);
                     done += len;
                 }
                 p.start += k;
                 tokens -= k;
                 pos += k;
-                if (p.start == p.tokens.length) {
+                if (p.start == p.length) {
                     completed.add(p.id);
                     pending.pollFirst();
                 }
@@ -598,7 +663,7 @@ public final class Packer {
                         continue;
                     }
                     int k = p.start;
-                    ids[i][j] = p.tokens[k];
+                    ids[i][j] = p.token(k);
                     real[i][j] = true;
                     isCompletionToken[i][j] = !p.completion || k >= p.promptEnd;
                     anyCompletion |= p.completion;
@@ -606,7 +671,7 @@ public final class Packer {
                     p.start++;
                     tokens--;
                     taken++;
-                    if (p.start == p.tokens.length) {
+                    if (p.start == p.length) {
                         completed.add(p.id);
                         pending.pollFirst();
                     }

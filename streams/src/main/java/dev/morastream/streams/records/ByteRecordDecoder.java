@@ -7,10 +7,10 @@ import org.apache.kafka.common.header.Header;
 
 /**
  * The fast path of {@link RecordDecoder} for a byte-level tokenizer (ids 0..255 are the UTF-8
- * bytes of the text): straight from the record's {@code byte[]} to the framed token ids
- * ({@code BOS + bytes + EOS}, as {@code Packer.encode} frames them), in one pass that validates
- * UTF-8, parses the JSON and checks the fields, and a second that writes the text's bytes as ids;
- * no {@code String} of the text, no JSON tree.
+ * bytes of the text): straight from the record's {@code byte[]} to the text's bytes, which are its
+ * token ids (the packer frames them {@code BOS + bytes + EOS}, as {@code Packer.encode} does), in
+ * one pass that validates UTF-8, parses the JSON and checks the fields, and a copy of the text's
+ * bytes (unescaped; none at all for a plain-text value); no {@code String} of the text, no JSON tree.
  *
  * <p>It decides only records it can decide with certainty, and only to accept them: a plain-text
  * value, or a JSON object whose members are strings, {@code null}, or an integer {@code id}.
@@ -31,23 +31,33 @@ public final class ByteRecordDecoder {
     /**
      * An accepted record: what the packer needs of it.
      *
-     * @param tokens {@code BOS + text bytes + EOS}, or {@code BOS + prompt + completion + EOS} (BOS when the tokenizer has one)
-     * @param promptEnd tokens before this index are prompt (0 for a text record)
+     * @param bytes the text's UTF-8 bytes, or the prompt's then the completion's: the byte-level ids
+     *     before framing (for a plain-text value, the value array itself: not copied, not to be changed)
+     * @param promptEnd framed tokens before this index are prompt (0 for a text record)
      */
-    public record Tokens(String id, String domain, boolean completion, int[] tokens, int promptEnd) {}
+    public record Tokens(String id, String domain, boolean completion, byte[] bytes, int promptEnd) {
+        /** The framed ids: {@code BOS + bytes + EOS} (BOS when {@code bos >= 0}). */
+        public int[] framed(int bos, int eos) {
+            int head = bos >= 0 ? 1 : 0;
+            int[] ids = new int[head + bytes.length + 1];
+            if (head == 1) {
+                ids[0] = bos;
+            }
+            for (int k = 0; k < bytes.length; k++) {
+                ids[head + k] = bytes[k] & 0xff;
+            }
+            ids[ids.length - 1] = eos;
+            return ids;
+        }
+    }
 
     private final RecordDecoder.Config config;
     private final int bos;
-    private final int eos;
 
-    /**
-     * @param bos the BOS id, or negative for none
-     * @param eos the EOS id that ends each record
-     */
-    public ByteRecordDecoder(RecordDecoder.Config config, int bos, int eos) {
+    /** @param bos the packer's BOS id, or negative for none (it places {@link Tokens#promptEnd()}) */
+    public ByteRecordDecoder(RecordDecoder.Config config, int bos) {
         this.config = Objects.requireNonNull(config);
         this.bos = bos;
-        this.eos = eos;
     }
 
     /** The record, accepted, as tokens; or {@code null}: the reference decides it. */
@@ -88,14 +98,7 @@ public final class ByteRecordDecoder {
         if (domain == null) {
             return null;
         }
-        int head = bos >= 0 ? 1 : 0;
-        int[] tokens = new int[head + v.length + 1];
-        if (head == 1) {
-            tokens[0] = bos;
-        }
-        Utf8.widen(v, 0, v.length, tokens, head);
-        tokens[tokens.length - 1] = eos;
-        return new Tokens(idPrefix + r.offset(), domain, false, tokens, 0);
+        return new Tokens(idPrefix + r.offset(), domain, false, v, 0);
     }
 
     /** Valid UTF-8 and no disallowed control character (C0 but tab, newline, CR; DEL; C1). */
@@ -256,23 +259,22 @@ public final class ByteRecordDecoder {
         if (domain == null) {
             return null;
         }
-        int head = bos >= 0 ? 1 : 0;
-        int[] tokens;
+        byte[] bytes;
         int promptEnd = 0;
         if (text != null) {
-            tokens = new int[head + text.bytes + 1];
-            write(v, text, tokens, head);
+            bytes = text.escaped ? new byte[text.bytes] : null;
+            if (bytes == null) {
+                bytes = java.util.Arrays.copyOfRange(v, text.start, text.end);
+            } else {
+                write(v, text, bytes, 0);
+            }
         } else {
-            tokens = new int[head + prompt.bytes + completion.bytes + 1];
-            write(v, prompt, tokens, head);
-            write(v, completion, tokens, head + prompt.bytes);
-            promptEnd = head + prompt.bytes;
+            bytes = new byte[prompt.bytes + completion.bytes];
+            write(v, prompt, bytes, 0);
+            write(v, completion, bytes, prompt.bytes);
+            promptEnd = (bos >= 0 ? 1 : 0) + prompt.bytes;
         }
-        if (head == 1) {
-            tokens[0] = bos;
-        }
-        tokens[tokens.length - 1] = eos;
-        return new Tokens(id != null ? id : idPrefix + r.offset(), domain, text == null, tokens, promptEnd);
+        return new Tokens(id != null ? id : idPrefix + r.offset(), domain, text == null, bytes, promptEnd);
     }
 
     /**
@@ -374,16 +376,16 @@ public final class ByteRecordDecoder {
         return true;
     }
 
-    /** Writes the string's UTF-8 bytes, unescaped, as ids from {@code at}. */
-    private static void write(byte[] v, Str s, int[] out, int at) {
+    /** Writes the string's UTF-8 bytes, unescaped, from {@code at}. */
+    private static void write(byte[] v, Str s, byte[] out, int at) {
         if (!s.escaped) {
-            Utf8.widen(v, s.start, s.end, out, at);
+            System.arraycopy(v, s.start, out, at, s.end - s.start);
             return;
         }
         for (int p = s.start; p < s.end; ) {
             int b = v[p];
             if (b != '\\') { // escapes are rare: byte by byte (runs between them are too short to widen in bulk)
-                out[at++] = b & 0xff;
+                out[at++] = (byte) b;
                 p++;
                 continue;
             }
@@ -418,12 +420,8 @@ public final class ByteRecordDecoder {
         if (!s.escaped) {
             return new String(v, s.start, s.end - s.start, StandardCharsets.UTF_8);
         }
-        int[] ids = new int[s.bytes];
-        write(v, s, ids, 0);
-        byte[] b = new byte[ids.length];
-        for (int k = 0; k < ids.length; k++) {
-            b[k] = (byte) ids[k];
-        }
+        byte[] b = new byte[s.bytes];
+        write(v, s, b, 0);
         return new String(b, StandardCharsets.UTF_8);
     }
 

@@ -48,13 +48,6 @@ final class Utf8 {
         return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
     }
 
-    /** Writes {@code b[from, to)} as ints {@code 0..255} into {@code out} from {@code at}. */
-    static void widen(byte[] b, int from, int to, int[] out, int at) {
-        for (int k = from; k < to; k++) {
-            out[at + k - from] = b[k] & 0xff;
-        }
-    }
-
     /** Whether {@code b[from, to)} is well-formed UTF-8. */
     static boolean valid(byte[] b, int from, int to) {
         int p = from;
@@ -103,22 +96,22 @@ final class Utf8 {
         };
     }
 
-    /** Writes the UTF-8 bytes of {@code cp} (a scalar value) as ints from {@code at}; returns the index after them. */
-    static int put(int cp, int[] out, int at) {
+    /** Writes the UTF-8 bytes of {@code cp} (a scalar value) from {@code at}; returns the index after them. */
+    static int put(int cp, byte[] out, int at) {
         if (cp < 0x80) {
-            out[at++] = cp;
+            out[at++] = (byte) cp;
         } else if (cp < 0x800) {
-            out[at++] = 0xc0 | (cp >> 6);
-            out[at++] = 0x80 | (cp & 0x3f);
+            out[at++] = (byte) (0xc0 | (cp >> 6));
+            out[at++] = (byte) (0x80 | (cp & 0x3f));
         } else if (cp < 0x10000) {
-            out[at++] = 0xe0 | (cp >> 12);
-            out[at++] = 0x80 | ((cp >> 6) & 0x3f);
-            out[at++] = 0x80 | (cp & 0x3f);
+            out[at++] = (byte) (0xe0 | (cp >> 12));
+            out[at++] = (byte) (0x80 | ((cp >> 6) & 0x3f));
+            out[at++] = (byte) (0x80 | (cp & 0x3f));
         } else {
-            out[at++] = 0xf0 | (cp >> 18);
-            out[at++] = 0x80 | ((cp >> 12) & 0x3f);
-            out[at++] = 0x80 | ((cp >> 6) & 0x3f);
-            out[at++] = 0x80 | (cp & 0x3f);
+            out[at++] = (byte) (0xf0 | (cp >> 18));
+            out[at++] = (byte) (0x80 | ((cp >> 12) & 0x3f));
+            out[at++] = (byte) (0x80 | ((cp >> 6) & 0x3f));
+            out[at++] = (byte) (0x80 | (cp & 0x3f));
         }
         return at;
     }

@@ -14,7 +14,10 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.junit.jupiter.api.Test;
 
-/** The packer's span-at-a-time batches against the token-by-token reference ({@link Packer#naive}). */
+/**
+ * The packer's span-at-a-time batches against the token-by-token reference ({@link Packer#naive}),
+ * with records given as framed ids and as byte-level ids that the packer frames.
+ */
 class FastPackerTest {
     @Test
     void cutsTheSameBatchesAsTheReference() {
@@ -41,7 +44,13 @@ class FastPackerTest {
                         case 1 -> DomainRecord.completion("c" + i, domain, text(rnd), text(rnd), tps[p].topic(), tps[p].partition(), off);
                         default -> DomainRecord.text("r" + i, domain, text(rnd), tps[p].topic(), tps[p].partition(), off);
                     };
-                    a.addAll(fast.add(r, r instanceof DomainRecord rec ? fast.encode(rec) : null));
+                    Packer.Encoded enc = r instanceof DomainRecord rec ? fast.encode(rec) : null;
+                    if (enc != null && rnd.nextBoolean()) { // the same record as byte-level ids, framed by the packer
+                        DomainRecord rec = (DomainRecord) r;
+                        byte[] bytes = (rec.isCompletion() ? rec.prompt() + rec.completion() : rec.text()).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+                        enc = Packer.Encoded.ofBytes(enc.tp(), enc.offset(), enc.id(), enc.domain(), enc.completion(), bytes, enc.promptEnd());
+                    }
+                    a.addAll(fast.add(r, enc));
                     b.addAll(naive.add(r));
                     int what = rnd.nextInt(40);
                     if (what == 0) {

@@ -27,7 +27,7 @@ import org.junit.jupiter.api.Test;
 class ByteRecordDecoderTest {
     private static final RecordDecoder.Config CONFIG = new RecordDecoder.Config(Set.of("law", "med"), "law", 4_000);
     private final RecordDecoder reference = new RecordDecoder(CONFIG);
-    private final ByteRecordDecoder fast = new ByteRecordDecoder(CONFIG, ByteTokenizer.BOS, ByteTokenizer.EOS);
+    private final ByteRecordDecoder fast = new ByteRecordDecoder(CONFIG, ByteTokenizer.BOS);
     private final Packer packer = new Packer(new ByteTokenizer(), 15, 2);
 
     private static ConsumerRecord<byte[], byte[]> rec(byte[] key, byte[] value) {
@@ -51,7 +51,7 @@ class ByteRecordDecoderTest {
         assertEquals(rec.id(), t.id(), what);
         assertEquals(rec.domain(), t.domain(), what);
         assertEquals(rec.isCompletion(), t.completion(), what);
-        assertArrayEquals(enc.tokens(), t.tokens(), what);
+        assertArrayEquals(enc.tokens(), t.framed(ByteTokenizer.BOS, ByteTokenizer.EOS), what);
         assertEquals(enc.promptEnd(), t.promptEnd(), what);
         return true;
     }
@@ -181,10 +181,10 @@ class ByteRecordDecoderTest {
 
     @Test
     void withoutBosTheFramingIsTokensAndEos() {
-        ByteRecordDecoder noBos = new ByteRecordDecoder(CONFIG, -1, ByteTokenizer.EOS);
+        ByteRecordDecoder noBos = new ByteRecordDecoder(CONFIG, -1);
         ByteRecordDecoder.Tokens t = noBos.decode(rec(null, utf8("{\"prompt\":\"ab\",\"completion\":\"c\"}")));
         assertNotNull(t);
-        assertArrayEquals(new int[] {'a', 'b', 'c', ByteTokenizer.EOS}, t.tokens());
+        assertArrayEquals(new int[] {'a', 'b', 'c', ByteTokenizer.EOS}, t.framed(-1, ByteTokenizer.EOS));
         assertEquals(2, t.promptEnd());
     }
 }
