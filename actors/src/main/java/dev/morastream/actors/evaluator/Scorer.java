@@ -8,7 +8,6 @@ import dev.morastream.models.eval.Perplexity;
 import dev.morastream.models.eval.TaskSet;
 import dev.morastream.models.eval.TextMetrics;
 import dev.morastream.models.generate.GenerationConfig;
-import dev.morastream.models.generate.GenerationResult;
 import dev.morastream.models.generate.Generator;
 import dev.morastream.models.llama.Autograd;
 import dev.morastream.models.llama.LinearOp;
@@ -73,14 +72,24 @@ public final class Scorer {
         double charAcc = Double.NaN;
         double exact = Double.NaN;
         if (!sample.facts().isEmpty()) {
-            Generator gen = new Generator(model, tok, op);
+            // greedy answers, batched; each cut to its own budget (greedy is causal: later tokens change nothing before)
+            List<int[]> prompts = new ArrayList<>();
+            int[] budgets = new int[sample.facts().size()];
+            for (int i = 0; i < budgets.length; i++) {
+                Sample.Fact f = sample.facts().get(i);
+                prompts.add(tok.encodeFramed(f.prompt(), false));
+                budgets[i] = tok.encode(f.completion()).length + 2;
+            }
+            List<Generator.Answer> got = new Generator(model, tok, op).greedyBatch(prompts,
+                    GenerationConfig.greedy(Arrays.stream(budgets).max().orElse(1)));
             double sum = 0;
             int hits = 0;
-            for (Sample.Fact f : sample.facts()) {
-                int budget = tok.encode(f.completion()).length + 2;
-                String got = gen.generate(f.prompt(), GenerationConfig.greedy(budget), null).text();
-                sum += TextMetrics.charAccuracy(got, f.completion());
-                hits += TextMetrics.exactMatch(got, f.completion()) ? 1 : 0;
+            for (int i = 0; i < budgets.length; i++) {
+                int[] ids = got.get(i).ids();
+                String text = tok.decode(Arrays.copyOf(ids, Math.min(ids.length, budgets[i])));
+                Sample.Fact f = sample.facts().get(i);
+                sum += TextMetrics.charAccuracy(text, f.completion());
+                hits += TextMetrics.exactMatch(text, f.completion()) ? 1 : 0;
             }
             charAcc = sum / sample.facts().size();
             exact = (double) hits / sample.facts().size();
@@ -113,19 +122,20 @@ public final class Scorer {
 
     /** Greedy answers of {@code op} to every task item, cut at the first newline (as {@link TaskSet#evaluate}). */
     List<String> answers(LinearOp op) {
-        Generator gen = new Generator(model, tok, op);
         GenerationConfig cfg = new GenerationConfig(settings.maxNewTokens(), 0, 1.0, 0, List.of("\n"), true);
+        List<int[]> prompts = settings.tasks().stream().map(it -> tok.encodeFramed(it.prompt(), false)).toList();
+        List<Generator.Answer> got = new Generator(model, tok, op).greedyBatch(prompts, cfg);
         List<String> out = new ArrayList<>();
         boolean base = isBase(op) && klRows == null;
         List<int[]> rows = base ? new ArrayList<>() : null;
         List<Integer> from = base ? new ArrayList<>() : null;
-        for (TaskSet.Item it : settings.tasks()) {
-            int[] prompt = tok.encodeFramed(it.prompt(), false);
-            GenerationResult r = gen.generate(prompt, cfg, null, Generator.Scoring.NONE);
+        for (int i = 0; i < prompts.size(); i++) {
+            int[] prompt = prompts.get(i);
+            Generator.Answer r = got.get(i);
             out.add(r.text());
             if (base) {
-                int[] row = Arrays.copyOf(prompt, prompt.length + r.tokenIds().length);
-                System.arraycopy(r.tokenIds(), 0, row, prompt.length, r.tokenIds().length);
+                int[] row = Arrays.copyOf(prompt, prompt.length + r.ids().length);
+                System.arraycopy(r.ids(), 0, row, prompt.length, r.ids().length);
                 rows.add(row);
                 from.add(prompt.length - 1);
             }

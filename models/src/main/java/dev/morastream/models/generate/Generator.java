@@ -104,6 +104,99 @@ public final class Generator {
     /** Where {@link #run} puts log-probabilities ({@code null}: nowhere). */
     private record Collect(Scoring scoring, List<TokenLogprob> generated, List<TokenLogprob> prompt) {}
 
+    /** A greedy answer of {@link #greedyBatch}: its text (cut before a stop string) and generated ids. */
+    public record Answer(String text, int[] ids) {}
+
+    /** Rows of one batched forward. */
+    private static final int GREEDY_BATCH = 64;
+
+    /**
+     * Greedy answers to many prompts (ids as given, nothing added), the same as {@link
+     * #generate(int[], GenerationConfig, Consumer, Scoring)} with a greedy {@code cfg} gives each
+     * alone: prompts of equal length decode together, one forward per step for up to 64 rows with
+     * a shared KV cache (a row that ended is fed on and ignored). For evaluations, where hundreds
+     * of short answers cost hundreds of sequential generations otherwise.
+     *
+     * @param cfg greedy ({@code temperature <= 0}); its stop strings and EOS rule apply per row
+     */
+    public List<Answer> greedyBatch(List<int[]> prompts, GenerationConfig cfg) {
+        if (cfg.temperature() > 0) {
+            throw new IllegalArgumentException("greedyBatch is greedy: temperature " + cfg.temperature());
+        }
+        Answer[] out = new Answer[prompts.size()];
+        java.util.Map<Integer, List<Integer>> byLength = new java.util.TreeMap<>();
+        for (int i = 0; i < prompts.size(); i++) {
+            checkPrompt(prompts.get(i), model.config().maxPositionEmbeddings());
+            byLength.computeIfAbsent(prompts.get(i).length, k -> new ArrayList<>()).add(i);
+        }
+        Autograd.off();
+        for (List<Integer> same : byLength.values()) {
+            for (int at = 0; at < same.size(); at += GREEDY_BATCH) {
+                List<Integer> part = same.subList(at, Math.min(same.size(), at + GREEDY_BATCH));
+                List<int[]> rows = new ArrayList<>();
+                part.forEach(i -> rows.add(prompts.get(i)));
+                List<Answer> answers = greedySameLength(rows, cfg);
+                for (int r = 0; r < part.size(); r++) {
+                    out[part.get(r)] = answers.get(r);
+                }
+            }
+        }
+        return List.of(out);
+    }
+
+    private List<Answer> greedySameLength(List<int[]> prompts, GenerationConfig cfg) {
+        int b = prompts.size();
+        int len = prompts.get(0).length;
+        int limit = Math.min(cfg.maxNewTokens(), model.config().maxPositionEmbeddings() - len);
+        Set<Integer> eos = cfg.stopOnEos() ? tokenizer.eos() : Set.of();
+        int[][] gen = new int[b][limit];
+        int[] count = new int[b];
+        boolean[] done = new boolean[b];
+        StreamingText[] text = new StreamingText[b];
+        boolean[] stopString = new boolean[b];
+        for (int r = 0; r < b; r++) {
+            text[r] = new StreamingText(cfg.stopStrings(), s -> { });
+        }
+        int vocab = model.config().vocabSize();
+        try (NDManager root = NDManager.newBaseManager(model.device());
+                KvCache cache = new KvCache(root, model.config().numHiddenLayers())) {
+            int[][] feed = prompts.toArray(new int[0][]);
+            int live = b;
+            for (int t = 0; t < limit && live > 0; t++) {
+                float[] logits; // (B * V)
+                try (NDManager step = cache.manager().newSubManager()) {
+                    NDArray out = model.forward(model.ids(step, feed), cache, op); // (B, T, V)
+                    logits = out.get(new NDIndex(":, -1, :")).toFloatArray();
+                }
+                int[][] next = new int[b][1];
+                for (int r = 0; r < b; r++) {
+                    int id = Sampler.argmax(java.util.Arrays.copyOfRange(logits, r * vocab, (r + 1) * vocab));
+                    next[r][0] = id;
+                    if (done[r]) {
+                        continue;
+                    }
+                    gen[r][count[r]++] = id;
+                    if (eos.contains(id)) {
+                        done[r] = true;
+                    } else if (text[r].update(tokenizer.decode(java.util.Arrays.copyOf(gen[r], count[r])))) {
+                        done[r] = true;
+                        stopString[r] = true;
+                    }
+                    if (done[r]) {
+                        live--;
+                    }
+                }
+                feed = next;
+            }
+        }
+        List<Answer> answers = new ArrayList<>(b);
+        for (int r = 0; r < b; r++) {
+            int[] ids = java.util.Arrays.copyOf(gen[r], count[r]);
+            answers.add(new Answer(stopString[r] ? text[r].text() : text[r].finish(tokenizer.decode(ids)), ids));
+        }
+        return answers;
+    }
+
     /**
      * The cached path on raw ids: no BOS is added and stop strings are not applied (they are
      * text-level; see {@link #generate}). Ends on EOS, max new tokens or full context.

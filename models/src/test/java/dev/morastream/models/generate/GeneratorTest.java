@@ -55,6 +55,42 @@ class GeneratorTest {
         return p;
     }
 
+    // ---- batched greedy answers against one generation each ------------------------------------
+
+    @Test
+    void greedyBatchGivesEachPromptWhatItGetsAlone() {
+        // prompts of several lengths (some shared, more than one batch of 64 for one length), EOS ids and
+        // stop strings that end rows at different steps, a budget that ends the others
+        Generator g = letters(Set.of(3, 7));
+        List<int[]> prompts = new java.util.ArrayList<>();
+        java.util.Random r = new java.util.Random(5);
+        for (int i = 0; i < 150; i++) {
+            int n = i < 70 ? 6 : 2 + r.nextInt(9);
+            int[] p = new int[n];
+            p[0] = 256;
+            for (int k = 1; k < n; k++) {
+                p[k] = r.nextInt(9);
+            }
+            prompts.add(p);
+        }
+        for (GenerationConfig cfg : List.of(new GenerationConfig(12, 0, 1.0, 0, List.of("h ", "gg"), true),
+                new GenerationConfig(9, 0, 1.0, 0, List.of(), false))) {
+            List<Generator.Answer> batched = g.greedyBatch(prompts, cfg);
+            assertEquals(prompts.size(), batched.size());
+            int stopped = 0;
+            for (int i = 0; i < prompts.size(); i++) {
+                GenerationResult alone = g.generate(prompts.get(i), cfg, null, Generator.Scoring.NONE);
+                assertEquals(alone.text(), batched.get(i).text(), "prompt " + i + " " + Arrays.toString(prompts.get(i)));
+                assertArrayEquals(alone.tokenIds(), batched.get(i).ids(), "prompt " + i);
+                stopped += alone.tokenIds().length < cfg.maxNewTokens() ? 1 : 0;
+            }
+            if (cfg.stopOnEos()) {
+                assertTrue(stopped > 10 && stopped < prompts.size(), "rows should end at different steps: " + stopped);
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> g.greedyBatch(prompts, GenerationConfig.sampling(4, 1.0, 1.0, 1)));
+    }
+
     // ---- KV cache against full recomputation -------------------------------------------------
 
     @Test

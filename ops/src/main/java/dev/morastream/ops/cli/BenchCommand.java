@@ -275,8 +275,8 @@ public final class BenchCommand implements Runnable {
                             System.out.println(Json.line(p));
                         } else {
                             System.out.printf(Locale.ROOT, "%-4s %-8s r=%d step %4d  new facts %.3f (exact %.3f)  worst drop %.3f  KL %.4f"
-                                    + "  retention %.4f  %s (%.0f s)%n", p.method(), p.variant(), p.rank(), p.step(), p.newCharAcc(),
-                                    p.newExact(), p.worstDrop(), p.klToBase(), p.retentionLoss(), p.downstream(), p.seconds());
+                                    + "  retention %.4f  %s (%.0f s, %.0f ms/step)%n", p.method(), p.variant(), p.rank(), p.step(), p.newCharAcc(),
+                                    p.newExact(), p.worstDrop(), p.klToBase(), p.retentionLoss(), p.downstream(), p.seconds(), p.stepMs());
                         }
                         System.out.flush();
                     }, line -> System.err.println(line));

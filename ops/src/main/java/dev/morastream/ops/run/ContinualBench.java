@@ -54,7 +54,7 @@ public final class ContinualBench {
     /** One evaluation. */
     public record Point(String method, String variant, int rank, long trainableParams, long step, double newCharAcc,
                         double newExact, Map<String, Double> downstream, double worstDrop, double retentionLoss, double klToBase,
-                        double replay, double klWeight, double lr, double seconds) {}
+                        double replay, double klWeight, double lr, double seconds, double stepMs, double trainKl) {}
 
     private ContinualBench() {}
 
@@ -101,27 +101,37 @@ public final class ContinualBench {
             try (IncrementalTrainer tr = new IncrementalTrainer(model, spec, tc, reference)) {
                 String variant = spec.method() == AdapterSpec.Method.MORA ? spec.resolvedVariant().id() : "";
                 long params = tr.adapters().trainableParameters();
-                sink.accept(point(s, variant, params, 0, baseScores, baseScores, 0));
+                sink.accept(point(s, variant, params, 0, baseScores, baseScores, 0, Double.NaN, Double.NaN));
+                double ms = 0;
+                double kl = 0;
+                int n = 0;
                 FactStream data = new FactStream(facts, tok, s.seqLen(), s.seed());
                 for (int step = 1; step <= s.steps(); step++) {
                     TrainBatch b = data.next(s.batchSize());
                     if (mixer != null) {
                         b = mixer.mix(new PackedBatch("bench", b, Map.of(), Map.of(), List.of(), step)).batch();
                     }
-                    tr.step(b);
+                    dev.morastream.models.train.StepResult r = tr.step(b);
+                    ms += r.millis();
+                    kl += r.klToBase();
+                    n++;
                     if (step % s.evalEvery() == 0 || step == s.steps()) {
                         Scores sc = scorer.score(tr.op(), sample);
-                        sink.accept(point(s, variant, params, step, sc, baseScores, (System.nanoTime() - t0) / 1e9));
+                        sink.accept(point(s, variant, params, step, sc, baseScores, (System.nanoTime() - t0) / 1e9, ms / n, kl / n));
+                        ms = 0;
+                        kl = 0;
+                        n = 0;
                     }
                 }
             }
         }
     }
 
-    private static Point point(Settings s, String variant, long params, long step, Scores sc, Scores base, double seconds) {
+    private static Point point(Settings s, String variant, long params, long step, Scores sc, Scores base, double seconds,
+            double stepMs, double trainKl) {
         return new Point(s.method().name().toLowerCase(java.util.Locale.ROOT), variant, s.rank(), params, step,
                 sc.memorizationCharAcc(), sc.memorizationExactMatch(), new LinkedHashMap<>(sc.downstream()),
-                sc.worstDownstreamDrop(base), sc.retentionLoss(), sc.klToBase(), s.replay(), s.klWeight(), s.lr(), seconds);
+                sc.worstDownstreamDrop(base), sc.retentionLoss(), sc.klToBase(), s.replay(), s.klWeight(), s.lr(), seconds, stepMs, trainKl);
     }
 
     /**
