@@ -3,8 +3,6 @@ package dev.morastream.streams;
 import dev.morastream.streams.pack.PackedBatch;
 import dev.morastream.streams.pack.Packer;
 import dev.morastream.streams.pack.ResumePoint;
-import dev.morastream.streams.records.DecodeResult;
-import dev.morastream.streams.records.DomainRecord;
 import dev.morastream.streams.records.RecordProcessingException;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -20,8 +18,8 @@ import org.apache.kafka.common.TopicPartition;
 /**
  * The packing stage of a {@link TrainingStream} and what the rebalance callbacks (on the consumer's
  * thread) ask of it. The {@link Packer} is touched only by the stream ({@link #onElement}); the
- * callbacks leave requests in an inbox that the stage handles before its next element (a record,
- * or a tick that comes at least every {@link #TICK} while the topic is quiet), and wait for their
+ * callbacks leave requests in an inbox that the stage handles before its next element (a chunk of
+ * records, or a tick that comes at least every {@link #TICK} while the topic is quiet), and wait for their
  * effect with {@link #release} and {@link #awaitTrained}.
  *
  * <p>Batches are numbered as the stage emits them and counted as the trainer takes them
@@ -33,17 +31,17 @@ final class PackingStage {
     static final Duration TICK = Duration.ofMillis(100);
 
     /**
-     * What flows into the stage: a decoded record (with its tokens when it is a {@link DomainRecord},
-     * encoded by the decode step) with the ownership it was fetched under, or a marker.
+     * What flows into the stage: a chunk of decoded records (each with its tokens when it is to be
+     * trained, encoded by the decode step, and the ownership it was fetched under), or a marker.
      */
-    record Element(DecodeResult result, Packer.Encoded encoded, long ownership, Kind kind) {
-        enum Kind { RECORD, TICK, END }
+    record Element(List<DecodeStep.Decoded> records, Kind kind) {
+        enum Kind { RECORDS, TICK, END }
 
-        static final Element TICK_ELEMENT = new Element(null, null, 0, Kind.TICK);
-        static final Element END_ELEMENT = new Element(null, null, 0, Kind.END);
+        static final Element TICK_ELEMENT = new Element(List.of(), Kind.TICK);
+        static final Element END_ELEMENT = new Element(List.of(), Kind.END);
 
-        static Element of(DecodeResult r, Packer.Encoded encoded, long ownership) {
-            return new Element(r, encoded, ownership, Kind.RECORD);
+        static Element of(List<DecodeStep.Decoded> records) {
+            return new Element(records, Kind.RECORDS);
         }
     }
 
@@ -112,18 +110,24 @@ final class PackingStage {
             }
         }
         switch (e.kind()) {
-            case RECORD -> {
+            case RECORDS -> {
                 lastRecordNanos = System.nanoTime();
-                DecodeResult r = e.result();
-                TopicPartition tp = new TopicPartition(r.topic(), r.partition());
-                if (!ownership.isCurrent(tp, e.ownership())) {
-                    stats.discarded.incrementAndGet(); // fetched before its partition was revoked: the next owner reads it
-                } else {
-                    tracker.record(tp, r.offset(), r instanceof DomainRecord rec ? rec.domain() : null);
+                for (DecodeStep.Decoded d : e.records()) {
+                    TopicPartition tp = d.tp();
+                    if (!ownership.isCurrent(tp, d.ownership())) {
+                        stats.discarded.incrementAndGet(); // fetched before its partition was revoked: the next owner reads it
+                        continue;
+                    }
+                    Packer.Encoded enc = d.encoded();
+                    tracker.record(tp, d.offset(), enc != null ? enc.domain() : null);
                     try {
-                        out.addAll(packer.add(r, e.encoded()));
+                        if (enc != null) {
+                            packer.add(enc, out);
+                        } else {
+                            packer.skip(tp, d.offset());
+                        }
                     } catch (RuntimeException ex) {
-                        throw new RecordProcessingException(r.topic(), r.partition(), r.offset(), ex);
+                        throw new RecordProcessingException(tp.topic(), tp.partition(), d.offset(), ex);
                     }
                 }
             }

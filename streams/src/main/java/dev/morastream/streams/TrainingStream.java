@@ -5,18 +5,19 @@ import dev.morastream.streams.pack.PackedBatch;
 import dev.morastream.streams.pack.Packer;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.records.DeadLetters;
-import dev.morastream.streams.records.DecodeResult;
-import dev.morastream.streams.records.DomainRecord;
 import dev.morastream.streams.records.RecordProcessingException;
 import dev.morastream.streams.records.RepeatedFailures;
 import dev.morastream.streams.records.RecordDecoder;
 import dev.morastream.streams.records.Rejected;
 import dev.morastream.streams.replay.ReplayMixer;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -40,11 +41,14 @@ import org.slf4j.LoggerFactory;
  * <pre>
  * plain source, subscribed with a rebalance handler ({@link Rebalancer}); records tagged with
  *   the ownership of their partition when fetched ({@link Ownership})
- *   -> decode and tokenize (mapAsync on morastream.streams.decode-dispatcher); an exception there
- *      rejects the record (processing-error), a record the stream failed on 3 times is rejected
- *      unread (repeated-failure, {@link RepeatedFailures})
- *   -> rejected: dead-letter topic (cut to fit, once per record: {@link DeadLetters}), acknowledged
- *      before going on
+ *   -> chunks of fetched records (up to {@value #CHUNK_RECORDS} records or about 1 MiB: as many as
+ *      wait while the decode step is busy, so no latency is added)
+ *   -> decode and tokenize a chunk at a time ({@link DecodeStep}, mapAsync on
+ *      morastream.streams.decode-dispatcher: one task per chunk); an exception there rejects the
+ *      record (processing-error), a record the stream failed on 3 times is rejected unread
+ *      (repeated-failure, {@link RepeatedFailures})
+ *   -> rejected: dead-letter topic (cut to fit, once per record: {@link DeadLetters}), the chunk's
+ *      letters acknowledged before the chunk goes on
  *   -> tokenize + pack per domain ({@link Packer}, in {@link PackingStage}); records of partitions
  *      no longer owned under the ownership they were fetched in are dropped here
  *   -> optional replay rows appended ({@link ReplayMixer})
@@ -108,6 +112,10 @@ import org.slf4j.LoggerFactory;
  * {@link ResumePoint#skipTokens()}.
  */
 public final class TrainingStream {
+    /** At most this many records go to the decode step as one chunk (it bounds what the stream holds, with the parallelism). */
+    static final int CHUNK_RECORDS = 64;
+    /** At most about this many value bytes per chunk (a chunk holds at least one record). */
+    static final long CHUNK_BYTES = 1 << 20;
     /** The dispatcher of the decode and pack work, configured in this module's reference.conf. */
     public static final String DECODE_DISPATCHER = "morastream.streams.decode-dispatcher";
     /**
@@ -124,7 +132,7 @@ public final class TrainingStream {
      * @param decoder what is accepted, and which domains
      * @param seqLen T: tokens predicted per packed row
      * @param batchSize B: rows per batch
-     * @param decodeParallelism records decoded at once
+     * @param decodeParallelism chunks of records decoded at once (and chunks whose dead letters are awaited at once)
      * @param idleFlush when no record arrived for this long, pad and emit every domain's buffered tail
      *     (so a quiet topic still trains on its last records); {@code null} never
      */
@@ -202,19 +210,22 @@ public final class TrainingStream {
         log.debug("consumer stop-timeout {}, hand-over timeout {}", consumerSettings.stopTimeout(), handOverTimeout);
 
         Duration tick = s.idleFlush() == null || s.idleFlush().compareTo(PackingStage.TICK) > 0 ? PackingStage.TICK : s.idleFlush();
+        DecodeStep decode = new DecodeStep(decoder, tokenizer, packer, failures, stats, true);
         return Consumer.plainSource(consumerSettings, Subscriptions.topics(s.topics()).withPartitionAssignmentHandler(rebalancer))
-                .map(r -> new Fetched(r, Ownership.untag(r)))
-                .mapAsync(s.decodeParallelism(), f -> CompletableFuture.supplyAsync(() -> {
-                            PackingStage.Element e = process(f, decoder, packer, failures);
-                            stats.consumed(f.record().topic());
-                            return e;
-                        }, decodeExec))
-                .mapAsync(s.decodeParallelism(), e -> e.result() instanceof Rejected r
-                        ? deadLetters.send(r).thenApplyAsync(x -> {
-                            stats.deadLettered(r.topic(), r.reason().code());
-                            return e;
-                        }, exec)
-                        : CompletableFuture.completedFuture(e))
+                // chunks of what the consumer has fetched (as many as wait, up to a bound): one decode task per chunk
+                .batchWeighted(CHUNK_BYTES, r -> Math.max(CHUNK_BYTES / CHUNK_RECORDS, (long) r.serializedValueSize()),
+                        r -> {
+                            List<ConsumerRecord<byte[], byte[]>> chunk = new ArrayList<>(CHUNK_RECORDS);
+                            chunk.add(r);
+                            return chunk;
+                        },
+                        (chunk, r) -> {
+                            chunk.add(r);
+                            return chunk;
+                        })
+                .mapAsync(s.decodeParallelism(), chunk -> CompletableFuture.supplyAsync(() -> decode.decode(chunk), decodeExec))
+                .mapAsync(s.decodeParallelism(), chunk -> deadLetter(chunk, deadLetters, stats, exec))
+                .map(PackingStage.Element::of)
                 .keepAlive(tick, () -> PackingStage.Element.TICK_ELEMENT)
                 .concat(Source.single(PackingStage.Element.END_ELEMENT))
                 .map(e -> {
@@ -229,7 +240,7 @@ public final class TrainingStream {
                 .map(b -> replay == null ? b : replay.mix(b))
                 // one batch in flight per domain, the trainers of different domains at once; results in stream order
                 .mapAsyncPartitioned(Math.max(1, s.decoder().domains().size()), PackedBatch::domain,
-                        (PackedBatch b, String domain) -> trainer.accept(b).thenApplyAsync(durable -> new Accepted(b, durable), exec))
+                        (PackedBatch b, String domain) -> accepted(b, trainer.accept(b), exec))
                 .map(a -> {
                     PackedBatch b = a.batch();
                     stats.batch(b.domain(), b.completedIds().size(), b.batch().predictions());
@@ -249,34 +260,37 @@ public final class TrainingStream {
                 .run(materializer);
     }
 
-    private record Fetched(ConsumerRecord<byte[], byte[]> record, long ownership) {}
-
     /**
-     * Decodes and tokenizes one record. A record the stream failed on too often is rejected as
-     * {@code repeated-failure} without being looked at; an exception while decoding or tokenizing
-     * rejects the record as {@code processing-error}; an {@link Error} fails the stream, naming the
-     * record (for {@link RepeatedFailures}).
+     * Sends the chunk's rejected records to the dead-letter topic, all at once; completes with the
+     * chunk once every letter is acknowledged (so no offset after them is committed before).
      */
-    private static PackingStage.Element process(Fetched f, RecordDecoder decoder, Packer packer, RepeatedFailures failures) {
-        ConsumerRecord<byte[], byte[]> r = f.record();
-        Rejected poison = failures.poison(r);
-        if (poison != null) {
-            log.warn("dead-lettering {}-{}@{} and going on: {}", r.topic(), r.partition(), r.offset(), poison.detail());
-            return PackingStage.Element.of(poison, null, f.ownership());
+    private static CompletionStage<List<DecodeStep.Decoded>> deadLetter(List<DecodeStep.Decoded> chunk, DeadLetters deadLetters,
+                                                                       StreamStats stats, Executor exec) {
+        List<CompletableFuture<Rejected>> letters = new ArrayList<>(0);
+        for (DecodeStep.Decoded d : chunk) {
+            if (d.rejected() != null) {
+                letters.add(deadLetters.send(d.rejected()).toCompletableFuture());
+            }
         }
-        try {
-            DecodeResult d = decoder.decode(r);
-            Packer.Encoded enc = d instanceof DomainRecord rec ? packer.encode(rec) : null;
-            return PackingStage.Element.of(d, enc, f.ownership());
-        } catch (Exception e) {
-            log.warn("record {}-{}@{} could not be processed; dead-lettering it: {}", r.topic(), r.partition(), r.offset(), e.toString());
-            return PackingStage.Element.of(new Rejected(Rejected.Reason.PROCESSING_ERROR, e.toString(), r, e), null, f.ownership());
-        } catch (Error e) {
-            RecordProcessingException x = new RecordProcessingException(r.topic(), r.partition(), r.offset(), e);
-            failures.failed(x); // counted before the stream fails, so before any restart meets the record again
-            throw x;
+        if (letters.isEmpty()) {
+            return CompletableFuture.completedFuture(chunk);
         }
+        return CompletableFuture.allOf(letters.toArray(CompletableFuture[]::new)).thenApplyAsync(x -> {
+            for (CompletableFuture<Rejected> l : letters) {
+                Rejected r = l.join();
+                stats.deadLettered(r.topic(), r.reason().code());
+            }
+            return chunk;
+        }, exec);
     }
 
     private record Accepted(PackedBatch batch, Map<TopicPartition, Long> durable) {}
+
+    /** The batch with what the trainer answered; at once when it has answered already (no task per batch then). */
+    private static CompletionStage<Accepted> accepted(PackedBatch b, CompletableFuture<Map<TopicPartition, Long>> answer, Executor exec) {
+        if (answer.isDone() && !answer.isCompletedExceptionally()) {
+            return CompletableFuture.completedFuture(new Accepted(b, answer.join()));
+        }
+        return answer.thenApplyAsync(durable -> new Accepted(b, durable), exec);
+    }
 }

@@ -52,6 +52,12 @@ public final class Packer {
     private final Map<String, List<Piece>> held = new HashMap<>();
     private final Map<String, Long> heldTokens = new HashMap<>();
     private final long maxHeldTokens;
+    /** Fill batches token by token ({@link DomainBuffer#cutNaive}): the reference. */
+    private final boolean naive;
+    /** The tokenizer's first EOS id, which ends every record. */
+    private final int eos;
+    /** The tokenizer's BOS id, which starts every record, or negative for none. */
+    private final int bos;
 
     /**
      * @param tokenizer encodes text; its {@link TextTokenizer#bos()} and first {@link TextTokenizer#eos()} frame records
@@ -59,6 +65,19 @@ public final class Packer {
      * @param batchSize B: rows per batch
      */
     public Packer(TextTokenizer tokenizer, int seqLen, int batchSize) {
+        this(tokenizer, seqLen, batchSize, false);
+    }
+
+    /**
+     * The reference packer: the same behaviour, each batch filled token by token (the fast one
+     * copies each record's span of a batch at once). For tests that check the fast one against it.
+     */
+    public static Packer naive(TextTokenizer tokenizer, int seqLen, int batchSize) {
+        return new Packer(tokenizer, seqLen, batchSize, true);
+    }
+
+    private Packer(TextTokenizer tokenizer, int seqLen, int batchSize, boolean naive) {
+        this.naive = naive;
         if (seqLen < 1 || batchSize < 1) {
             throw new IllegalArgumentException("seqLen and batchSize must be positive");
         }
@@ -66,6 +85,8 @@ public final class Packer {
             throw new IllegalArgumentException("tokenizer " + tokenizer.name() + " has no EOS id");
         }
         this.tokenizer = Objects.requireNonNull(tokenizer);
+        this.eos = tokenizer.eos().iterator().next();
+        this.bos = tokenizer.bos();
         this.seqLen = seqLen;
         this.batchSize = batchSize;
         this.maxHeldTokens = Math.max(100_000L, 8L * batchSize * (seqLen + 1));
@@ -83,7 +104,7 @@ public final class Packer {
 
     /** Offers a decoded record; returns the batches it completes (often none). */
     public List<PackedBatch> add(DecodeResult r) {
-        return add(r, r instanceof DomainRecord rec ? encode(rec) : null);
+        return add(r, null);
     }
 
     /**
@@ -91,76 +112,114 @@ public final class Packer {
      * rejected record, or to encode it here); returns the batches it completes (often none).
      */
     public List<PackedBatch> add(DecodeResult r, Encoded encoded) {
+        List<PackedBatch> out = new ArrayList<>(1);
         TopicPartition tp = new TopicPartition(r.topic(), r.partition());
-        Long prev = seen.get(tp);
-        if (prev != null && r.offset() < prev) {
-            throw new IllegalStateException("offset " + r.offset() + " of " + tp + " after " + (prev - 1) + ": out of order");
-        }
-        seen.put(tp, r.offset() + 1);
         if (!(r instanceof DomainRecord rec)) {
-            return List.of();
+            skip(tp, r.offset());
+            return out;
         }
-        int skip = 0;
-        ResumePoint from = resumeFrom.getOrDefault(rec.domain(), Map.of()).get(tp);
-        if (from != null) {
-            if (rec.offset() < from.offset()) {
-                return List.of();
-            }
-            if (rec.offset() == from.offset()) {
-                skip = from.skipTokens();
-            }
+        if (encoded == null && absorbed(rec.domain(), tp, rec.offset())) {
+            skip(tp, rec.offset()); // not worth encoding
+            return out;
         }
         Encoded enc = encoded != null ? encoded : encode(rec);
         if (enc.offset() != rec.offset() || !enc.tp().equals(tp)) {
             throw new IllegalArgumentException("tokens of " + enc.tp() + "@" + enc.offset() + " offered with " + tp + "@" + rec.offset());
         }
-        Piece p = new Piece(tp, rec.offset(), rec.id(), enc.tokens(), enc.promptEnd(), Math.min(skip, enc.tokens().length),
-                rec.isCompletion());
-        DomainBuffer buf = domains.computeIfAbsent(rec.domain(), DomainBuffer::new);
-        Map.Entry<TopicPartition, Long> waitFor = straddler.get(rec.domain());
-        if (waitFor != null) {
-            long heldNow = heldTokens.merge(rec.domain(), (long) p.tokens.length, Long::sum);
-            if (!waitFor.getKey().equals(tp) && heldNow <= maxHeldTokens) {
-                held.computeIfAbsent(rec.domain(), d -> new ArrayList<>()).add(p);
-                return List.of();
+        add(tp, rec.offset(), rec.id(), rec.domain(), rec.isCompletion(), enc, out);
+        return out;
+    }
+
+    /**
+     * Offers a record to train, encoded beforehand with its id and domain (the stream's path: no
+     * {@link DomainRecord} in between); appends the batches it completes to {@code out}.
+     */
+    public void add(Encoded enc, List<PackedBatch> out) {
+        add(enc.tp(), enc.offset(), enc.id(), enc.domain(), enc.completion(), enc, out);
+    }
+
+    /** Offers a record that is not trained (rejected): only its offset counts (domains' resume points pass it). */
+    public void skip(TopicPartition tp, long offset) {
+        Long prev = seen.get(tp);
+        if (prev != null && offset < prev) {
+            throw new IllegalStateException("offset " + offset + " of " + tp + " after " + (prev - 1) + ": out of order");
+        }
+        seen.put(tp, offset + 1);
+    }
+
+    private boolean absorbed(String domain, TopicPartition tp, long offset) {
+        ResumePoint from = resumeFrom.getOrDefault(domain, Map.of()).get(tp);
+        return from != null && offset < from.offset();
+    }
+
+    private void add(TopicPartition tp, long offset, String id, String domain, boolean completion, Encoded enc,
+                     List<PackedBatch> out) {
+        skip(tp, offset);
+        int skip = 0;
+        ResumePoint from = resumeFrom.getOrDefault(domain, Map.of()).get(tp);
+        if (from != null) {
+            if (offset < from.offset()) {
+                return;
             }
-            heldTokens.remove(rec.domain());
+            if (offset == from.offset()) {
+                skip = from.skipTokens();
+            }
+        }
+        Piece p = new Piece(tp, offset, id, enc.tokens(), enc.bytes(), bos, eos, enc.promptEnd(), skip, completion);
+        DomainBuffer buf = domains.get(domain);
+        if (buf == null) {
+            buf = new DomainBuffer(domain);
+            domains.put(domain, buf);
+        }
+        Map.Entry<TopicPartition, Long> waitFor = straddler.isEmpty() ? null : straddler.get(domain);
+        if (waitFor != null) {
+            long heldNow = heldTokens.merge(domain, (long) p.length, Long::sum);
+            if (!waitFor.getKey().equals(tp) && heldNow <= maxHeldTokens) {
+                held.computeIfAbsent(domain, d -> new ArrayList<>()).add(p);
+                return;
+            }
+            heldTokens.remove(domain);
             if (!waitFor.getKey().equals(tp)) {
                 // waited too long (its partition may have gone to another consumer): go on without it;
                 // its remaining tokens still train exactly once, later in the stream
-                held.computeIfAbsent(rec.domain(), d -> new ArrayList<>()).add(p);
-                straddler.remove(rec.domain());
-                for (Piece x : held.remove(rec.domain())) {
+                held.computeIfAbsent(domain, d -> new ArrayList<>()).add(p);
+                straddler.remove(domain);
+                for (Piece x : held.remove(domain)) {
                     enqueue(buf, x);
                 }
-                return cutFull(buf);
+                cutFull(buf, out);
+                return;
             }
             // the split record (or, if it is gone from the topic, the first one after it) comes first
-            straddler.remove(rec.domain());
+            straddler.remove(domain);
             enqueue(buf, p);
-            for (Piece h : held.getOrDefault(rec.domain(), List.of())) {
+            for (Piece h : held.getOrDefault(domain, List.of())) {
                 enqueue(buf, h);
             }
-            held.remove(rec.domain());
+            held.remove(domain);
         } else {
             enqueue(buf, p);
         }
-        return cutFull(buf);
+        cutFull(buf, out);
     }
 
     private static void enqueue(DomainBuffer buf, Piece p) {
-        if (p.start < p.tokens.length) { // else wholly absorbed already
+        if (p.start < p.length) { // else wholly absorbed already
             buf.pending.addLast(p);
-            buf.tokens += p.tokens.length - p.start;
+            buf.tokens += p.length - p.start;
         }
     }
 
     private List<PackedBatch> cutFull(DomainBuffer buf) {
         List<PackedBatch> out = new ArrayList<>();
+        cutFull(buf, out);
+        return out;
+    }
+
+    private void cutFull(DomainBuffer buf, List<PackedBatch> out) {
         while (buf.tokens >= (long) batchSize * (seqLen + 1)) {
             out.add(buf.cut(Long.MAX_VALUE, false));
         }
-        return out;
     }
 
     /**
@@ -193,7 +252,7 @@ public final class Packer {
         for (DomainBuffer buf : this.domains.values()) {
             for (Piece head = buf.pending.peekFirst(); head != null && head.start > 0 && partitions.contains(head.tp);
                  head = buf.pending.peekFirst()) {
-                long rest = head.tokens.length - head.start;
+                long rest = head.length - head.start;
                 out.add(buf.cut(Math.min(rest, full), rest < full));
             }
         }
@@ -225,7 +284,7 @@ public final class Packer {
         for (DomainBuffer buf : this.domains.values()) {
             buf.pending.removeIf(p -> {
                 if (partitions.contains(p.tp)) {
-                    buf.tokens -= p.tokens.length - p.start;
+                    buf.tokens -= p.length - p.start;
                     return true;
                 }
                 return false;
@@ -304,9 +363,33 @@ public final class Packer {
 
     /**
      * A record's tokens as the packer frames them ({@code BOS + tokens + EOS}), with where its prompt
-     * ends (0 for a text record).
+     * ends (0 for a text record), and what the packer keeps of the record: its id, domain and kind.
+     * The tokens are either {@code tokens}, framed, or {@code bytes}: the record's UTF-8 bytes as
+     * byte-level ids {@code 0..255}, which the packer frames itself and widens straight into the
+     * batch (no {@code int} per token in between); exactly one of the two is set.
+     *
+     * @param completion a prompt/completion record (its targets before {@code promptEnd} are prompt)
+     * @param promptEnd in framed positions (BOS included)
      */
-    public record Encoded(TopicPartition tp, long offset, int[] tokens, int promptEnd) {}
+    public record Encoded(TopicPartition tp, long offset, String id, String domain, boolean completion, int[] tokens,
+                          int promptEnd, byte[] bytes) {
+        public Encoded {
+            if ((tokens == null) == (bytes == null)) {
+                throw new IllegalArgumentException("a record's tokens are ids or bytes");
+            }
+        }
+
+        /** Framed ids. */
+        public Encoded(TopicPartition tp, long offset, String id, String domain, boolean completion, int[] tokens, int promptEnd) {
+            this(tp, offset, id, domain, completion, tokens, promptEnd, null);
+        }
+
+        /** Byte-level ids, framed by the packer. */
+        public static Encoded ofBytes(TopicPartition tp, long offset, String id, String domain, boolean completion, byte[] bytes,
+                                      int promptEnd) {
+            return new Encoded(tp, offset, id, domain, completion, null, promptEnd, bytes);
+        }
+    }
 
     /**
      * Tokenizes a record for {@link #add(DecodeResult, Encoded)}: touches only the tokenizer, so it
@@ -315,7 +398,6 @@ public final class Packer {
      */
     public Encoded encode(DomainRecord r) {
         int bos = tokenizer.bos();
-        int eos = tokenizer.eos().iterator().next();
         int[] a;
         int[] b;
         if (r.isCompletion()) {
@@ -336,27 +418,111 @@ public final class Packer {
         // completion flag per token: a target counts for completion-only loss when it is a
         // completion token (or EOS) of a prompt/completion record, or any token of a text record
         int promptEnd = r.isCompletion() ? head + a.length : 0;
-        return new Encoded(new TopicPartition(r.topic(), r.partition()), r.offset(), tokens, promptEnd);
+        return new Encoded(new TopicPartition(r.topic(), r.partition()), r.offset(), r.id(), r.domain(), r.isCompletion(), tokens,
+                promptEnd);
     }
 
     private static final class Piece {
         final TopicPartition tp;
         final long offset;
         final String id;
+        /** Framed ids, or {@code null}: then {@link #bytes} framed by {@link #bos} (when >= 0) and {@link #eos}. */
         final int[] tokens;
+        final byte[] bytes;
+        final int bos;
+        final int eos;
+        /** Tokens, framing included. */
+        final int length;
         /** Tokens before this index are prompt (their targets do not count as completion). */
         final int promptEnd;
         final boolean completion;
         int start;
 
-        Piece(TopicPartition tp, long offset, String id, int[] tokens, int promptEnd, int start, boolean completion) {
+        Piece(TopicPartition tp, long offset, String id, int[] tokens, byte[] bytes, int bos, int eos, int promptEnd, int skip,
+              boolean completion) {
             this.tp = tp;
             this.offset = offset;
             this.id = id;
             this.tokens = tokens;
+            this.bytes = bytes;
+            this.bos = bos;
+            this.eos = eos;
+            this.length = tokens != null ? tokens.length : (bos >= 0 ? 1 : 0) + bytes.length + 1;
             this.promptEnd = promptEnd;
-            this.start = start;
+            this.start = Math.min(skip, length);
             this.completion = completion;
+        }
+
+        int token(int k) {
+            if (tokens != null) {
+                return tokens[k];
+            }
+            int head = bos >= 0 ? 1 : 0;
+            return k < head ? bos : k == length - 1 ? eos : bytes[k - head] & 0xff;
+        }
+
+        /** Tokens {@code [from, from + n)} into {@code dst} from {@code at}. */
+        void copy(int from, int[] dst, int at, int n) {
+            if (tokens != null) {
+                System.arraycopy(tokens, from, dst, at, n);
+                return;
+            }
+            int head = bos >= 0 ? 1 : 0;
+            int end = from + n;
+            if (from < head) {
+                dst[at++] = bos;
+                from++;
+            }
+            int stop = Math.min(end, length - 1); // body positions [from, stop): bytes [from - head, stop - head)
+            int shift = at - from;
+            for (int k = from; k < stop; k++) {
+                dst[k + shift] = bytes[k - head] & 0xff;
+            }
+            if (end == length) {
+                dst[Math.max(from, stop) + shift] = eos;
+            }
+        }
+    }
+
+    /** The spans of prompt/completion records in a batch being cut: flat position, first token index, length, prompt end. */
+    private static final class Spans {
+        private int[] v = new int[16];
+        private int count;
+
+        void add(int at, int firstToken, int length, int promptEnd) {
+            if (4 * count == v.length) {
+                v = java.util.Arrays.copyOf(v, v.length * 2);
+            }
+            v[4 * count] = at;
+            v[4 * count + 1] = firstToken;
+            v[4 * count + 2] = length;
+            v[4 * count + 3] = promptEnd;
+            count++;
+        }
+
+        /**
+         * {@code (B, T)}: 1 on a target that is a token of a text record or a completion token (or
+         * EOS) of a prompt/completion record; 0 on prompt tokens and padding.
+         */
+        float[][] completionMask(int rows, int rowLen, int n) {
+            boolean[] isCompletion = new boolean[rows * rowLen]; // (B * (T + 1)), flat
+            int from = 0;
+            for (int s = 0; s < count; s++) {
+                int at = v[4 * s];
+                java.util.Arrays.fill(isCompletion, from, at, true); // text records' tokens before this span
+                for (int q = 0; q < v[4 * s + 2]; q++) {
+                    isCompletion[at + q] = v[4 * s + 1] + q >= v[4 * s + 3];
+                }
+                from = at + v[4 * s + 2];
+            }
+            java.util.Arrays.fill(isCompletion, from, n, true);
+            float[][] mask = new float[rows][rowLen - 1]; // (B, T)
+            for (int i = 0; i < rows; i++) {
+                for (int j = 0; j < rowLen - 1; j++) {
+                    mask[i][j] = isCompletion[i * rowLen + j + 1] ? 1f : 0f;
+                }
+            }
+            return mask;
         }
     }
 
@@ -370,8 +536,115 @@ public final class Packer {
             this.domain = domain;
         }
 
-        /** The next batch: at most {@code limit} tokens from the front, padded when {@code pad} (else B full rows). */
+        /**
+         * The next batch: at most {@code limit} tokens from the front, padded when {@code pad} (else B
+         * full rows). Each record's span of the batch is copied at once; the work is split in small
+         * methods (a short benchmark spends much of its time compiling one large one).
+         */
         PackedBatch cut(long limit, boolean pad) {
+            if (naive) {
+                return cutNaive(limit, pad);
+            }
+            int rowLen = seqLen + 1;
+            long take = Math.min(tokens, limit);
+            int rows = pad ? (int) Math.min(batchSize, (take + rowLen - 1) / rowLen) : batchSize;
+            int n = (int) Math.min(take, (long) rows * rowLen); // real tokens, at flat positions [0, n)
+            int[][] ids = new int[rows][rowLen]; // (B, T + 1)
+            Map<TopicPartition, Long> first = new TreeMap<>(Packer::compare);
+            List<String> completed = new ArrayList<>();
+            Spans spans = fill(ids, n, first, completed);
+            if (n < rows * rowLen) {
+                padFrom(ids, n);
+            }
+            float[][] targetMask = pad ? targetMask(rows, n) : null;
+            float[][] completionMask = spans == null ? null : spans.completionMask(rows, rowLen, n);
+            Map<TopicPartition, ResumePoint> resume = resume();
+            Map<TopicPartition, OffsetRange> ranges = new HashMap<>();
+            for (Map.Entry<TopicPartition, Long> f : first.entrySet()) {
+                long from = f.getValue();
+                ranges.put(f.getKey(), new OffsetRange(from, Math.max(from, resume.get(f.getKey()).offset())));
+            }
+            return new PackedBatch(domain, new TrainBatch(ids, targetMask, completionMask), ranges, resume, completed, sequence++);
+        }
+
+        /**
+         * Moves the first {@code n} pending tokens into {@code ids} (row-major), noting each
+         * partition's first offset and the records completed; returns the spans of prompt/completion
+         * records ({@code null}: none).
+         */
+        private Spans fill(int[][] ids, int n, Map<TopicPartition, Long> first, List<String> completed) {
+            int rowLen = seqLen + 1;
+            Spans spans = null;
+            int pos = 0;
+            while (pos < n) {
+                Piece p = pending.peekFirst();
+                int k = Math.min(p.length - p.start, n - pos);
+                first.putIfAbsent(p.tp, p.offset);
+                if (p.completion) {
+                    if (spans == null) {
+                        spans = new Spans();
+                    }
+                    spans.add(pos, p.start, k, p.promptEnd);
+                }
+                for (int done = 0; done < k; ) { // a span may cross rows
+                    int row = (pos + done) / rowLen;
+                    int col = (pos + done) % rowLen;
+                    int len = Math.min(k - done, rowLen - col);
+                    p.copy(p.start + done, ids[row], col, len);
+                    done += len;
+                }
+                p.start += k;
+                tokens -= k;
+                pos += k;
+                if (p.start == p.length) {
+                    completed.add(p.id);
+                    pending.pollFirst();
+                }
+            }
+            return spans;
+        }
+
+        /** The pad id from flat position {@code n} to the end. */
+        private void padFrom(int[][] ids, int n) {
+            int rowLen = seqLen + 1;
+            int padId = tokenizer.pad() >= 0 ? tokenizer.pad() : 0;
+            for (int i = n / rowLen; i < ids.length; i++) {
+                java.util.Arrays.fill(ids[i], Math.max(0, n - i * rowLen), rowLen, padId);
+            }
+        }
+
+        /** {@code (B, T)}: 1 where the target (flat position {@code i (T + 1) + j + 1}) is one of the {@code n} real tokens. */
+        private float[][] targetMask(int rows, int n) {
+            int rowLen = seqLen + 1;
+            float[][] mask = new float[rows][seqLen]; // (B, T)
+            for (int i = 0; i < rows; i++) {
+                java.util.Arrays.fill(mask[i], 0, Math.max(0, Math.min(seqLen, n - i * rowLen - 1)), 1f);
+            }
+            return mask;
+        }
+
+        /**
+         * Where the domain resumes in each partition once this batch is absorbed: partitions not
+         * read again since the checkpoint keep its points; a partition read again from below the
+         * point (the group's committed offset) never moves the point back; the first pending piece
+         * of a partition is where the domain resumes there.
+         */
+        private Map<TopicPartition, ResumePoint> resume() {
+            Map<TopicPartition, ResumePoint> resume = new HashMap<>(resumeFrom.getOrDefault(domain, Map.of()));
+            for (Map.Entry<TopicPartition, Long> e : seen.entrySet()) {
+                resume.merge(e.getKey(), ResumePoint.at(e.getValue()), Packer::later);
+            }
+            Set<TopicPartition> done = new HashSet<>();
+            for (Piece p : pending) {
+                if (done.add(p.tp)) {
+                    resume.put(p.tp, new ResumePoint(p.offset, p.start));
+                }
+            }
+            return resume;
+        }
+
+        /** {@link #cut}, token by token: the reference. */
+        PackedBatch cutNaive(long limit, boolean pad) {
             int rowLen = seqLen + 1;
             long take = Math.min(tokens, limit);
             int rows = pad ? (int) Math.min(batchSize, (take + rowLen - 1) / rowLen) : batchSize;
@@ -390,7 +663,7 @@ public final class Packer {
                         continue;
                     }
                     int k = p.start;
-                    ids[i][j] = p.tokens[k];
+                    ids[i][j] = p.token(k);
                     real[i][j] = true;
                     isCompletionToken[i][j] = !p.completion || k >= p.promptEnd;
                     anyCompletion |= p.completion;
@@ -398,7 +671,7 @@ public final class Packer {
                     p.start++;
                     tokens--;
                     taken++;
-                    if (p.start == p.tokens.length) {
+                    if (p.start == p.length) {
                         completed.add(p.id);
                         pending.pollFirst();
                     }

@@ -30,8 +30,12 @@ public final class RepeatedFailures {
         }
     };
 
+    /** Whether any failure was counted (read without the lock: the common case, none, costs no lock per record). */
+    private volatile boolean any;
+
     /** The stream is failing on this record; returns how many times it has so far. */
     public synchronized int failed(RecordProcessingException e) {
+        any = true;
         Key k = new Key(e.topic(), e.partition(), e.offset());
         Count c = counts.merge(k, new Count(1, e.getCause()), (a, b) -> new Count(a.failures() + 1, b.last()));
         if (c.failures() == THRESHOLD) {
@@ -45,7 +49,16 @@ public final class RepeatedFailures {
     }
 
     /** The rejection of {@code r} when it is a poison record (the stream failed on it often enough), else {@code null}. */
-    public synchronized Rejected poison(ConsumerRecord<byte[], byte[]> r) {
+    public Rejected poison(ConsumerRecord<byte[], byte[]> r) {
+        if (!any) {
+            return null;
+        }
+        synchronized (this) {
+            return poisonLocked(r);
+        }
+    }
+
+    private Rejected poisonLocked(ConsumerRecord<byte[], byte[]> r) {
         Count c = counts.get(new Key(r.topic(), r.partition(), r.offset()));
         if (c == null || c.failures() < THRESHOLD) {
             return null;
