@@ -30,8 +30,12 @@ final class Reservoir {
         this.random = new Random(seed);
     }
 
+    /** Offers the batch's rows, except base rows (replayed general text, the base's own answers): not the domain's. */
     void add(TrainBatch b) {
         for (int i = 0; i < b.tokens().length; i++) {
+            if (b.baseRow(i)) {
+                continue;
+            }
             int[] row = b.tokens()[i];
             textsSeen++;
             offer(texts, textCap, textsSeen, row.clone());
