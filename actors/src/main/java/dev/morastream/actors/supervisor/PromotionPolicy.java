@@ -8,8 +8,9 @@ import java.util.Map;
 /**
  * The promotion gate: a candidate replaces the adapter in service only when its memorisation
  * improves by at least {@code memorizationMargin} over the adapter in service (character accuracy on
- * trained facts, absolute; for a domain of plain text, with no facts to answer, the loss on trained
- * text, relatively), no downstream set drops by more than {@code downstreamTolerance} against the
+ * trained facts, absolute, or near perfect memorisation by half of what the adapter in service
+ * leaves to 1.0, so that a version at 0.96 can still be replaced by a better one; for a domain of
+ * plain text, with no facts to answer, the loss on trained text, relatively), no downstream set drops by more than {@code downstreamTolerance} against the
  * adapter in service <em>or against the base model</em> (so that small regressions cannot add up
  * over many promotions), the retention loss rises by at most {@code retentionTolerance} against
  * either, and the mean KL from the base is at most {@code maxKl}. A candidate with any non-finite
@@ -68,10 +69,11 @@ public record PromotionPolicy(double memorizationMargin, double downstreamTolera
         boolean ok = true;
         if (Double.isFinite(candidate.memorizationCharAcc()) && Double.isFinite(serving.memorizationCharAcc())) {
             double gain = candidate.memorizationCharAcc() - serving.memorizationCharAcc();
-            if (gain < memorizationMargin) {
+            double needed = Math.min(memorizationMargin, (1 - serving.memorizationCharAcc()) / 2);
+            if (!(gain >= needed) || gain <= 0) {
                 ok = false;
                 codes.add(RejectReason.MEMORIZATION);
-                why.add(String.format(Locale.ROOT, "memorization char_acc gain %.4f below margin %.4f", gain, memorizationMargin));
+                why.add(String.format(Locale.ROOT, "memorization char_acc gain %.4f below margin %.4f", gain, needed));
             } else {
                 why.add(String.format(Locale.ROOT, "memorization char_acc +%.4f", gain));
             }

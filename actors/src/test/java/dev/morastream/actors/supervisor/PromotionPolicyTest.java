@@ -107,4 +107,14 @@ class PromotionPolicyTest {
         // no bound: KL not judged, NaN included
         assertTrue(new PromotionPolicy(0.05, 0.03, 0.02).decide(scores(0.90, 0.80, Double.NaN), BASE, BASE).promote());
     }
+
+    @Test
+    void nearPerfectMemorisationNeedsHalfOfWhatIsLeft() {
+        Scores serving = scores(0.94, 0.80, 0.05);
+        assertFalse(TIGHT.decide(scores(0.96, 0.80, 0.05), serving, BASE).promote(), "+0.02 is less than half of 0.06");
+        assertTrue(TIGHT.decide(scores(0.97, 0.80, 0.05), serving, BASE).promote(), "+0.03 is half of 0.06");
+        assertEquals(List.of(RejectReason.MEMORIZATION), TIGHT.decide(scores(1.0, 0.80, 0.05), scores(1.0, 0.80, 0.05), BASE).codes(),
+                "nothing to gain over a perfect version");
+        assertFalse(TIGHT.decide(scores(0.60, 0.80, 0.05), scores(0.57, 0.80, 0.05), BASE).promote(), "far from perfect: the margin");
+    }
 }

@@ -105,7 +105,7 @@ public final class PseudoRehearsal {
      * there and intact, otherwise generated with {@code base} (no adapter) and written there; caches
      * of other keys in {@code cacheDir} are deleted. A damaged cache is regenerated with a warning.
      *
-     * @param progress receives a line every 50 answers while generating
+     * @param progress receives a line every 128 answers while generating
      */
     public static Loaded loadOrGenerate(Path cacheDir, String baseIdentity, List<String> prompts, int maxNewTokens,
             LlamaModel base, TextTokenizer tok, Consumer<String> progress) throws IOException {
@@ -131,16 +131,22 @@ public final class PseudoRehearsal {
         head.put("prompts", prompts.size());
         head.put("max_new_tokens", maxNewTokens);
         out.append(JSON.writeValueAsString(head)).append('\n');
-        for (String p : prompts) {
-            String answer = gen.generate(p, cfg, null).text();
+        // answered batched (the same answers as one generation each), in chunks for progress
+        List<String> answers = new ArrayList<>();
+        for (int at = 0; at < prompts.size(); at += 128) {
+            List<int[]> ids = prompts.subList(at, Math.min(prompts.size(), at + 128)).stream()
+                    .map(p -> tok.encodeFramed(p, false)).toList();
+            gen.greedyBatch(ids, cfg).forEach(a -> answers.add(a.text()));
+            progress.accept("pseudo-rehearsal: " + answers.size() + "/" + prompts.size() + " prompts answered by the base");
+        }
+        for (int i = 0; i < prompts.size(); i++) {
+            String p = prompts.get(i);
+            String answer = answers.get(i);
             pairs.add(new Pair(p, answer));
             ObjectNode n = JSON.createObjectNode();
             n.put("prompt", p);
             n.put("answer", answer);
             out.append(JSON.writeValueAsString(n)).append('\n');
-            if (pairs.size() % 50 == 0) {
-                progress.accept("pseudo-rehearsal: " + pairs.size() + "/" + prompts.size() + " prompts answered by the base");
-            }
         }
         AtomicFiles.write(file, out.toString().getBytes(StandardCharsets.UTF_8));
         try (Stream<Path> s = Files.list(cacheDir)) {

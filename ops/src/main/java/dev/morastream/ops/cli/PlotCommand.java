@@ -16,13 +16,15 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import javax.imageio.ImageIO;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-/** Line plot (PNG) of a metric against step from {@code bench memorize --json} output. */
+/** Line plot (PNG) of one field against another (step by default) from {@code bench ... --json} output. */
 @Command(name = "plot", mixinStandardHelpOptions = true,
-        description = "Plot char_acc (or another field) against step from bench memorize JSON lines, one line per run, as a PNG.")
+        description = {"Plot char_acc (or another --field) against step (or another --x) from bench JSON lines (memorize, pretrain,",
+            "continual), one line per run, as a PNG."})
 public final class PlotCommand implements Callable<Integer> {
     @Parameters(paramLabel = "JSONL", description = "Files of bench memorize --json output.")
     List<Path> inputs;
@@ -33,6 +35,13 @@ public final class PlotCommand implements Callable<Integer> {
     @Option(names = "--field", defaultValue = "char_acc", description = "Y field (default ${DEFAULT-VALUE}).")
     String field;
 
+    @Option(names = "--x", defaultValue = "step", description = "X field (default ${DEFAULT-VALUE}).")
+    String xField;
+
+    @Option(names = "--label", defaultValue = "fields",
+            description = "Name of a run in the legend: fields (method, variant, rank, lr, replay, kl_weight) or file (default ${DEFAULT-VALUE}).")
+    String label;
+
     @Option(names = "--title", defaultValue = "UUID memorisation on the tiny base model", description = "Title.")
     String title;
 
@@ -42,20 +51,49 @@ public final class PlotCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Map<String, List<double[]>> series = new LinkedHashMap<>();
-        double maxX = 1;
+        double minX = 0;
+        double maxX = 0;
+        double minY = 0;
+        double maxY = 1;
+        boolean unit = true;
+        List<Double> ys = new ArrayList<>();
         for (Path p : inputs) {
             for (String line : Files.readAllLines(p, StandardCharsets.UTF_8)) {
                 if (!line.startsWith("{")) {
                     continue;
                 }
                 JsonNode n = Json.MAPPER.readTree(line);
-                String key = n.path("method").asText() + (n.path("variant").asText().isEmpty() ? "" : " " + n.path("variant").asText())
+                String key = label.equals("file") ? p.getFileName().toString().replaceFirst("\\.jsonl?$", "")
+                        : n.path("method").asText() + (n.path("variant").asText().isEmpty() ? "" : " " + n.path("variant").asText())
                         + ("full".equals(n.path("method").asText()) ? "" : " r=" + n.path("rank").asInt())
-                        + " lr=" + n.path("lr").asDouble();
-                double x = n.path("step").asDouble();
-                series.computeIfAbsent(key, k -> new ArrayList<>()).add(new double[] {x, n.path(field).asDouble()});
+                        + (n.has("lr") ? " lr=" + n.path("lr").asDouble() : "")
+                        + (n.has("replay") ? " replay=" + n.path("replay").asDouble() : "")
+                        + (n.has("kl_weight") ? " kl=" + n.path("kl_weight").asDouble() : "");
+                double x = n.path(xField).asDouble(Double.NaN);
+                double y = n.path(field).asDouble(Double.NaN);
+                if (!Double.isFinite(x) || !Double.isFinite(y)) {
+                    continue;
+                }
+                series.computeIfAbsent(key, k -> new ArrayList<>()).add(new double[] {x, y});
+                minX = Math.min(minX, x);
                 maxX = Math.max(maxX, x);
+                ys.add(y);
+                unit &= y >= 0 && y <= 1;
             }
+        }
+        if (series.isEmpty()) {
+            throw new CommandLine.ParameterException(new CommandLine(this), "no JSON line with numbers in '" + xField + "' and '"
+                    + field + "' in " + inputs);
+        }
+        if (!unit) {
+            minY = ys.stream().mapToDouble(Double::doubleValue).min().orElse(0);
+            maxY = ys.stream().mapToDouble(Double::doubleValue).max().orElse(1);
+            double pad = Math.max(1e-9, (maxY - minY) * 0.05);
+            minY -= pad;
+            maxY += pad;
+        }
+        if (maxX <= minX) {
+            maxX = minX + 1;
         }
         int w = 900;
         int h = 560;
@@ -80,13 +118,15 @@ public final class PlotCommand implements Callable<Integer> {
         g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
         for (int i = 0; i <= 10; i += 2) {
             int y = top + ph - ph * i / 10;
-            g.drawString(String.format("%.1f", i / 10.0), left - 30, y + 4);
+            g.drawString(String.format(java.util.Locale.ROOT, unit ? "%.1f" : "%.2f", minY + (maxY - minY) * i / 10.0), left - 40, y + 4);
         }
         for (int i = 0; i <= 5; i++) {
             int x = left + pw * i / 5;
-            g.drawString(String.valueOf(Math.round(maxX * i / 5)), x - 10, top + ph + 18);
+            double v = minX + (maxX - minX) * i / 5;
+            g.drawString(maxX - minX >= 10 ? String.valueOf(Math.round(v)) : String.format(java.util.Locale.ROOT, "%.2f", v), x - 10,
+                    top + ph + 18);
         }
-        g.drawString("step", left + pw / 2 - 10, h - 20);
+        g.drawString(xField, left + pw / 2 - 10, h - 20);
         g.drawString(field, 10, top - 10);
         g.setFont(new Font(Font.SANS_SERIF, Font.BOLD, 14));
         g.drawString(title, left, 30);
@@ -100,8 +140,8 @@ public final class PlotCommand implements Callable<Integer> {
             int px = -1;
             int py = -1;
             for (double[] pt : e.getValue()) {
-                int x = left + (int) Math.round(pw * pt[0] / maxX);
-                int y = top + ph - (int) Math.round(ph * Math.max(0, Math.min(1, pt[1])));
+                int x = left + (int) Math.round(pw * (pt[0] - minX) / (maxX - minX));
+                int y = top + ph - (int) Math.round(ph * Math.max(0, Math.min(1, (pt[1] - minY) / (maxY - minY))));
                 if (px >= 0) {
                     g.drawLine(px, py, x, y);
                 }
