@@ -46,7 +46,8 @@ public final class PlotCommand implements Callable<Integer> {
     String title;
 
     private static final Color[] COLORS = {new Color(0x1f77b4), new Color(0xd62728), new Color(0x2ca02c), new Color(0xff7f0e),
-        new Color(0x9467bd), new Color(0x8c564b), new Color(0xe377c2), new Color(0x17becf)};
+        new Color(0x9467bd), new Color(0x8c564b), new Color(0xe377c2), new Color(0x17becf), new Color(0x000000), new Color(0xbcbd22),
+        new Color(0x7f7f7f), new Color(0x00a087)};
 
     @Override
     public Integer call() throws Exception {
@@ -95,10 +96,10 @@ public final class PlotCommand implements Callable<Integer> {
         if (maxX <= minX) {
             maxX = minX + 1;
         }
-        int w = 900;
+        int w = 1000;
         int h = 560;
         int left = 70;
-        int right = 300;
+        int right = 400;
         int top = 50;
         int bottom = 60;
         BufferedImage img = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB);

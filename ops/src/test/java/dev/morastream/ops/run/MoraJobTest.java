@@ -102,6 +102,7 @@ class MoraJobTest {
         o.put("morastream.promotion.memorization-margin", 0.5);
         o.put("morastream.promotion.downstream-tolerance", 1.0);
         o.put("morastream.promotion.retention-tolerance", 10.0);
+        o.put("morastream.promotion.max-kl", 0);
         return o;
     }
 

@@ -78,6 +78,7 @@ class MultiDomainJobTest {
         // learning is what this test checks; the gate's regressions are PromotionPolicyTest's
         o.put("morastream.promotion.downstream-tolerance", 1.0);
         o.put("morastream.promotion.retention-tolerance", 10.0);
+        o.put("morastream.promotion.max-kl", 0);
         JobConfig cfg = JobConfig.load(null, o, Path.of("..").toAbsolutePath().normalize());
         job = MoraJob.start(cfg);
         job.warm().get(60, TimeUnit.SECONDS);

@@ -116,6 +116,7 @@ class RunProcessTest {
                 "morastream.evaluator.heldout-chars = 600",
                 "morastream.promotion.memorization-margin = 0.2",
                 "morastream.promotion.downstream-tolerance = 1.0",
+                "morastream.promotion.max-kl = 0",
                 "morastream.promotion.retention-tolerance = 10.0",
                 ""));
         Path ckpt = tmp.resolve("data").resolve("checkpoints").resolve(DOMAIN);
