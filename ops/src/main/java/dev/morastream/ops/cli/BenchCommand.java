@@ -5,6 +5,7 @@ import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.bench.MemorizeBench;
 import dev.morastream.models.bench.StepBench;
+import dev.morastream.models.llama.LlamaConfig;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import dev.morastream.models.train.LrSchedule;
@@ -103,9 +104,19 @@ public final class BenchCommand implements Runnable {
 
     /** Step cost of every method on the same model and batch. */
     @Command(name = "step", mixinStandardHelpOptions = true,
-            description = "Time of one training step for LoRA, each MoRA variant and full fine-tuning, same model, batch and sequence length, after warm-up.")
+            description = {"Time of one training step for LoRA, each MoRA variant and full fine-tuning, same model, batch and sequence length, after warm-up.",
+                "Also the step's model FLOPs (from the config, docs/benchmarks.md) per second, a 2048x2048 fp32 matmul's GFLOP/s timed in the same process,",
+                "and their ratio. Prints method, variant, trainable_params, ms_per_step, tokens_per_s, dtype, gflop_per_step, gflops_per_s,",
+                "peak_gflops_per_s, fraction_of_peak, loss, loss_diff_to_f32."})
     public static final class Step implements Callable<Integer> {
+        @CommandLine.Spec CommandLine.Model.CommandSpec commandSpec;
+
         @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--random", paramLabel = "H,L,F,Q,KV",
+                description = "Instead of --model: a random Llama of hidden size H, L layers, MLP width F, Q query and KV key/value heads,"
+                        + " byte vocabulary (e.g. 1024,8,2816,16,4 for the 90 M shape).")
+        String random;
 
         @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
         int rank;
@@ -122,12 +133,35 @@ public final class BenchCommand implements Runnable {
         @Option(names = "--steps", defaultValue = "10", description = "Timed steps; the median is reported (default ${DEFAULT-VALUE}).")
         int steps;
 
+        @Option(names = "--dtype", defaultValue = "F32",
+                description = "F32 or BF16: type of the base model's matmuls (BF16 autocast-style: adapters, norms, attention and loss stay fp32;"
+                        + " refused where the engine cannot multiply bf16 here). Default ${DEFAULT-VALUE}.")
+        String dtype;
+
+        @Option(names = "--methods", split = ",", description = "Only these labels, e.g. lora,rotation,full (default: lora, every MoRA variant, full).")
+        List<String> methods;
+
         @Option(names = "--json", description = "JSON lines on stdout.")
         boolean json;
 
         @Override
         public Integer call() {
-            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(modelOptions.dir(), root)) {
+            CommandLine cl = commandSpec.commandLine(); // its err stream, not a fresh one's
+            StepBench.Dtype dt;
+            try {
+                dt = StepBench.Dtype.parse(dtype);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(cl, "--dtype: " + e.getMessage());
+            }
+            if (steps < 1) {
+                throw new CommandLine.ParameterException(cl, "--steps must be at least 1");
+            }
+            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = model(root, cl)) {
+                try {
+                    StepBench.requireSupported(dt, model);
+                } catch (UnsupportedOperationException e) {
+                    throw new CommandLine.ParameterException(cl, e.getMessage());
+                }
                 TrainBatch batch = StepBench.randomBatch(batchSize, Math.min(seqLen, model.config().maxPositionEmbeddings()),
                         model.config().vocabSize(), 1);
                 List<AdapterSpec> specs = new ArrayList<>();
@@ -136,18 +170,56 @@ public final class BenchCommand implements Runnable {
                     specs.add(AdapterSpec.mora(rank, v));
                 }
                 specs.add(AdapterSpec.full());
+                if (methods != null) {
+                    specs.removeIf(s -> !methods.contains(s.method() == AdapterSpec.Method.MORA ? s.resolvedVariant().id() : s.method().id()));
+                    if (specs.isEmpty()) {
+                        throw new CommandLine.ParameterException(cl, "--methods " + methods + " names none of lora, "
+                                + java.util.Arrays.stream(MoraVariant.values()).map(MoraVariant::id).toList() + ", full");
+                    }
+                }
+                double peak = StepBench.peakGflopsPerS(model, StepBench.PEAK_SIZE, 5);
                 for (AdapterSpec s : specs) {
-                    StepBench.Result r = StepBench.measure(model, s, batch, warmup, steps);
+                    StepBench.Result r = StepBench.measure(model, s, batch, warmup, steps, dt, peak);
                     if (json) {
-                        System.out.println(Json.line(new Row(r.method(), r.variant(), r.trainableParams(), r.msPerStep(), r.tokensPerS())));
+                        System.out.println(Json.line(new Row(r.method(), r.variant(), r.trainableParams(), r.msPerStep(), r.tokensPerS(),
+                                r.dtype(), r.gflopPerStep(), r.gflopsPerS(), r.peakGflopsPerS(), r.fractionOfPeak(), r.loss(),
+                                r.lossDiffToF32())));
                     } else {
-                        System.out.printf(Locale.ROOT, "%-5s %-11s %,10d params  %8.1f ms/step  %,8.0f tokens/s%n",
-                                r.method(), r.variant(), r.trainableParams(), r.msPerStep(), r.tokensPerS());
+                        System.out.printf(Locale.ROOT,
+                                "%-5s %-11s %,10d params  %8.1f ms/step  %,8.0f tokens/s  %s  %7.1f GFLOP/s of %.0f peak (%.2f)  loss %.4f (%+.1e vs F32)%n",
+                                r.method(), r.variant(), r.trainableParams(), r.msPerStep(), r.tokensPerS(), r.dtype(), r.gflopsPerS(),
+                                r.peakGflopsPerS(), r.fractionOfPeak(), r.loss(), r.lossDiffToF32());
                     }
                     System.out.flush();
                 }
             }
             return 0;
+        }
+
+        private LlamaModel model(NDManager root, CommandLine cl) {
+            if (random == null) {
+                return LlamaModel.load(modelOptions.dir(), root);
+            }
+            if (modelOptions.model != null) {
+                throw new CommandLine.ParameterException(cl, "--random and --model exclude each other");
+            }
+            String[] f = random.split(",");
+            if (f.length != 5) {
+                throw new CommandLine.ParameterException(cl, "--random wants H,L,F,Q,KV, got '" + random + "'");
+            }
+            int[] v = new int[5];
+            LlamaConfig c;
+            try {
+                for (int i = 0; i < 5; i++) {
+                    v[i] = Integer.parseInt(f[i].trim());
+                }
+                LlamaConfig t = LlamaConfig.tiny();
+                c = new LlamaConfig(v[0], v[2], v[1], v[3], v[4], v[0] / v[3], t.vocabSize(), Math.max(t.maxPositionEmbeddings(), seqLen),
+                        t.rmsNormEps(), t.ropeTheta(), null, true, false, false, t.bosTokenId(), t.eosTokenIds());
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(cl, "--random " + random + ": " + e.getMessage());
+            }
+            return LlamaModel.random(c, 1, root);
         }
     }
 
@@ -395,5 +467,7 @@ public final class BenchCommand implements Runnable {
     }
 
     /** JSON field names as the issue gives them. */
-    record Row(String method, String variant, long trainable_params, double ms_per_step, double tokens_per_s) {}
+    record Row(String method, String variant, long trainable_params, double ms_per_step, double tokens_per_s,
+            String dtype, double gflop_per_step, double gflops_per_s, double peak_gflops_per_s, double fraction_of_peak,
+            double loss, double loss_diff_to_f32) {}
 }

@@ -193,10 +193,26 @@ class CliTest {
         List<JsonNode> rows = jsonLines(s[1]);
         assertEquals(2 + MoraVariant.values().length, rows.size());
         for (JsonNode n : rows) {
-            for (String f : List.of("method", "variant", "trainable_params", "ms_per_step", "tokens_per_s")) {
+            for (String f : List.of("method", "variant", "trainable_params", "ms_per_step", "tokens_per_s", "dtype", "gflop_per_step",
+                    "gflops_per_s", "peak_gflops_per_s", "fraction_of_peak", "loss", "loss_diff_to_f32")) {
                 assertTrue(n.has(f), "missing " + f + " in " + n);
             }
+            assertEquals("F32", n.get("dtype").asText());
+            assertEquals(0.0, n.get("loss_diff_to_f32").asDouble(), n.toString());
+            assertTrue(n.get("gflop_per_step").asDouble() > 0 && n.get("peak_gflops_per_s").asDouble() > 0, n.toString());
+            assertEquals(n.get("gflops_per_s").asDouble() / n.get("peak_gflops_per_s").asDouble(), n.get("fraction_of_peak").asDouble(), 1e-9);
         }
+        String[] bf = run("bench", "step", "--model", TINY.toString(), "--dtype", "BF16", "--steps", "1", "--json");
+        assertEquals("2", bf[0], "BF16 is refused on DJL 0.36 (no bfloat16 in its JNI type table): " + bf[1]);
+        assertTrue(bf[2].contains("--dtype BF16 is not available") && bf[2].contains("use F32"), bf[2]);
+        assertEquals("", bf[1].trim(), "nothing measured");
+        String[] only = run("bench", "step", "--model", TINY.toString(), "--batch-size", "1", "--seq-len", "8", "--warmup", "0",
+                "--steps", "1", "--methods", "lora,rotation,full", "--json");
+        assertEquals("0", only[0], only[2]);
+        assertEquals(List.of("lora", "mora", "full"), jsonLines(only[1]).stream().map(n -> n.get("method").asText()).toList());
+        String[] badDtype = run("bench", "step", "--model", TINY.toString(), "--dtype", "FP16", "--steps", "1");
+        assertEquals("2", badDtype[0]);
+        assertTrue(badDtype[2].contains("dtype must be F32 or BF16"), badDtype[2]);
         String[] m = run("bench", "memorize", "--model", TINY.toString(), "--method", "mora", "--rank", "8", "--pairs", "2",
                 "--steps", "2", "--eval-every", "1", "--json");
         assertEquals("0", m[0], m[2]);
