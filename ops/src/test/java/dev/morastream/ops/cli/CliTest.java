@@ -210,6 +210,11 @@ class CliTest {
                 "--steps", "1", "--methods", "lora,rotation,full", "--json");
         assertEquals("0", only[0], only[2]);
         assertEquals(List.of("lora", "mora", "full"), jsonLines(only[1]).stream().map(n -> n.get("method").asText()).toList());
+        String[] rnd = run("bench", "step", "--random", "32,2,48,4,2", "--rank", "4", "--batch-size", "2", "--seq-len", "8",
+                "--warmup", "0", "--steps", "1", "--methods", "full", "--json");
+        assertEquals("0", rnd[0], rnd[2]);
+        // StepFlopsTest's micro shape with vocab 259: 1,638,400 + (259 - 64) x 32 x 16 tokens x 4 (frozen lm_head)
+        assertEquals(1_638_400 + 195 * 32 * 16 * 4, jsonLines(rnd[1]).get(0).get("gflop_per_step").asDouble() * 1e9, 1e-3);
         String[] badDtype = run("bench", "step", "--model", TINY.toString(), "--dtype", "FP16", "--steps", "1");
         assertEquals("2", badDtype[0]);
         assertTrue(badDtype[2].contains("dtype must be F32 or BF16"), badDtype[2]);
