@@ -153,6 +153,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
             if (knownKeys.contains(key) || FREE_FORM.stream().anyMatch(f -> key.startsWith(f + "."))) {
                 continue;
             }
+            refuseRestarts(key);
             String nearest = null;
             int best = Integer.MAX_VALUE;
             for (String k : knownKeys) {
@@ -165,6 +166,21 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
             String origin = e.getValue().origin() == null ? "" : " (" + e.getValue().origin().description() + ")";
             throw new IllegalArgumentException("configuration: unknown key '" + key + "'" + origin
                     + (nearest == null ? "" : "; did you mean '" + nearest + "'?"));
+        }
+    }
+
+    /**
+     * ReMoRA/ReLoRA restarts merge the adapter into the base weights, which the streaming trainer
+     * shares with the other domains and with serving (a served version is base + adapter): refused
+     * with a message that says so and what to use instead.
+     */
+    static void refuseRestarts(String key) {
+        String leaf = key.substring(key.lastIndexOf('.') + 1).toLowerCase(java.util.Locale.ROOT);
+        if (leaf.contains("remora") || leaf.contains("relora") || leaf.startsWith("restart-every")) {
+            throw new IllegalArgumentException("configuration: '" + key + "': ReMoRA/ReLoRA restarts are not supported by the"
+                    + " streaming trainer (they merge into the base weights that every domain and serving share; a served version"
+                    + " is base + adapter). Train them offline: bin/mora train --remora-every N --out DIR, then serve --model DIR/model"
+                    + " --adapter DIR/adapter");
         }
     }
 
@@ -257,6 +273,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
                     }
                     domainPromotions.put(domain, promotion(po.withFallback(m.getConfig("promotion"))));
                 } else if (!DOMAIN_TRAINER_KEYS.contains(key)) {
+                    refuseRestarts(at + "." + key);
                     throw new IllegalArgumentException(at + "." + key + ": not a key a domain can override (trainer keys: "
                             + String.join(", ", DOMAIN_TRAINER_KEYS) + "; and promotion { "
                             + String.join(", ", DOMAIN_PROMOTION_KEYS) + " })");

@@ -45,6 +45,29 @@ class JobConfigTest {
     }
 
     @Test
+    void theDefaultsAreTheMeasuredForgettingGuards() {
+        JobConfig c = JobConfig.load(null, Map.of(), HOME);
+        assertEquals(0.75, c.stream().replay().fraction());
+        assertEquals(0.7, c.stream().replay().rehearsalShare());
+        assertEquals(5.0, c.trainer().config().klWeight());
+        assertEquals(new dev.morastream.actors.supervisor.PromotionPolicy(0.05, 0.03, 0.02, 0.15), c.promotion());
+        assertEquals(0, c.evaluator().tasksPerSet());
+        JobConfig off = JobConfig.load(null, Map.of("morastream.promotion.max-kl", 0), HOME);
+        assertEquals(Double.POSITIVE_INFINITY, off.promotion().maxKl());
+    }
+
+    @Test
+    void reMoRaInTheStreamingTrainerIsRefusedWithWhatToUseInstead() {
+        for (Map<String, Object> o : List.<Map<String, Object>>of(Map.of("morastream.trainer.remora-every", 100),
+                Map.of("morastream.stream.domain-settings.demo.remora-every", 100))) {
+            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> JobConfig.load(null, o, HOME));
+            assertTrue(e.getMessage().contains("not supported by the streaming trainer") && e.getMessage().contains("bin/mora train"),
+                    e.getMessage());
+        }
+    }
+
+    @Test
     void everyKeyOfApplicationConfIsCommented() {
         Config app = ConfigFactory.parseResources("application.conf").getConfig("morastream");
         List<String> bare = new ArrayList<>();
