@@ -35,10 +35,27 @@ public final class MoraCli implements Runnable {
     }
 
     /** The configured command line (tests call it without exiting the JVM). */
+    /**
+     * A file-system exception's message is only the path ({@code NoSuchFileException: /x/y}): say
+     * what happened to it.
+     */
+    static String describe(Throwable ex) {
+        if (ex instanceof java.nio.file.NoSuchFileException f) {
+            return "no such file: " + f.getFile();
+        }
+        if (ex instanceof java.nio.file.AccessDeniedException f) {
+            return "permission denied: " + f.getFile();
+        }
+        if (ex instanceof java.nio.file.FileSystemException f && f.getReason() == null) {
+            return ex.getClass().getSimpleName() + ": " + f.getFile();
+        }
+        return ex.getMessage();
+    }
+
     public static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new MoraCli());
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
-            cmd.getErr().println("error: " + ex.getMessage());
+            cmd.getErr().println("error: " + describe(ex));
             if (Boolean.getBoolean("mora.debug")) {
                 ex.printStackTrace(cmd.getErr());
             }

@@ -58,6 +58,13 @@ class CliTest {
     }
 
     @Test
+    void aMissingFileIsNamedAsMissing() {
+        String[] r = run("bench", "continual", "--model", "/nonexistent/model", "--steps", "1");
+        assertTrue(r[2].contains("no such file: /nonexistent/model/eval/tasks.jsonl"), r[2]);
+        assertTrue(!r[0].equals("0"), "exit code " + r[0]);
+    }
+
+    @Test
     void everyCommandHasHelp() {
         List<String[]> paths = new ArrayList<>();
         collect(MoraCli.commandLine(), new ArrayList<>(), paths);
