@@ -1,5 +1,6 @@
 package dev.morastream.actors.guardian;
 
+import dev.morastream.actors.CborSerializable;
 import dev.morastream.actors.evaluator.EvaluatorActor;
 import dev.morastream.actors.events.MoraEvent;
 import dev.morastream.actors.registry.AdapterRegistry;
@@ -24,6 +25,8 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.Terminated;
+import org.apache.pekko.actor.typed.receptionist.Receptionist;
+import org.apache.pekko.actor.typed.receptionist.ServiceKey;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
@@ -36,6 +39,11 @@ import org.apache.pekko.pattern.StatusReply;
  * supervisor and one {@link TrainerActor} per domain, watches the trainers, and is the one address
  * the process talks to — the training stream asks it for the trainers, the admin API moves aliases
  * through it, and a graceful stop collects every trainer's final checkpoint through it.
+ *
+ * <p>In a cluster, every guardian registers with the receptionist as the decision-maker of the
+ * domains it trains ({@link #decides}); an admin move of a domain this node does not train goes to
+ * the node that does. A node without domains (the {@code serving} role alone) spawns no
+ * registry actor, evaluator or supervisor: it never decides.
  *
  * <p>What the process does with what happens (metrics, the console, switching serving, the
  * promotions topic) arrives through {@link Hooks}, called on the guardian's thread: a hook must
@@ -89,9 +97,12 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     /** The trainers by domain, for the stream's sink. */
     public record GetTrainers(ActorRef<Map<String, ActorRef<TrainerActor.Command>>> replyTo) implements Command {}
 
-    /** An operator's promote (or rollback) of {@code to}, forwarded to the supervisor; answered with the version now served. */
+    /**
+     * An operator's promote (or rollback) of {@code to}, forwarded to the supervisor of its domain
+     * (on this node or the one that trains it); answered with the version now served there.
+     */
     public record MoveAlias(AdapterVersion to, boolean rollback, String reason, ActorRef<StatusReply<AdapterVersion>> replyTo)
-            implements Command {}
+            implements Command, CborSerializable {}
 
     /** Graceful stop: every live trainer writes its final checkpoint; answered when all did (or failed to). */
     public record Stop(Duration timeout, ActorRef<Stopped> replyTo) implements Command {}
@@ -106,16 +117,25 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
 
     private record Decision(PromotionSupervisor.Event event) implements Command {}
 
+    private record Routed(MoveAlias move, Receptionist.Listing listing, Throwable error) implements Command {}
+
     private record TrainerStopped(String domain, Optional<Path> checkpoint, Throwable error) implements Command {}
+
+    private static final Duration ROUTE_TIMEOUT = Duration.ofSeconds(10);
 
     private final Hooks hooks;
     private final Map<String, ActorRef<TrainerActor.Command>> trainers = new LinkedHashMap<>();
     private final Map<ActorRef<?>, String> domainOf = new LinkedHashMap<>();
-    private final ActorRef<PromotionSupervisor.Command> supervisor;
+    private final ActorRef<PromotionSupervisor.Command> supervisor; // null: this node decides nothing
     private final Set<String> lost = new HashSet<>();
     private ActorRef<Stopped> stopReply;
     private final Map<String, Optional<Path>> stoppedWith = new LinkedHashMap<>();
     private final Map<String, String> stopFailures = new LinkedHashMap<>();
+
+    /** The receptionist key of the guardian that decides for {@code domain} (the one training it). */
+    public static ServiceKey<Command> decides(String domain) {
+        return ServiceKey.create(Command.class, "mora-decides-" + AdapterVersion.checkDomain(domain));
+    }
 
     public static Behavior<Command> create(Settings settings, Hooks hooks) {
         return Behaviors.setup(ctx -> new JobGuardian(ctx, settings, hooks));
@@ -125,8 +145,11 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
         super(ctx);
         this.hooks = hooks;
         ctx.getSystem().eventStream().tell(new EventStream.Subscribe<>(MoraEvent.class, ctx.messageAdapter(MoraEvent.class, Event::new)));
-        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(
-                AdapterRegistryActor.create(s.registry()), "registry",
+        if (s.domains().isEmpty()) {
+            supervisor = null;
+            return;
+        }
+        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(AdapterRegistryActor.create(s.registry()), "registry",
                 DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
         ActorRef<EvaluatorActor.Command> evaluator = ctx.spawn(EvaluatorActor.create(s.evalModel(), s.tokenizer(), s.evaluator()),
                 "evaluator", EvaluatorActor.DISPATCHER);
@@ -139,6 +162,7 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
             ctx.watch(t);
             trainers.put(d.name(), t);
             domainOf.put(t, d.name());
+            ctx.getSystem().receptionist().tell(Receptionist.register(decides(d.name()), ctx.getSelf()));
         }
     }
 
@@ -149,11 +173,8 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
                     m.replyTo().tell(Map.copyOf(trainers));
                     return this;
                 })
-                .onMessage(MoveAlias.class, m -> {
-                    supervisor.tell(m.rollback() ? new PromotionSupervisor.Rollback(m.to(), m.reason(), m.replyTo())
-                            : new PromotionSupervisor.Promote(m.to(), m.reason(), m.replyTo()));
-                    return this;
-                })
+                .onMessage(MoveAlias.class, this::onMove)
+                .onMessage(Routed.class, this::onRouted)
                 .onMessage(Event.class, m -> {
                     hooks.onEvent(m.event());
                     return this;
@@ -168,6 +189,30 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
                 .onMessage(TrainerStopped.class, this::onTrainerStopped)
                 .onSignal(Terminated.class, this::onTerminated)
                 .build();
+    }
+
+    private Behavior<Command> onMove(MoveAlias m) {
+        if (trainers.containsKey(m.to().domain())) {
+            supervisor.tell(m.rollback() ? new PromotionSupervisor.Rollback(m.to(), m.reason(), m.replyTo())
+                    : new PromotionSupervisor.Promote(m.to(), m.reason(), m.replyTo()));
+        } else {
+            getContext().ask(Receptionist.Listing.class, getContext().getSystem().receptionist(), ROUTE_TIMEOUT,
+                    r -> Receptionist.find(decides(m.to().domain()), r), (listing, err) -> new Routed(m, listing, err));
+        }
+        return this;
+    }
+
+    private Behavior<Command> onRouted(Routed r) {
+        ServiceKey<Command> key = decides(r.move().to().domain());
+        Optional<ActorRef<Command>> owner = r.error() != null ? Optional.empty()
+                : r.listing().getServiceInstances(key).stream().filter(g -> !g.equals(getContext().getSelf())).findFirst();
+        if (owner.isEmpty()) {
+            r.move().replyTo().tell(StatusReply.error("no node of the cluster trains domain '" + r.move().to().domain()
+                    + "' now, so nobody can move its alias" + (r.error() == null ? "" : " (" + r.error().getMessage() + ")")));
+        } else {
+            owner.get().tell(r.move());
+        }
+        return this;
     }
 
     private Behavior<Command> onStop(Stop m) {

@@ -151,7 +151,7 @@ public final class MoraJob implements AutoCloseable {
         JobGuardian.Settings gs = new JobGuardian.Settings(trained, models.model(), models.tokenizer(),
                 JobData.evaluatorSettings(cfg, models.model()), new AdapterRegistry(cfg.registryDir(), cfg.registryKeep()), cfg::promotion,
                 cfg.auditLog(), cfg.evaluator().timeout());
-        system = ActorSystem.create(JobGuardian.create(gs, new Hooks()), "morastream", cfg.raw());
+        system = ActorSystem.create(JobGuardian.create(gs, new Hooks()), "morastream", cfg.actorSystemConfig("morastream"));
         system.getWhenTerminated().thenRun(() -> {
             if (!stopping) {
                 progress.say("the actor system stopped unexpectedly; stopping the job");
