@@ -1,5 +1,12 @@
 package dev.morastream.ops.serve;
 
+import static dev.morastream.ops.serve.Params.bool;
+import static dev.morastream.ops.serve.Params.given;
+import static dev.morastream.ops.serve.Params.integer;
+import static dev.morastream.ops.serve.Params.number;
+import static dev.morastream.ops.serve.Params.string;
+import static dev.morastream.ops.serve.Params.typeError;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.morastream.models.generate.GenerationConfig;
 import dev.morastream.models.tokenizer.TextTokenizer;
@@ -350,57 +357,5 @@ final class CompletionRequest {
             return sb.toString();
         }
         throw typeError(at, "a string or an array of text parts", c);
-    }
-
-    static ApiError typeError(String param, String want, JsonNode got) {
-        return ApiError.badParam(param, "invalid_type", "'" + param + "' must be " + want + ", got " + (got == null ? "nothing" : got));
-    }
-
-    /** Whether a parameter was given: present and not a JSON null ("null means not given"). */
-    private static boolean given(JsonNode v) {
-        return v != null && !v.isNull();
-    }
-
-    private static String string(JsonNode v, boolean required, String name) {
-        if (!given(v)) {
-            if (required) {
-                throw ApiError.badParam(name, "missing_required_parameter", "'" + name + "' is required");
-            }
-            return null;
-        }
-        if (!v.isTextual()) {
-            throw typeError(name, "a string", v);
-        }
-        return v.asText();
-    }
-
-    private static boolean bool(JsonNode v, boolean dflt, String name) {
-        if (!given(v)) {
-            return dflt;
-        }
-        if (!v.isBoolean()) {
-            throw typeError(name, "true or false", v);
-        }
-        return v.asBoolean();
-    }
-
-    private static int integer(JsonNode v, String field, int dflt, int lo, int hi) {
-        if (!given(v)) {
-            return dflt;
-        }
-        if (!v.isIntegralNumber() || !v.canConvertToInt() || v.asInt() < lo || v.asInt() > hi) {
-            throw ApiError.badParam(field, "invalid_type", "'" + field + "' must be an integer in [" + lo + ", " + hi + "], got " + v);
-        }
-        return v.asInt();
-    }
-
-    private static double number(JsonNode v, String field, double dflt, double lo, double hi) {
-        if (!given(v)) {
-            return dflt;
-        }
-        if (!v.isNumber() || v.asDouble() < lo || v.asDouble() > hi) {
-            throw ApiError.badParam(field, "invalid_type", "'" + field + "' must be a number in [" + lo + ", " + hi + "], got " + v);
-        }
-        return v.asDouble();
     }
 }
