@@ -105,7 +105,10 @@ final class AdminRoutes extends AllDirectives implements AutoCloseable {
     record Adapters(String base, List<Domain> domains, List<JsonNode> audit,
             @JsonInclude(JsonInclude.Include.NON_NULL) Integer auditLinesSkipped, @JsonInclude(JsonInclude.Include.NON_NULL) String auditError) {}
 
-    /** @param alias the registry's alias (null: none); @param serving what the pool serves (null: nothing) */
+    /**
+     * @param alias the registry's alias (null: none)
+     * @param serving what the pool serves (null: nothing)
+     */
     record Domain(String domain, String alias, String serving, List<Version> versions) {}
 
     /** @param dir the version's directory, for the admin token only (absent otherwise) */

@@ -14,7 +14,7 @@ import dev.morastream.ops.serve.openai.ChatCompletionBody;
 import dev.morastream.ops.serve.openai.CompletionBody;
 import dev.morastream.ops.serve.openai.OpenAiJson;
 import dev.morastream.ops.serve.openai.OpenAiRequest;
-import dev.morastream.ops.serve.openai.SamplingParams;
+import dev.morastream.ops.serve.openai.CommonParams;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -35,12 +35,11 @@ final class CompletionRequest {
     static final int MAX_TOP_LOGPROBS = 20;
     /** The most prompts one completions request may carry. */
     static final int MAX_PROMPTS = 64;
-    /** The parameters both endpoints know, and each endpoint's: the wire names of the protocol records. */
-    private static final Set<String> COMMON = OpenAiJson.parameterNames(SamplingParams.class);
+    /** The parameters each endpoint knows: the wire names of its protocol record. */
     private static final Set<String> COMPLETION = OpenAiJson.parameterNames(CompletionBody.class);
     private static final Set<String> CHAT = OpenAiJson.parameterNames(ChatCompletionBody.class);
     private static final Set<String> MESSAGE = OpenAiJson.parameterNames(ChatCompletionBody.Message.class);
-    private static final Set<String> STREAM_OPTIONS = OpenAiJson.parameterNames(SamplingParams.StreamOptions.class);
+    private static final Set<String> STREAM_OPTIONS = OpenAiJson.parameterNames(CommonParams.StreamOptions.class);
     /** Known OpenAI parameters this API does not implement (refused when given a value). */
     private static final Map<String, String> UNSUPPORTED = Map.of(
             "suffix", "insertion (suffix) is not supported",
@@ -97,8 +96,7 @@ final class CompletionRequest {
         for (Iterator<String> it = b.fieldNames(); it.hasNext(); ) {
             String f = it.next();
             if (!(chat ? CHAT : COMPLETION).contains(f)) {
-                Set<String> other = chat ? COMPLETION : CHAT;
-                boolean elsewhere = other.contains(f) && !COMMON.contains(f);
+                boolean elsewhere = (chat ? COMPLETION : CHAT).contains(f); // then a parameter of the other endpoint only
                 throw ApiError.badParam(f, "unknown_parameter", "Unrecognized request argument supplied: '" + f + "'"
                         + (elsewhere ? " (it belongs to " + (chat ? "/v1/completions" : "/v1/chat/completions") + ")" : ""));
             }
@@ -110,7 +108,7 @@ final class CompletionRequest {
 
     /** Validates a bound body: types, ranges, the combinations the API refuses, the context length. */
     static CompletionRequest of(OpenAiRequest body, int maxTokens, int maxN, TextTokenizer tok, ChatTemplate template, int context) {
-        SamplingParams s = body.sampling();
+        CommonParams s = body.common();
         boolean chat = body instanceof ChatCompletionBody;
         String model = string(s.model(), true, "model");
         if (given(s.user()) && !s.user().isTextual()) {
@@ -223,12 +221,12 @@ final class CompletionRequest {
                 throw ApiError.badParam("stream_options." + f, "unknown_parameter", "Unrecognized stream option '" + f + "'");
             }
         }
-        return bool(OpenAiJson.bind(so, SamplingParams.StreamOptions.class).includeUsage(), false, "stream_options.include_usage");
+        return bool(OpenAiJson.bind(so, CommonParams.StreamOptions.class).includeUsage(), false, "stream_options.include_usage");
     }
 
     /** {@code max_tokens}, or {@code max_completion_tokens} when it is not given; 16 when neither is. */
     private static int newTokens(OpenAiRequest body, boolean echo, int maxTokens) {
-        JsonNode mt = body.sampling().maxTokens();
+        JsonNode mt = body.common().maxTokens();
         String mtName = "max_tokens";
         if (!given(mt) && body instanceof ChatCompletionBody c) {
             mt = c.maxCompletionTokens();

@@ -16,7 +16,7 @@ import dev.morastream.ops.serve.openai.ErrorBody;
 import dev.morastream.ops.serve.openai.Logprobs;
 import dev.morastream.ops.serve.openai.ModelList;
 import dev.morastream.ops.serve.openai.OpenAiJson;
-import dev.morastream.ops.serve.openai.SamplingParams;
+import dev.morastream.ops.serve.openai.CommonParams;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -48,7 +48,7 @@ class OpenAiProtocolTest {
     void theKnownParametersAreTheRecordsWireNames() {
         Set<String> common = Set.of("model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed",
                 "logprobs", "presence_penalty", "frequency_penalty", "logit_bias", "user");
-        assertEquals(common, OpenAiJson.parameterNames(SamplingParams.class));
+        assertEquals(common, OpenAiJson.parameterNames(CommonParams.class));
         assertEquals(union(common, Set.of("prompt", "echo", "best_of", "suffix")), OpenAiJson.parameterNames(CompletionBody.class));
         assertEquals(union(common, Set.of("messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice", "functions",
                 "function_call", "parallel_tool_calls", "response_format")), OpenAiJson.parameterNames(ChatCompletionBody.class));
@@ -59,17 +59,17 @@ class OpenAiProtocolTest {
     void bindingKeepsRawValuesAndTellsAbsentFromNull() throws Exception {
         CompletionBody b = OpenAiJson.bind(tree("{\"model\":\"tiny\",\"prompt\":[1,2],\"max_tokens\":3,\"n\":null,\"best_of\":2}"),
                 CompletionBody.class);
-        assertEquals("tiny", b.sampling().model().asText());
-        assertEquals(3, b.sampling().maxTokens().asInt());
+        assertEquals("tiny", b.common().model().asText());
+        assertEquals(3, b.common().maxTokens().asInt());
         assertTrue(b.prompt().isArray());
         assertEquals(2, b.bestOf().asInt());
-        assertTrue(b.sampling().n() == null || b.sampling().n().isNull(), "null means not given");
+        assertTrue(b.common().n() == null || b.common().n().isNull(), "null means not given");
         assertNull(b.echo());
         ChatCompletionBody c = OpenAiJson.bind(tree("{\"model\":\"m\",\"messages\":[],\"max_completion_tokens\":5,\"top_p\":0.5}"),
                 ChatCompletionBody.class);
         assertEquals(5, c.maxCompletionTokens().asInt());
-        assertEquals(0.5, c.sampling().topP().asDouble());
-        assertNull(c.sampling().maxTokens());
+        assertEquals(0.5, c.common().topP().asDouble());
+        assertNull(c.common().maxTokens());
     }
 
     @Test

@@ -7,10 +7,10 @@ import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
 
 /**
- * The body of {@code POST /v1/chat/completions}, raw values as {@link SamplingParams} holds them.
+ * The body of {@code POST /v1/chat/completions}, raw values as {@link CommonParams} holds them.
  * The tool and function parameters are known only to be refused with a message saying so.
  *
- * @param sampling the shared parameters (inline on the wire)
+ * @param common the shared parameters (inline on the wire)
  * @param messages a non-empty array of {@link Message}
  * @param maxCompletionTokens {@code max_tokens} under its newer name ({@code max_tokens} wins when both are given)
  * @param topLogprobs top-k of the log-probabilities, with {@code "logprobs": true} (integer)
@@ -18,7 +18,7 @@ import com.fasterxml.jackson.databind.annotation.JsonNaming;
  */
 @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
 @JsonIgnoreProperties(ignoreUnknown = true)
-public record ChatCompletionBody(@JsonUnwrapped SamplingParams sampling, JsonNode messages, JsonNode maxCompletionTokens,
+public record ChatCompletionBody(@JsonUnwrapped CommonParams common, JsonNode messages, JsonNode maxCompletionTokens,
         JsonNode topLogprobs, JsonNode tools, JsonNode toolChoice, JsonNode functions, JsonNode functionCall,
         JsonNode parallelToolCalls, JsonNode responseFormat) implements OpenAiRequest {
 

@@ -27,7 +27,7 @@ import com.fasterxml.jackson.databind.annotation.JsonNaming;
  */
 @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
 @JsonIgnoreProperties(ignoreUnknown = true)
-public record SamplingParams(JsonNode model, JsonNode maxTokens, JsonNode temperature, JsonNode topP, JsonNode n, JsonNode stream,
+public record CommonParams(JsonNode model, JsonNode maxTokens, JsonNode temperature, JsonNode topP, JsonNode n, JsonNode stream,
         JsonNode streamOptions, JsonNode stop, JsonNode seed, JsonNode logprobs, JsonNode presencePenalty, JsonNode frequencyPenalty,
         JsonNode logitBias, JsonNode user) {
 
