@@ -1,6 +1,7 @@
 package dev.morastream.actors.guardian;
 
 import dev.morastream.actors.CborSerializable;
+import dev.morastream.actors.cluster.ClusterWatch;
 import dev.morastream.actors.evaluator.EvaluatorActor;
 import dev.morastream.actors.events.MoraEvent;
 import dev.morastream.actors.registry.AdapterRegistry;
@@ -145,6 +146,9 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
         super(ctx);
         this.hooks = hooks;
         ctx.getSystem().eventStream().tell(new EventStream.Subscribe<>(MoraEvent.class, ctx.messageAdapter(MoraEvent.class, Event::new)));
+        if (ClusterWatch.clustered(ctx.getSystem())) {
+            ctx.spawn(ClusterWatch.create(), "cluster-watch");
+        }
         if (s.domains().isEmpty()) {
             supervisor = null;
             return;

@@ -317,8 +317,8 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         try {
             cluster = new ClusterSettings(cl.getString("host"), cl.getInt("port"), cl.getStringList("seed-nodes"),
                     new java.util.LinkedHashSet<>(cl.getStringList("roles")));
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("morastream.cluster: " + e.getMessage(), e);
+        } catch (IllegalArgumentException bad) {
+            throw new IllegalArgumentException("morastream.cluster: " + bad.getMessage(), bad);
         }
         return new JobConfig(c, dataDir, baseModel, kafka, stream, trainer, evaluator, policy, positive(m.getConfig("registry"), "keep"),
                 http, demo, domainTrainers, domainPromotions, cluster);

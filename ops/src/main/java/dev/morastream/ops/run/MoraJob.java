@@ -112,7 +112,8 @@ public final class MoraJob implements AutoCloseable {
     }
 
     private void boot() throws Exception {
-        List<String> domains = List.copyOf(cfg.stream().decoder().domains());
+        // a node without the trainer role trains nothing and decides nothing: it serves
+        List<String> domains = cfg.cluster().trains() ? List.copyOf(cfg.stream().decoder().domains()) : List.of();
         for (String d : domains) {
             if (cfg.trainer(d).spec().method() == AdapterSpec.Method.FULL) {
                 throw new IllegalArgumentException((cfg.domainTrainers().containsKey(d) ? "morastream.stream.domain-settings." + d
@@ -121,6 +122,10 @@ public final class MoraJob implements AutoCloseable {
         }
         lock();
         progress.say("data directory " + cfg.dataDir());
+        if (cfg.cluster().enabled()) {
+            progress.say("cluster node " + cfg.cluster().host() + ":" + cfg.cluster().port() + " with roles " + cfg.cluster().roles()
+                    + (cfg.cluster().seedNodes().isEmpty() ? ", starting the cluster" : ", joining " + cfg.cluster().seedNodes()));
+        }
         kafka = KafkaSide.open(cfg, progress::say);
         models = ModelSide.load(cfg.baseModel(), progress::say);
 
@@ -165,17 +170,19 @@ public final class MoraJob implements AutoCloseable {
         serving = ServingSide.start(cfg, models, servingRegistry, metrics, system, this::moveAlias);
         servingUp.complete(serving);
 
-        startStream();
         JobConfig.Kafka k = cfg.kafka();
-        timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(kafka.admin(), k.groupId(), k.topics()), 0,
-                k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
+        if (!domains.isEmpty()) {
+            startStream();
+            timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(kafka.admin(), k.groupId(), k.topics()), 0,
+                    k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
+        }
         timers.scheduleWithFixedDelay(() -> progress.status(stats, trainers.keySet(), serving.pool()), 10, 10, TimeUnit.SECONDS);
 
         String url = serving.url();
         progress.say("serving the OpenAI-compatible API on " + url + "/v1 (models: " + url + "/v1/models, metrics: " + url + "/metrics)");
         serving.warm().whenComplete((v, e) -> progress.say(e == null ? "ready: " + url + "/health/ready" : "warm-up failed, not ready: " + e));
 
-        if (cfg.demo().enabled()) {
+        if (cfg.demo().enabled() && !domains.isEmpty()) {
             demo = new DemoFeed(cfg.demo(), kafka.bootstrap(), k.client(), k.topics().get(0), cfg.stream().decoder().defaultDomain() != null
                     ? cfg.stream().decoder().defaultDomain() : domains.get(0), cfg.dataDir());
             DemoFeed.Fact f = demo.facts().get(0);
@@ -298,7 +305,11 @@ public final class MoraJob implements AutoCloseable {
         String why = cause + " via the HTTP admin API";
         return AskPattern.<JobGuardian.Command, AdapterVersion>askWithStatus(system,
                         r -> new JobGuardian.MoveAlias(target, "rollback".equals(cause), why, r), ASK, system.scheduler())
-                .thenAcceptAsync(v -> serving.pool().swap(v), blocking);
+                .thenAcceptAsync(v -> {
+                    if (trainers.containsKey(v.domain())) {
+                        serving.pool().swap(v); // decided here: serve it here
+                    }
+                }, blocking);
     }
 
     // ---- accessors ----

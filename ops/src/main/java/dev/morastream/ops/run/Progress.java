@@ -44,6 +44,8 @@ final class Progress {
                         + String.join("; ", d.reasons()) + ")");
                 default -> say(d.decision().id() + " " + d.version() + ": " + String.join("; ", d.reasons()));
             }
+        } else if (e instanceof MoraEvent.MemberChanged m) {
+            say("cluster: " + m.address() + " " + m.roles() + " is " + m.status() + (m.self() ? " (this node)" : ""));
         } else if (e instanceof MoraEvent.StateRepaired r) {
             say("DAMAGED STATE " + r.action() + ": " + r.file() + " (" + r.reason() + ")");
         } else if (e instanceof MoraEvent.AuditFailed a) {

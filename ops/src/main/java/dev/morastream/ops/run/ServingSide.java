@@ -42,7 +42,7 @@ final class ServingSide implements AutoCloseable {
                 new ServingPool.Options(h.workers(), h.queue(), h.maxLoaded()), metrics.registry(), system);
         HttpApi api = new HttpApi(pool, metrics, new HttpApi.Settings(h.adminToken().isBlank() ? null : h.adminToken(),
                 h.maxBodyBytes(), h.maxTokens()).withApiKey(h.apiKey()).withMaxN(h.maxN()).withAllowedHosts(h.allowedHosts())
-                .withRequestTimeout(h.requestTimeout()), mover, cfg.auditLog(), ChatTemplate.forModel(cfg.baseModel()));
+                .withRequestTimeout(h.requestTimeout()).withServing(cfg.cluster().serves()), mover, cfg.auditLog(), ChatTemplate.forModel(cfg.baseModel()));
         ServingSide side = new ServingSide(pool, api, h.host());
         try {
             side.binding = api.bind(system, h.host(), h.port()).toCompletableFuture().get(30, TimeUnit.SECONDS);

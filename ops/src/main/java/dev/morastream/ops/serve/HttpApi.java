@@ -70,9 +70,11 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
      * @param allowedHosts host names (no port) a request's {@code Host} header may name; empty: any
      * @param requestTimeout a non-streaming completion still unanswered after this gets 503 and its
      *     generation is cancelled
+     * @param serving whether this node answers the {@code /v1} API (its {@code serving} role); a
+     *     node without it answers {@code /v1} with 503 and still serves health and metrics
      */
     public record Settings(String adminToken, long maxBodyBytes, int maxTokens, String apiKey, int maxN, List<String> allowedHosts,
-                           Duration requestTimeout) {
+                           Duration requestTimeout, boolean serving) {
         public Settings {
             if (maxBodyBytes < 1 || maxTokens < 1 || maxN < 1) {
                 throw new IllegalArgumentException("maxBodyBytes, maxTokens and maxN must be >= 1");
@@ -85,7 +87,7 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
 
         /** No API key, n up to 4, any host, 300 s request timeout. */
         public Settings(String adminToken, long maxBodyBytes, int maxTokens) {
-            this(adminToken, maxBodyBytes, maxTokens, null, 4, List.of(), Duration.ofSeconds(300));
+            this(adminToken, maxBodyBytes, maxTokens, null, 4, List.of(), Duration.ofSeconds(300), true);
         }
 
         /** No admin token, 1 MiB bodies, 256 new tokens. */
@@ -94,23 +96,28 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
         }
 
         public Settings withAdminToken(String token) {
-            return new Settings(token, maxBodyBytes, maxTokens, apiKey, maxN, allowedHosts, requestTimeout);
+            return new Settings(token, maxBodyBytes, maxTokens, apiKey, maxN, allowedHosts, requestTimeout, serving);
         }
 
         public Settings withApiKey(String key) {
-            return new Settings(adminToken, maxBodyBytes, maxTokens, key, maxN, allowedHosts, requestTimeout);
+            return new Settings(adminToken, maxBodyBytes, maxTokens, key, maxN, allowedHosts, requestTimeout, serving);
         }
 
         public Settings withMaxN(int n) {
-            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, n, allowedHosts, requestTimeout);
+            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, n, allowedHosts, requestTimeout, serving);
         }
 
         public Settings withAllowedHosts(List<String> hosts) {
-            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, maxN, hosts, requestTimeout);
+            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, maxN, hosts, requestTimeout, serving);
+        }
+
+        /** {@code false}: a node without the serving role ({@code /v1} answers 503). */
+        public Settings withServing(boolean on) {
+            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, maxN, allowedHosts, requestTimeout, on);
         }
 
         public Settings withRequestTimeout(Duration timeout) {
-            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, maxN, allowedHosts, timeout);
+            return new Settings(adminToken, maxBodyBytes, maxTokens, apiKey, maxN, allowedHosts, timeout, serving);
         }
     }
 
@@ -178,7 +185,8 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
     }
 
     public Route routes() {
-        return hostAllowed(() -> concat(
+        return hostAllowed(() -> concat(settings.serving() ? reject() : pathPrefix("v1", () -> complete(error(new ApiError(503,
+                        "server_error", "no_serving_role", "this node has no serving role (morastream.cluster.roles): ask a serving node")))),
                 path(PathMatchers.segment("v1").slash("completions"), () -> post(() -> apiKey(() -> jsonBody(b -> openAi.completion(b, false))))),
                 path(PathMatchers.segment("v1").slash("chat").slash("completions"),
                         () -> post(() -> apiKey(() -> jsonBody(b -> openAi.completion(b, true))))),
