@@ -42,7 +42,7 @@ public final class ClusterWatch {
                 }
                 if (m != null) {
                     ctx.getSystem().eventStream().tell(new org.apache.pekko.actor.typed.eventstream.EventStream.Publish<>(
-                            new MoraEvent.MemberChanged("", m.address().toString(), status, List.copyOf(m.getRoles()),
+                            new MoraEvent.MemberChanged("", m.address().toString(), status, m.getRoles().stream().filter(r -> !r.startsWith("dc-")).sorted().toList(),
                                     m.address().equals(cluster.selfMember().address()))));
                 }
                 return Behaviors.same();
