@@ -148,29 +148,19 @@ public final class DirectoryStateStore implements StateStore {
     }
 
     @Override
-    public Map<String, byte[]> getAll(Collection<String> keys) {
+    public synchronized Map<String, byte[]> getAll(Collection<String> keys) {
         keys.forEach(StateStore::checkKey);
-        Map<String, Entry> snapshot = new LinkedHashMap<>();
-        synchronized (this) {
-            requireOpen();
-            for (String k : keys) {
-                Entry e = entries.get(k);
-                if (e != null) {
-                    snapshot.put(k, e);
-                }
+        requireOpen();
+        // under the lock: a commit (which deletes replaced files) cannot run in between
+        Map<String, byte[]> out = new LinkedHashMap<>();
+        for (String k : keys) {
+            Entry e = entries.get(k);
+            byte[] v = e == null ? null : read(k, e);
+            if (v != null) {
+                out.put(k, v);
             }
         }
-        // value files are never rewritten, and a replaced one is deleted only by a commit: read under the lock
-        synchronized (this) {
-            Map<String, byte[]> out = new LinkedHashMap<>();
-            snapshot.forEach((k, e) -> {
-                byte[] v = read(k, e);
-                if (v != null) {
-                    out.put(k, v);
-                }
-            });
-            return out;
-        }
+        return out;
     }
 
     /** The value of an entry, or null (logged, in {@link #damaged()}) when its file is missing or does not match. */
