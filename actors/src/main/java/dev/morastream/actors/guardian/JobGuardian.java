@@ -7,6 +7,7 @@ import dev.morastream.actors.events.MoraEvent;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterRegistryActor;
 import dev.morastream.actors.registry.AdapterVersion;
+import dev.morastream.actors.registry.RegistryReplica;
 import dev.morastream.actors.supervisor.PromotionPolicy;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
 import dev.morastream.actors.trainer.TrainerActor;
@@ -63,11 +64,12 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
      * @param evalModel the frozen base the evaluator scores on
      * @param registry the registry the registry actor owns from now on (opened by the caller, so that
      *     opening errors surface there)
+     * @param replica where versions and aliases are exported for other nodes ({@code null}: one node)
      * @param policies a domain's promotion gate
      * @param evalTimeout how long an evaluation may take before its candidate is rejected
      */
     public record Settings(List<Domain> domains, LlamaModel evalModel, TextTokenizer tokenizer, EvaluatorActor.Settings evaluator,
-                           AdapterRegistry registry, Function<String, PromotionPolicy> policies, Path auditLog,
+                           AdapterRegistry registry, RegistryReplica replica, Function<String, PromotionPolicy> policies, Path auditLog,
                            Duration evalTimeout) {
         public Settings {
             domains = List.copyOf(domains);
@@ -153,7 +155,7 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
             supervisor = null;
             return;
         }
-        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(AdapterRegistryActor.create(s.registry()), "registry",
+        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(AdapterRegistryActor.create(s.registry(), s.replica()), "registry",
                 DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
         ActorRef<EvaluatorActor.Command> evaluator = ctx.spawn(EvaluatorActor.create(s.evalModel(), s.tokenizer(), s.evaluator()),
                 "evaluator", EvaluatorActor.DISPATCHER);

@@ -25,20 +25,34 @@ import org.slf4j.LoggerFactory;
  * all files of a version in one atomic commit) and each alias move ({@code aliases/<domain>}); a
  * serving node fetches a version into its own local {@link AdapterRegistry} before it serves it.
  * Versions the exporting registry pruned are deleted from the store, except the aliased one.
+ *
+ * <p>Each domain's keys have one writer (the store of {@link #writerFor} that domain: its writer
+ * identity fences a second node exporting the same lineage); reads go through {@link #reader}.
  */
 public final class RegistryReplica {
     private static final Logger log = LoggerFactory.getLogger(RegistryReplica.class);
     static final String VERSIONS = "registry/";
     static final String ALIASES = "aliases/";
 
-    private final StateStore store;
+    private final StateStore reader;
+    private final java.util.function.Function<String, StateStore> writers;
 
-    public RegistryReplica(StateStore store) {
-        this.store = store;
+    /**
+     * @param reader the store this node reads
+     * @param writers the store that writes a domain's keys (the same for every call with that domain)
+     */
+    public RegistryReplica(StateStore reader, java.util.function.Function<String, StateStore> writers) {
+        this.reader = reader;
+        this.writers = writers;
     }
 
-    public StateStore store() {
-        return store;
+    /** One store for reads and writes (one node, or tests). */
+    public RegistryReplica(StateStore store) {
+        this(store, d -> store);
+    }
+
+    private StateStore writerFor(String domain) {
+        return writers.apply(domain);
     }
 
     static String prefix(AdapterVersion v) {
@@ -59,7 +73,9 @@ public final class RegistryReplica {
         Set<AdapterVersion> kept = new HashSet<>();
         registry.versions(e.version().domain()).forEach(x -> kept.add(x.version()));
         registry.alias(e.version().domain()).ifPresent(kept::add);
-        aliased(e.version().domain()).ifPresent(kept::add);
+        store(e.version().domain()).get(ALIASES + e.version().domain())
+                .ifPresent(b -> kept.add(AdapterVersion.parse(new String(b, StandardCharsets.UTF_8))));
+        StateStore store = writerFor(e.version().domain());
         Set<String> deletes = new HashSet<>();
         for (String k : store.keys(VERSIONS + e.version().domain() + "/")) {
             AdapterVersion v = versionOf(k);
@@ -72,18 +88,18 @@ public final class RegistryReplica {
 
     /** Records that {@code v} is its domain's alias now. */
     public void alias(AdapterVersion v) {
-        store.put(ALIASES + v.domain(), v.toString().getBytes(StandardCharsets.UTF_8));
+        writerFor(v.domain()).put(ALIASES + v.domain(), v.toString().getBytes(StandardCharsets.UTF_8));
     }
 
     /** The alias of {@code domain} in the store. */
     public Optional<AdapterVersion> aliased(String domain) {
-        return store.get(ALIASES + AdapterVersion.checkDomain(domain)).map(b -> AdapterVersion.parse(new String(b, StandardCharsets.UTF_8)));
+        return reader.get(ALIASES + AdapterVersion.checkDomain(domain)).map(b -> AdapterVersion.parse(new String(b, StandardCharsets.UTF_8)));
     }
 
     /** The alias of every domain in the store. */
     public Map<String, AdapterVersion> aliases() {
         Map<String, AdapterVersion> out = new TreeMap<>();
-        for (String k : store.keys(ALIASES)) {
+        for (String k : reader.keys(ALIASES)) {
             try {
                 aliased(k.substring(ALIASES.length())).ifPresent(v -> out.put(v.domain(), v));
             } catch (IllegalArgumentException bad) {
@@ -105,7 +121,7 @@ public final class RegistryReplica {
             return have;
         }
         long deadline = System.nanoTime() + wait.toNanos();
-        List<String> keys = store.keys(prefix(v));
+        List<String> keys = reader.keys(prefix(v));
         while (!keys.contains(prefix(v) + "version.json") && System.nanoTime() < deadline) {
             try {
                 Thread.sleep(50);
@@ -113,12 +129,12 @@ public final class RegistryReplica {
                 Thread.currentThread().interrupt();
                 throw new IOException("interrupted while waiting for " + v + " in the state store", e);
             }
-            keys = store.keys(prefix(v));
+            keys = reader.keys(prefix(v));
         }
         if (!keys.contains(prefix(v) + "version.json")) {
             return Optional.empty();
         }
-        Map<String, byte[]> files = store.getAll(keys);
+        Map<String, byte[]> files = reader.getAll(keys);
         if (files.size() != keys.size()) {
             List<String> missing = new ArrayList<>(keys);
             missing.removeAll(files.keySet());
@@ -138,6 +154,10 @@ public final class RegistryReplica {
         } finally {
             deleteTree(tmp);
         }
+    }
+
+    private StateStore store(String domain) {
+        return writerFor(domain);
     }
 
     private static AdapterVersion versionOf(String key) {

@@ -66,7 +66,7 @@ class JobGuardianTest extends TinyModelFixture {
                         .withCheckpointEvery(checkpointEvery, null), model)).toList();
         // a gate no candidate passes: every move of an alias here is the admin's
         JobGuardian.Settings s = new JobGuardian.Settings(domains, model, tok, new EvaluatorActor.Settings(List.of(), "", 64, 4),
-                new AdapterRegistry(tmp.resolve("registry"), 5), d -> new PromotionPolicy(1e9, 0, 0), tmp.resolve("audit.jsonl"),
+                new AdapterRegistry(tmp.resolve("registry"), 5), null, d -> new PromotionPolicy(1e9, 0, 0), tmp.resolve("audit.jsonl"),
                 Duration.ofSeconds(60));
         guardian = kit.spawn(JobGuardian.create(s, new JobGuardian.Hooks() {
             @Override

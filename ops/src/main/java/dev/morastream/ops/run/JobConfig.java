@@ -54,7 +54,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
     }
 
     public record Kafka(String bootstrapServers, Map<String, String> client, String groupId, List<String> topics,
-                        boolean createTopics, int partitions, String deadLetterTopic, String promotionsTopic,
+                        boolean createTopics, int partitions, String deadLetterTopic, String promotionsTopic, String stateTopic,
                         Duration lagInterval) {
         /** Whether the job starts its own broker. */
         public boolean embedded() {
@@ -231,7 +231,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         }
         Kafka kafka = new Kafka(k.getString("bootstrap-servers").trim(), client, k.getString("group-id"), topics,
                 k.getBoolean("create-topics"), positive(k, "partitions"), k.getString("dead-letter-topic"),
-                k.getString("promotions-topic").trim(), k.getDuration("lag-interval"));
+                k.getString("promotions-topic").trim(), k.getString("state-topic").trim(), k.getDuration("lag-interval"));
 
         Config s = m.getConfig("stream");
         String defaultDomain = s.getString("default-domain").trim();
@@ -319,6 +319,10 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
                     new java.util.LinkedHashSet<>(cl.getStringList("roles")));
         } catch (IllegalArgumentException bad) {
             throw new IllegalArgumentException("morastream.cluster: " + bad.getMessage(), bad);
+        }
+        if (cluster.enabled() && (kafka.promotionsTopic().isBlank() || kafka.stateTopic().isBlank())) {
+            throw new IllegalArgumentException("morastream.cluster is on: morastream.kafka.promotions-topic and state-topic must not be"
+                    + " empty (serving nodes follow promotions from the one and fetch versions from the other)");
         }
         return new JobConfig(c, dataDir, baseModel, kafka, stream, trainer, evaluator, policy, positive(m.getConfig("registry"), "keep"),
                 http, demo, domainTrainers, domainPromotions, cluster);

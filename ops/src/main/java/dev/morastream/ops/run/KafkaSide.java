@@ -7,6 +7,8 @@ import dev.morastream.actors.supervisor.PromotionSupervisor;
 import dev.morastream.streams.kafka.EmbeddedKafka;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.records.DeadLetters;
+import dev.morastream.streams.state.KafkaStateStore;
+import dev.morastream.streams.state.StateStore;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.nio.charset.StandardCharsets;
@@ -55,6 +57,7 @@ final class KafkaSide implements AutoCloseable {
     private KafkaProducer<String, String> promotions;
     private final Map<String, Long> promotionGeneration = new ConcurrentHashMap<>();
     private volatile boolean stopping;
+    private final List<StateStore> states = new ArrayList<>();
 
     private KafkaSide(JobConfig.Kafka k, Consumer<String> say) {
         this.k = k;
@@ -256,6 +259,18 @@ final class KafkaSide implements AutoCloseable {
         });
     }
 
+    /**
+     * A client of the cluster's state store on {@code morastream.kafka.state-topic} (created when
+     * missing); {@code writerId} is the identity that writes (a second writer of it is fenced), or
+     * {@code null} to only read. Closed with this side.
+     */
+    synchronized StateStore openState(String writerId) {
+        KafkaStateStore.Settings s = KafkaStateStore.Settings.of(clientProps(), k.stateTopic());
+        StateStore store = KafkaStateStore.open(writerId == null ? s : s.withWriter(writerId));
+        states.add(store);
+        return store;
+    }
+
     /** No more retries of failed promotion sends. */
     void stopping() {
         stopping = true;
@@ -264,6 +279,9 @@ final class KafkaSide implements AutoCloseable {
     @Override
     public void close() {
         stopping = true;
+        synchronized (this) {
+            states.forEach(MoraJob::quietly);
+        }
         MoraJob.quietly(promotions == null ? null : () -> promotions.close(Duration.ofSeconds(5)));
         MoraJob.quietly(deadLetters);
         MoraJob.quietly(admin == null ? null : () -> admin.close(Duration.ofSeconds(5)));

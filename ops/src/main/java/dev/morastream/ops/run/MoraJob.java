@@ -5,6 +5,7 @@ import dev.morastream.actors.events.MoraEvent;
 import dev.morastream.actors.guardian.JobGuardian;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
+import dev.morastream.actors.registry.RegistryReplica;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.adapters.AdapterSpec;
@@ -17,6 +18,7 @@ import dev.morastream.streams.StreamStats;
 import dev.morastream.streams.TrainingStream;
 import dev.morastream.streams.pack.ResumePoint;
 import dev.morastream.streams.replay.ReplayMixer;
+import dev.morastream.streams.state.StateStore;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.channels.FileChannel;
@@ -87,6 +89,7 @@ public final class MoraJob implements AutoCloseable {
     private PseudoRehearsal.Rows rehearsal; // computed once, reused by every stream restart
     private ServingSide serving;
     private DemoFeed demo;
+    private PromotionFollower follower;
     private volatile Consumer.DrainingControl<Done> control;
     private volatile boolean stopping;
     private boolean closed;
@@ -141,6 +144,7 @@ public final class MoraJob implements AutoCloseable {
         for (AdapterRegistry.Damage d : servingRegistry.recovery()) {
             onEvent(new MoraEvent.StateRepaired(d.domain() == null ? "" : d.domain(), d.path().toString(), d.repair().id(), d.reason()));
         }
+        RegistryReplica replica = cfg.cluster().enabled() ? replica(domains) : null;
         // damaged checkpoints are set aside before the trainers and the stream both read them
         kafka.rewindGroup(recoverCheckpoints(domains));
 
@@ -154,7 +158,7 @@ public final class MoraJob implements AutoCloseable {
             progress.say("trainer " + d + ": " + t.spec().label() + " on " + models.trainerDevice(i));
         }
         JobGuardian.Settings gs = new JobGuardian.Settings(trained, models.model(), models.tokenizer(),
-                JobData.evaluatorSettings(cfg, models.model()), new AdapterRegistry(cfg.registryDir(), cfg.registryKeep()), cfg::promotion,
+                JobData.evaluatorSettings(cfg, models.model()), new AdapterRegistry(cfg.registryDir(), cfg.registryKeep()), replica, cfg::promotion,
                 cfg.auditLog(), cfg.evaluator().timeout());
         system = ActorSystem.create(JobGuardian.create(gs, new Hooks()), "morastream", cfg.actorSystemConfig("morastream"));
         system.getWhenTerminated().thenRun(() -> {
@@ -169,6 +173,11 @@ public final class MoraJob implements AutoCloseable {
 
         serving = ServingSide.start(cfg, models, servingRegistry, metrics, system, this::moveAlias);
         servingUp.complete(serving);
+        if (replica != null && cfg.cluster().serves()) {
+            // serving follows the decisions of the domains other nodes train
+            follower = new PromotionFollower(kafka.clientProps(), cfg.kafka().promotionsTopic(), replica, servingRegistry, serving.pool(),
+                    d -> !trainers.containsKey(d), progress::say, metrics.registry()).start();
+        }
 
         JobConfig.Kafka k = cfg.kafka();
         if (!domains.isEmpty()) {
@@ -191,6 +200,21 @@ public final class MoraJob implements AutoCloseable {
                     + "   (the demo teaches:" + f.completion() + ")");
             demo.start();
         }
+    }
+
+    /**
+     * The registry as other nodes see it, in the cluster's state store: one writer per trained
+     * domain (its identity fences another node exporting the same lineage), opened now so that a
+     * store that cannot be reached fails the start.
+     */
+    private RegistryReplica replica(List<String> trained) {
+        StateStore reader = kafka.openState(null);
+        Map<String, StateStore> writers = new java.util.concurrent.ConcurrentHashMap<>();
+        for (String d : trained) {
+            writers.put(d, kafka.openState("registry." + d));
+        }
+        progress.say("state store: topic " + cfg.kafka().stateTopic() + " (adapter versions and aliases for the other nodes)");
+        return new RegistryReplica(reader, d -> writers.computeIfAbsent(d, x -> kafka.openState("registry." + x)));
     }
 
     /** One job per data directory: a second one would train the same lineages twice. */
@@ -363,6 +387,7 @@ public final class MoraJob implements AutoCloseable {
             kafka.stopping();
         }
         quietly(demo);
+        quietly(follower);
         Consumer.DrainingControl<Done> c = control;
         if (c != null) {
             try {
