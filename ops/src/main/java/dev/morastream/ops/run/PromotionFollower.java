@@ -34,12 +34,12 @@ import org.slf4j.LoggerFactory;
  * for each promotion of a domain it does not decide itself fetches the version from the state store
  * into its local registry, points the local alias at it, warms it and swaps the pool to it —
  * requests running finish on the old version, none fails. A version not (yet) in the store is
- * retried with backoff; a record that is not a promotion is logged and skipped.
+ * retried with backoff (at most 5 s apart); a record that is not a promotion is logged and skipped.
  */
-final class PromotionFollower implements AutoCloseable {
+public final class PromotionFollower implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(PromotionFollower.class);
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Duration FETCH_WAIT = Duration.ofSeconds(10);
+    private static final Duration FETCH_WAIT = Duration.ofMillis(200); // the loop must not stall on one domain
 
     private final Map<String, Object> clientProps;
     private final String topic;
@@ -57,9 +57,12 @@ final class PromotionFollower implements AutoCloseable {
     private record Pending(AdapterVersion version, Instant decided, int attempts, long nextTry) {}
 
     /**
+     * @param clientProps Kafka client properties, bootstrap servers included
+     * @param local the registry the pool serves from, which this follower adds fetched versions to
      * @param follows whether this node follows a domain (not when it decides it itself)
+     * @param say where a swap is reported (the console)
      */
-    PromotionFollower(Map<String, Object> clientProps, String topic, RegistryReplica replica, AdapterRegistry local, ServingPool pool,
+    public PromotionFollower(Map<String, Object> clientProps, String topic, RegistryReplica replica, AdapterRegistry local, ServingPool pool,
             Predicate<String> follows, Consumer<String> say, MeterRegistry meters) {
         this.clientProps = clientProps;
         this.topic = topic;
@@ -73,7 +76,7 @@ final class PromotionFollower implements AutoCloseable {
         this.thread.setDaemon(true);
     }
 
-    PromotionFollower start() {
+    public PromotionFollower start() {
         thread.start();
         return this;
     }
@@ -162,7 +165,7 @@ final class PromotionFollower implements AutoCloseable {
                         p.version(), domain, lag.toMillis() / 1e3));
             } catch (Exception ex) {
                 int attempts = p.attempts() + 1;
-                long delayMs = Math.min(30_000L, 500L << Math.min(6, attempts - 1));
+                long delayMs = Math.min(5_000L, 250L << Math.min(5, attempts - 1)); // a late version is served within ~5 s
                 log.warn("following: cannot serve {} yet (attempt {}: {}); retrying in {} ms", p.version(), attempts, ex.getMessage(), delayMs);
                 pending.put(domain, new Pending(p.version(), p.decided(), attempts, System.nanoTime() + delayMs * 1_000_000L));
             }
