@@ -133,6 +133,10 @@ public final class MoraJob implements AutoCloseable {
         models = ModelSide.load(cfg.baseModel(), progress::say);
 
         metrics = new Metrics();
+        if (cfg.cluster().enabled()) {
+            // every meter says which node of the cluster it is from (before any meter is registered)
+            metrics.registry().config().commonTags("node", cfg.cluster().host() + ":" + cfg.cluster().port());
+        }
         AdapterRegistry servingRegistry = new AdapterRegistry(cfg.registryDir(), cfg.registryKeep());
         Map<String, Integer> servingNow = new HashMap<>();
         for (String d : domains) {

@@ -70,7 +70,7 @@ class ClusterProcessTest {
                 "--cluster-port", String.valueOf(pb), "--seed-nodes", "127.0.0.1:" + pa, "--roles", "serving");
         await("A sees B up", Duration.ofSeconds(60), () -> read(nodeA.out()).contains("cluster: " + b + " [serving] is up"));
         await("B sees A up", Duration.ofSeconds(60), () -> read(nodeB.out()).contains("cluster: " + a + " [serving, trainer] is up"));
-        await("B counts two members up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{status=\"up\"} 2.0"));
+        await("B counts two members up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{node=\"127.0.0.1:" + pb + "\",status=\"up\"} 2.0"));
 
         assertTrue(read(nodeA.out()).contains("trainer facts:"), "A trains");
         assertFalse(read(nodeB.out()).contains("trainer facts:"), "B has no trainer role: " + read(nodeB.out()));
@@ -138,7 +138,7 @@ class ClusterProcessTest {
         assertTrue(nodeA.process().waitFor(120, TimeUnit.SECONDS), "A did not stop");
         assertEquals(0, nodeA.process().exitValue(), read(nodeA.out()));
         await("B sees A removed", Duration.ofSeconds(60), () -> read(nodeB.out()).contains("cluster: " + a + " [serving, trainer] is removed"));
-        await("B counts one member up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{status=\"up\"} 1.0"));
+        await("B counts one member up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{node=\"127.0.0.1:" + pb + "\",status=\"up\"} 1.0"));
         assertTrue(nodeB.process().isAlive(), "B goes on");
         assertEquals(200, status(nodeB, "/v1/models"), "B still serves");
 
