@@ -32,7 +32,17 @@ public final class AdapterSet implements AutoCloseable {
     private final boolean owning;
     private volatile boolean training;
     private volatile boolean merged;
-    private final LinearOp op = this::apply;
+    private final LinearOp op = new LinearOp() {
+        @Override
+        public NDArray apply(String module, NDArray x, NDArray weight, NDArray bias) {
+            return AdapterSet.this.apply(module, x, weight, bias);
+        }
+
+        @Override
+        public NDArray delta(String module, NDArray x, NDArray weight) {
+            return AdapterSet.this.delta(module, x);
+        }
+    };
 
     private AdapterSet(LlamaModel model, AdapterSpec spec, NDManager manager, Map<String, AdapterLayer> layers, boolean owning) {
         this.model = model;
@@ -130,9 +140,15 @@ public final class AdapterSet implements AutoCloseable {
 
     private NDArray apply(String module, NDArray x, NDArray w, NDArray b) {
         NDArray y = LinearOp.PLAIN.apply(module, x, w, b); // (..., d_out)
+        NDArray d = delta(module, x); // (..., d_out) or null
+        return d == null ? y : y.add(d);
+    }
+
+    /** This set's update of {@code module} on {@code x (..., d_in)}: {@code (..., d_out)}, or null when it has none there. */
+    private NDArray delta(String module, NDArray x) {
         AdapterLayer l = layers.get(module);
         if (l == null || merged || spec.method() == AdapterSpec.Method.FULL) {
-            return y;
+            return null;
         }
         Shape s = x.getShape();
         NDArray x2 = x.reshape(-1, l.dIn()); // (N, d_in)
@@ -142,7 +158,7 @@ public final class AdapterSet implements AutoCloseable {
         NDArray d = l.delta(x2); // (N, d_out)
         long[] out = s.getShape().clone();
         out[out.length - 1] = l.dOut();
-        return y.add(d.reshape(new Shape(out)));
+        return d.reshape(new Shape(out));
     }
 
     /**

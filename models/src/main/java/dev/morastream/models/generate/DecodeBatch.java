@@ -1,0 +1,298 @@
+package dev.morastream.models.generate;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import dev.morastream.models.llama.Autograd;
+import dev.morastream.models.llama.BatchKvCache;
+import dev.morastream.models.llama.KvCache;
+import dev.morastream.models.llama.LinearOp;
+import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.llama.RowGroupedOp;
+import dev.morastream.models.tokenizer.TextTokenizer;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.CancellationException;
+import java.util.function.Consumer;
+
+/**
+ * Continuous batching: the generations of many requests decode together, one forward per step for
+ * all of them ({@link LlamaModel#decode}), each row with its own adapter op (rows of different
+ * versions share the base GEMMs through {@link RowGroupedOp}), its own position, sampler, stop
+ * strings and limits. A request joins between steps ({@link #join}: its prompt is prefilled in a
+ * forward of its own, then its keys and values are copied into a free slot of the shared
+ * {@link BatchKvCache}) and leaves between steps when it ends, fails or is cancelled.
+ *
+ * <p>Each row gives exactly what {@link Generator#generate(int[], GenerationConfig, Consumer,
+ * Generator.Scoring)} gives it alone: same prefill, same sampler (its own seeded RNG), same
+ * stopping rules, same log-probabilities and echo; the decode logits equal the one-sequence ones
+ * within float rounding. Native memory: one sub-manager per step and per prefill, the cache owned
+ * by the batch; a leaving row frees its slot. Not thread-safe: one thread (an actor) owns a batch.
+ */
+public final class DecodeBatch implements AutoCloseable {
+    private final LlamaModel model;
+    private final TextTokenizer tokenizer;
+    private final NDManager root;
+    private final BatchKvCache cache;
+    private final List<Row> live = new ArrayList<>(); // live.get(i) sits in slot i
+
+    /**
+     * @param maxRows most sequences decoding at once (slots of the cache)
+     */
+    public DecodeBatch(LlamaModel model, TextTokenizer tokenizer, int maxRows) {
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.root = NDManager.newBaseManager(model.device());
+        this.cache = new BatchKvCache(root, model.config(), maxRows);
+    }
+
+    /** Rows decoding now. */
+    public int size() {
+        return live.size();
+    }
+
+    /** Whether no row can join before one leaves. */
+    public boolean full() {
+        return live.size() >= cache.slots();
+    }
+
+    /** One generation in the batch. Its methods are for the thread that owns the batch. */
+    public final class Row {
+        private final int[] prompt;
+        private final LinearOp op;
+        private final Generator.Scoring scoring;
+        private final int limit;
+        private final Set<Integer> eos;
+        private final Sampler sampler;
+        private final StreamingText stream;
+        private final int[] generated;
+        private final List<TokenLogprob> lps = new ArrayList<>();
+        private final List<TokenLogprob> promptLps = new ArrayList<>();
+        private final long start = System.nanoTime();
+        private int count;
+        private long firstAt = -1;
+        private int slot = -1;
+        private GenerationResult result;
+        private Throwable failure;
+
+        private Row(int[] prompt, GenerationConfig cfg, LinearOp op, Generator.Scoring scoring, Consumer<String> onText) {
+            this.prompt = prompt.clone();
+            this.op = op;
+            this.scoring = scoring;
+            this.limit = Math.min(cfg.maxNewTokens(), model.config().maxPositionEmbeddings() - prompt.length);
+            this.eos = cfg.stopOnEos() ? tokenizer.eos() : Set.of();
+            this.sampler = new Sampler(cfg);
+            this.stream = new StreamingText(cfg.stopStrings(), onText == null ? s -> { } : onText);
+            this.generated = new int[Math.max(0, limit)];
+        }
+
+        /** Whether the row has left the batch (ended, failed or cancelled). */
+        public boolean done() {
+            return result != null || failure != null;
+        }
+
+        /** The generation, once it ended normally; {@code null} otherwise. */
+        public GenerationResult result() {
+            return result;
+        }
+
+        /**
+         * Why the row left early: the {@link CancellationException} of {@link
+         * Generator.Scoring#cancelled}, or what a listener or the sampler threw; {@code null} otherwise.
+         */
+        public Throwable failure() {
+            return failure;
+        }
+
+        /** Takes the logits {@code (V)} of the next position: samples, streams, checks the ends. */
+        private void accept(float[] logits) {
+            int next = sampler.next(logits);
+            lps.add(TokenLogprob.of(logits, next, scoring.topLogprobs()));
+            generated[count++] = next;
+            if (firstAt < 0) {
+                firstAt = System.nanoTime();
+            }
+            if (eos.contains(next)) {
+                finish(GenerationResult.STOP, false);
+            } else if (stream.update(tokenizer.decode(Arrays.copyOf(generated, count)))) {
+                finish(GenerationResult.STOP, true);
+            } else if (count >= limit) {
+                finish(GenerationResult.LENGTH, false);
+            }
+        }
+
+        private void finish(String reason, boolean stopString) {
+            int[] ids = Arrays.copyOf(generated, count);
+            String text = stopString ? stream.text() : stream.finish(tokenizer.decode(ids));
+            long end = System.nanoTime();
+            long ttft = firstAt < 0 ? end - start : firstAt - start;
+            result = new GenerationResult(text, ids, prompt.length, reason, ttft, end - start, lps, promptLps);
+        }
+
+        private int last() {
+            return generated[count - 1];
+        }
+    }
+
+    /**
+     * Starts a generation: prefills its prompt (a forward of its own, which also scores the prompt
+     * when {@link Generator.Scoring#echo}) and samples its first token. The row is in the batch
+     * afterwards unless it ended already ({@link Row#done}: one token asked for, EOS, a stop
+     * string, no tokens asked for, or a failure).
+     *
+     * @param promptIds ids as given (nothing added)
+     * @param op the adapter version's op, or {@link LinearOp#PLAIN}; rows of one version must share
+     *     the same instance to share their delta computation
+     * @param onText text deltas of this row (on the calling thread); throwing from it ends the row
+     * @throws IllegalArgumentException when the prompt is empty, too long or has ids outside the
+     *     vocabulary (nothing joined)
+     * @throws IllegalStateException when the batch is {@link #full}
+     */
+    public Row join(int[] promptIds, GenerationConfig cfg, LinearOp op, Generator.Scoring scoring, Consumer<String> onText) {
+        Objects.requireNonNull(op, "op");
+        Generator.checkPrompt(promptIds, model.config().maxPositionEmbeddings(), model.config().vocabSize());
+        if (full()) {
+            throw new IllegalStateException("the batch is full (" + cache.slots() + " rows)");
+        }
+        Autograd.off(); // grad mode is per thread, and an actor may run on any thread of its dispatcher
+        Row row = new Row(promptIds, cfg, op, scoring == null ? Generator.Scoring.NONE : scoring, onText);
+        try {
+            prefill(row);
+        } catch (Throwable t) {
+            row.failure = t;
+        }
+        return row;
+    }
+
+    private void prefill(Row row) {
+        int top = row.scoring.topLogprobs();
+        if (row.scoring.echo()) {
+            row.promptLps.add(TokenLogprob.unscored(row.prompt[0]));
+        }
+        if (row.limit <= 0) {
+            if (row.scoring.echo()) { // score only: one forward pass over the prompt
+                checkCancelled(row);
+                try (NDManager step = root.newSubManager()) {
+                    NDArray out = model.forward(model.ids(step, new int[][] {row.prompt}), null, row.op); // (1, T, V)
+                    Generator.scorePrompt(out, row.prompt, top, row.promptLps);
+                }
+            }
+            row.finish(GenerationResult.LENGTH, false);
+            return;
+        }
+        checkCancelled(row);
+        float[] logits; // (V)
+        try (NDManager seq = root.newSubManager(); KvCache one = new KvCache(seq, model.config().numHiddenLayers())) {
+            try (NDManager step = one.manager().newSubManager()) {
+                NDArray out = model.forward(model.ids(step, new int[][] {row.prompt}), one, row.op); // (1, T, V)
+                logits = out.get(new NDIndex("0, -1, :")).toFloatArray();
+                if (row.scoring.echo()) {
+                    Generator.scorePrompt(out, row.prompt, top, row.promptLps);
+                }
+            }
+            row.accept(logits);
+            if (!row.done()) {
+                row.slot = live.size();
+                cache.load(row.slot, one);
+                live.add(row);
+            }
+        }
+    }
+
+    /**
+     * One decode step: rows whose {@link Generator.Scoring#cancelled} turned true leave with a
+     * {@link CancellationException}, then every other row gets its next token from one forward.
+     *
+     * @return the rows that left during this step (done; their slots are free again)
+     */
+    public List<Row> step() {
+        List<Row> left = new ArrayList<>();
+        for (Row r : live) {
+            try {
+                checkCancelled(r);
+            } catch (Throwable t) {
+                r.failure = t;
+                left.add(r);
+            }
+        }
+        compact();
+        if (live.isEmpty()) {
+            return left;
+        }
+        Autograd.off();
+        int b = live.size();
+        int vocab = model.config().vocabSize();
+        float[] logits; // (B * V)
+        try (NDManager step = root.newSubManager()) {
+            int[][] feed = new int[b][];
+            List<LinearOp> ops = new ArrayList<>(b);
+            for (Row r : live) {
+                feed[r.slot] = new int[] {r.last()};
+                ops.add(r.op);
+            }
+            NDArray out = model.decode(model.ids(step, feed), cache, RowGroupedOp.of(step, ops)); // (B, V)
+            logits = out.toFloatArray();
+        } catch (RuntimeException e) {
+            for (Row r : live) { // the forward itself failed: no row can go on
+                r.failure = e;
+                left.add(r);
+            }
+            compact();
+            return left;
+        }
+        for (Row r : live) {
+            try {
+                r.accept(Arrays.copyOfRange(logits, r.slot * vocab, (r.slot + 1) * vocab));
+            } catch (Throwable t) {
+                r.failure = t;
+            }
+            if (r.done()) {
+                left.add(r);
+            }
+        }
+        compact();
+        return left;
+    }
+
+    /** Drops rows that are done and moves the others down so that slots 0..size-1 are used. */
+    private void compact() {
+        List<Row> keep = new ArrayList<>(live.size());
+        for (Row r : live) {
+            if (r.done()) {
+                cache.free(r.slot);
+                r.slot = -1;
+            } else {
+                keep.add(r);
+            }
+        }
+        if (keep.size() == live.size()) {
+            return;
+        }
+        for (int i = 0; i < keep.size(); i++) { // rows only move down, in order: no slot is overwritten before it moved
+            Row r = keep.get(i);
+            if (r.slot != i) {
+                cache.move(r.slot, i);
+                r.slot = i;
+            }
+        }
+        live.clear();
+        live.addAll(keep);
+    }
+
+    private static void checkCancelled(Row r) {
+        if (r.scoring.cancelled().getAsBoolean()) {
+            throw new CancellationException("generation cancelled");
+        }
+    }
+
+    /** Frees the cache; rows still in the batch are dropped without a result. */
+    @Override
+    public void close() {
+        live.clear();
+        cache.close();
+        root.close();
+    }
+}
