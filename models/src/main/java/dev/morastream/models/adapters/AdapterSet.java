@@ -3,11 +3,14 @@ package dev.morastream.models.adapters;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.morastream.models.llama.BatchableOp;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.llama.Tensors;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -32,7 +35,10 @@ public final class AdapterSet implements AutoCloseable {
     private final boolean owning;
     private volatile boolean training;
     private volatile boolean merged;
-    private final LinearOp op = new LinearOp() {
+    private final LinearOp op = new SetOp();
+
+    /** {@link #op()}: base plus this set's update, batchable with other sets' ops of the same method and shape. */
+    private final class SetOp implements BatchableOp {
         @Override
         public NDArray apply(String module, NDArray x, NDArray weight, NDArray bias) {
             return AdapterSet.this.apply(module, x, weight, bias);
@@ -42,7 +48,48 @@ public final class AdapterSet implements AutoCloseable {
         public NDArray delta(String module, NDArray x, NDArray weight) {
             return AdapterSet.this.delta(module, x);
         }
-    };
+
+        @Override
+        public Object deltaKind(String module) {
+            AdapterLayer l = layers.get(module);
+            if (l == null || merged || spec.method() == AdapterSpec.Method.FULL) {
+                return null;
+            }
+            if (training && spec.dropout() > 0) {
+                return this; // dropout masks are per set: never batched with another
+            }
+            if (l instanceof MoraLayer mora) {
+                return mora.geometry();
+            }
+            if (l instanceof LoraLayer lora) {
+                return List.of("lora", lora.dIn(), lora.dOut(), lora.rank());
+            }
+            return this;
+        }
+
+        @Override
+        public NDArray batchedDelta(String module, NDArray x, NDArray weight, List<BatchableOp> ops, int[] rowOp) {
+            List<AdapterLayer> ls = new ArrayList<>(ops.size());
+            for (BatchableOp o : ops) {
+                if (!(o instanceof SetOp s) || s.deltaKind(module) == null || !s.deltaKind(module).equals(deltaKind(module))) {
+                    throw new IllegalArgumentException("not an adapter op of the same kind on " + module);
+                }
+                ls.add(s.set().layers.get(module));
+            }
+            NDArray x2 = x.reshape(-1, ls.get(0).dIn()); // (N, d_in)
+            if (ls.get(0) instanceof MoraLayer) {
+                return MoraLayer.batchedDelta(ls.stream().map(MoraLayer.class::cast).toList(), x2, rowOp);
+            }
+            if (ls.get(0) instanceof LoraLayer) {
+                return LoraLayer.batchedDelta(ls.stream().map(LoraLayer.class::cast).toList(), x2, rowOp);
+            }
+            throw new IllegalStateException("no batched update for " + ls.get(0).getClass().getSimpleName());
+        }
+
+        private AdapterSet set() {
+            return AdapterSet.this;
+        }
+    }
 
     private AdapterSet(LlamaModel model, AdapterSpec spec, NDManager manager, Map<String, AdapterLayer> layers, boolean owning) {
         this.model = model;

@@ -1,12 +1,15 @@
 package dev.morastream.models.adapters;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.core.Linear;
 import dev.morastream.models.llama.Scalars;
 import dev.morastream.models.llama.Tensors;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -66,6 +69,56 @@ public final class LoraLayer implements AdapterLayer {
     public NDArray delta(NDArray x) {
         NDArray h = Linear.linear(x, a).singletonOrThrow(); // (N, r)
         return Scalars.mul(Linear.linear(h, b).singletonOrThrow(), scale); // (N, d_out)
+    }
+
+    /**
+     * The updates of several LoRA layers of one shape on the rows of one batch, for per-row
+     * adapter selection: row {@code i} goes through {@code layers.get(rowLayer[i])}, a row with
+     * {@code -1} gets zeros. The {@code A}s and {@code B}s are concatenated into two GEMMs of
+     * width {@code K*r} whose blocks are masked per row (each block scaled by its layer's
+     * {@code alpha / r}), so the cost barely grows with {@code K}. Row {@code i} equals {@code
+     * layers.get(rowLayer[i]).delta} of that row within float rounding.
+     *
+     * @param x {@code (N, d_in)}, owned by the step's manager
+     * @return {@code (N, d_out)} in the manager of {@code x}
+     */
+    public static NDArray batchedDelta(List<LoraLayer> layers, NDArray x, int[] rowLayer) {
+        LoraLayer first = layers.get(0);
+        for (LoraLayer l : layers) {
+            if (l.dIn != first.dIn || l.dOut != first.dOut || l.r != first.r) {
+                throw new IllegalArgumentException("one shape per batched delta");
+            }
+        }
+        NDManager step = x.getManager();
+        int k = layers.size();
+        long n = x.getShape().get(0);
+        if (rowLayer.length != n) {
+            throw new IllegalArgumentException(rowLayer.length + " row indices for " + n + " rows");
+        }
+        NDArray acat = first.a; // (K*r, d_in)
+        NDArray bcat = first.b; // (d_out, K*r)
+        if (k > 1) {
+            NDList as = new NDList(k);
+            NDList bs = new NDList(k);
+            layers.forEach(l -> {
+                as.add(l.a);
+                bs.add(l.b);
+            });
+            acat = NDArrays.concat(as, 0);
+            bcat = NDArrays.concat(bs, 1);
+            acat.attach(step); // temporaries of this step, not of the adapters' manager
+            bcat.attach(step);
+        }
+        float[] mask = new float[(int) n * k]; // (N, K): the row's own block, scaled
+        for (int i = 0; i < n; i++) {
+            if (rowLayer[i] >= 0) {
+                mask[i * k + rowLayer[i]] = layers.get(rowLayer[i]).scale;
+            }
+        }
+        NDArray mk = step.create(mask, new Shape(n, k, 1)).toDevice(x.getDevice(), false); // (N, K, 1)
+        NDArray h = Linear.linear(x, acat).singletonOrThrow(); // (N, K*r)
+        h = h.reshape(n, k, first.r).mul(mk).reshape(n, (long) k * first.r); // (N, K*r)
+        return Linear.linear(h, bcat).singletonOrThrow(); // (N, d_out)
     }
 
     @Override

@@ -7,15 +7,18 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
  * Per-row adapter selection: row {@code i} of a batch goes through {@code ops.get(i)}, yet the
- * frozen base GEMM {@code x W^T + b} is done once for all rows and each distinct op's
- * {@link LinearOp#delta} only on its own rows (gathered, then put back in row order). Rows of
- * the base model ({@link LinearOp#PLAIN}) add nothing. Ops are told apart by identity: give the
- * rows of one adapter version the same op instance.
+ * frozen base GEMM {@code x W^T + b} is done once for all rows. {@link BatchableOp}s of one kind
+ * on a module (adapter versions of the same method and shape) compute the updates of all their
+ * rows in one {@link BatchableOp#batchedDelta} (their matrices side by side in one GEMM, masked
+ * per row); any other op's {@link LinearOp#delta} runs on its own rows only (gathered, then put
+ * back in row order). Rows of the base model ({@link LinearOp#PLAIN}) add nothing. Ops are told
+ * apart by identity: give the rows of one adapter version the same op instance.
  *
  * <p>Built for one step: its row indices live in that step's manager. Inputs are {@code (N, d_in)}.
  */
@@ -24,14 +27,16 @@ public final class RowGroupedOp implements LinearOp {
     private final List<LinearOp> groups; // distinct ops, in order of first row
     private final List<NDArray> index; // per group: its rows, int64 (n_g)
     private final int[] sizes; // per group: n_g
-    private final NDArray inverse; // int64 (N): row i's place in group order, null with one group
+    private final NDArray inverse; // int64 (N): row i's place in group order
+    private final int[] rowGroup; // (N): row i's group
 
-    private RowGroupedOp(int rows, List<LinearOp> groups, List<NDArray> index, int[] sizes, NDArray inverse) {
+    private RowGroupedOp(int rows, List<LinearOp> groups, List<NDArray> index, int[] sizes, NDArray inverse, int[] rowGroup) {
         this.rows = rows;
         this.groups = groups;
         this.index = index;
         this.sizes = sizes;
         this.inverse = inverse;
+        this.rowGroup = rowGroup;
     }
 
     /**
@@ -54,6 +59,7 @@ public final class RowGroupedOp implements LinearOp {
         List<NDArray> index = new ArrayList<>();
         int[] sizes = new int[order.size()];
         long[] inv = new long[perRow.size()];
+        int[] rowGroup = new int[perRow.size()];
         int at = 0;
         for (int g = 0; g < order.size(); g++) {
             List<Integer> rs = byOp.get(order.get(g));
@@ -61,11 +67,12 @@ public final class RowGroupedOp implements LinearOp {
             for (int k = 0; k < ix.length; k++) {
                 ix[k] = rs.get(k);
                 inv[rs.get(k)] = at++;
+                rowGroup[rs.get(k)] = g;
             }
             sizes[g] = ix.length;
             index.add(step.create(ix)); // (n_g)
         }
-        return new RowGroupedOp(perRow.size(), order, index, sizes, step.create(inv));
+        return new RowGroupedOp(perRow.size(), order, index, sizes, step.create(inv), rowGroup);
     }
 
     @Override
@@ -80,21 +87,56 @@ public final class RowGroupedOp implements LinearOp {
         if (x.getShape().get(0) != rows) {
             throw new IllegalArgumentException("expected " + rows + " rows, got " + x.getShape());
         }
-        long dOut = weight.getShape().get(0);
-        NDList parts = new NDList();
-        boolean any = false;
+        // batchable groups by kind; every other non-base group on its own rows
+        Map<Object, List<Integer>> kinds = new LinkedHashMap<>();
+        List<Integer> alone = new ArrayList<>();
         for (int g = 0; g < groups.size(); g++) {
             LinearOp op = groups.get(g);
-            NDArray d = op == PLAIN ? null : op.delta(module, x.get(index.get(g)), weight); // (n_g, d_out)
+            if (op == PLAIN) {
+                continue;
+            }
+            if (op instanceof BatchableOp b) {
+                Object kind = b.deltaKind(module);
+                if (kind != null) {
+                    kinds.computeIfAbsent(kind, k -> new ArrayList<>()).add(g);
+                }
+            } else {
+                alone.add(g);
+            }
+        }
+        NDArray sum = null;
+        for (List<Integer> gs : kinds.values()) {
+            List<BatchableOp> ops = new ArrayList<>(gs.size());
+            int[] slot = new int[groups.size()];
+            java.util.Arrays.fill(slot, -1);
+            for (int k = 0; k < gs.size(); k++) {
+                ops.add((BatchableOp) groups.get(gs.get(k)));
+                slot[gs.get(k)] = k;
+            }
+            int[] rowOp = new int[rows];
+            for (int i = 0; i < rows; i++) {
+                rowOp[i] = slot[rowGroup[i]];
+            }
+            NDArray d = ops.get(0).batchedDelta(module, x, weight, ops, rowOp); // (N, d_out)
+            sum = sum == null ? d : sum.add(d);
+        }
+        if (!alone.isEmpty()) {
+            NDArray d = gathered(module, x, weight, alone); // (N, d_out)
+            sum = sum == null ? d : sum.add(d);
+        }
+        return sum;
+    }
+
+    /** The updates of the groups {@code which} on their own rows, zeros elsewhere: {@code (N, d_out)}. */
+    private NDArray gathered(String module, NDArray x, NDArray weight, List<Integer> which) {
+        long dOut = weight.getShape().get(0);
+        NDList parts = new NDList();
+        for (int g = 0; g < groups.size(); g++) {
+            NDArray d = which.contains(g) ? groups.get(g).delta(module, x.get(index.get(g)), weight) : null; // (n_g, d_out)
             if (d == null) {
                 d = x.getManager().zeros(new Shape(sizes[g], dOut), x.getDataType(), x.getDevice()); // (n_g, d_out)
-            } else {
-                any = true;
             }
             parts.add(d);
-        }
-        if (!any) {
-            return null;
         }
         return NDArrays.concat(parts, 0).get(inverse); // (N, d_out), row order
     }

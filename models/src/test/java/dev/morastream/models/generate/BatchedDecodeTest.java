@@ -123,11 +123,28 @@ class BatchedDecodeTest {
 
     @Test
     void rowGroupedOpEqualsEachAdapterApplyingItsOwnRows() {
-        try (AdapterSet mora = randomAdapter(peaked, AdapterSpec.mora(4, MoraVariant.SHARING), 4, 0.3);
-                AdapterSet rot = randomAdapter(peaked, AdapterSpec.mora(4, MoraVariant.ROTATION), 5, 0.3);
-                AdapterSet lora = randomAdapter(peaked, AdapterSpec.lora(4, 8), 6, 0.3);
-                NDManager m = root.newSubManager()) {
-            List<LinearOp> ops = List.of(mora.op(), LinearOp.PLAIN, lora.op(), rot.op(), mora.op(), lora.op(), LinearOp.PLAIN);
+        List<AdapterSet> sets = new ArrayList<>();
+        try (NDManager m = root.newSubManager()) {
+            long seed = 20;
+            for (MoraVariant v : MoraVariant.values()) { // two versions of every geometry: batched K = 2
+                sets.add(randomAdapter(peaked, AdapterSpec.mora(4, v), seed++, 0.3));
+                sets.add(randomAdapter(peaked, AdapterSpec.mora(4, v), seed++, 0.3));
+            }
+            sets.add(randomAdapter(peaked, AdapterSpec.lora(4, 8), seed++, 0.3));
+            sets.add(randomAdapter(peaked, AdapterSpec.lora(4, 4), seed++, 0.3)); // another alpha: another scale, same kind
+            sets.add(randomAdapter(peaked, AdapterSpec.lora(2, 8), seed++, 0.3)); // another rank: another kind
+            LinearOp twice = (module, x, w, b) -> LinearOp.PLAIN.apply(module, x, w, b).mul(x.getManager().full(new Shape(), 2f));
+            List<LinearOp> ops = new ArrayList<>();
+            ops.add(LinearOp.PLAIN);
+            ops.add(twice); // not batchable: the gather path
+            for (int i = 0; i < sets.size(); i++) {
+                ops.add(sets.get(i).op());
+                if (i % 3 == 0) {
+                    ops.add(LinearOp.PLAIN);
+                }
+            }
+            ops.add(sets.get(0).op()); // a version on two rows far apart
+            ops.add(twice);
             LinearOp grouped = RowGroupedOp.of(m, ops);
             for (String module : List.of("model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "lm_head")) {
                 NDArray w = module.equals("lm_head") ? peaked.weight("model.embed_tokens.weight") : peaked.weight(module + ".weight");
@@ -146,7 +163,10 @@ class BatchedDecodeTest {
                     assertClose(want, have, 1e-5, module + " row " + row);
                 }
             }
-            assertTrue(RowGroupedOp.of(m, List.of(lora.op(), lora.op())) == lora.op(), "one version: its own op");
+            LinearOp one = sets.get(0).op();
+            assertTrue(RowGroupedOp.of(m, List.of(one, one)) == one, "one version: its own op");
+        } finally {
+            sets.forEach(AdapterSet::close);
         }
     }
 
@@ -157,7 +177,8 @@ class BatchedDecodeTest {
     void batchedGenerationGivesEachRequestWhatItGetsAlone() {
         try (AdapterSet mora = randomAdapter(tiny, AdapterSpec.mora(8, MoraVariant.SHARING), 11, 0.02);
                 AdapterSet rot = randomAdapter(tiny, AdapterSpec.mora(8, MoraVariant.ROTATION), 12, 0.02);
-                AdapterSet lora = randomAdapter(tiny, AdapterSpec.lora(4, 8), 13, 0.05)) {
+                AdapterSet lora = randomAdapter(tiny, AdapterSpec.lora(4, 8), 13, 0.05);
+                AdapterSet lora2 = randomAdapter(tiny, AdapterSpec.lora(4, 8), 14, 0.05)) { // lora's kind: one batched GEMM
             GenerationConfig g = GenerationConfig.greedy(24).withStopOnEos(false);
             List<Ask> asks = List.of(
                     new Ask("Q: What is the capital of France?\nA:", g, LinearOp.PLAIN),
@@ -169,7 +190,8 @@ class BatchedDecodeTest {
                     new Ask("Q: What is 2+2?\nA:", GenerationConfig.greedy(1), lora.op()),
                     new Ask("Q: Name a colour.\nA:", GenerationConfig.sampling(20, 0.9, 0.95, 42), rot.op()),
                     new Ask("Q: Name a colour.\nA:", GenerationConfig.sampling(20, 0.9, 1.0, 43), LinearOp.PLAIN),
-                    new Ask("A", GenerationConfig.greedy(30).withStopOnEos(false), lora.op()));
+                    new Ask("A", GenerationConfig.greedy(30).withStopOnEos(false), lora2.op()),
+                    new Ask("Q: What is the capital of Spain?\nA:", g, lora2.op()));
             List<GenerationResult> alone = new ArrayList<>();
             for (Ask a : asks) {
                 alone.add(new Generator(tiny, tok, a.op()).generate(tok.encodeFramed(a.prompt(), false), a.cfg(), null,
