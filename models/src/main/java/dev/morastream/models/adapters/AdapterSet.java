@@ -68,20 +68,23 @@ public final class AdapterSet implements AutoCloseable {
         }
 
         @Override
-        public NDArray batchedDelta(String module, NDArray x, NDArray weight, List<BatchableOp> ops, int[] rowOp) {
+        public RowsDelta prepare(String module, List<BatchableOp> ops, int[] rowOp, NDManager owner) {
+            Object kind = deltaKind(module);
             List<AdapterLayer> ls = new ArrayList<>(ops.size());
             for (BatchableOp o : ops) {
-                if (!(o instanceof SetOp s) || s.deltaKind(module) == null || !s.deltaKind(module).equals(deltaKind(module))) {
+                if (!(o instanceof SetOp s) || kind == null || !kind.equals(s.deltaKind(module))) {
                     throw new IllegalArgumentException("not an adapter op of the same kind on " + module);
                 }
                 ls.add(s.set().layers.get(module));
             }
-            NDArray x2 = x.reshape(-1, ls.get(0).dIn()); // (N, d_in)
+            int dIn = ls.get(0).dIn();
             if (ls.get(0) instanceof MoraLayer) {
-                return MoraLayer.batchedDelta(ls.stream().map(MoraLayer.class::cast).toList(), x2, rowOp);
+                RowsDelta d = MoraLayer.batched(ls.stream().map(MoraLayer.class::cast).toList(), rowOp, owner);
+                return x -> d.delta(x.reshape(-1, dIn));
             }
             if (ls.get(0) instanceof LoraLayer) {
-                return LoraLayer.batchedDelta(ls.stream().map(LoraLayer.class::cast).toList(), x2, rowOp);
+                RowsDelta d = LoraLayer.batched(ls.stream().map(LoraLayer.class::cast).toList(), rowOp, owner);
+                return x -> d.delta(x.reshape(-1, dIn));
             }
             throw new IllegalStateException("no batched update for " + ls.get(0).getClass().getSimpleName());
         }

@@ -7,6 +7,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.core.Linear;
+import dev.morastream.models.llama.BatchableOp;
 import dev.morastream.models.llama.Tensors;
 import java.util.List;
 import java.util.Map;
@@ -96,55 +97,48 @@ public final class MoraLayer implements AdapterLayer {
     }
 
     /**
-     * The updates of several layers of one geometry on the rows of one batch, for per-row adapter
+     * The updates of several layers of one geometry on the rows of a batch, for per-row adapter
      * selection: row {@code i} goes through {@code layers.get(rowLayer[i])}, a row with {@code -1}
      * gets zeros. The compression and decompression (the same for every layer of a geometry) run
-     * once over all rows; the {@code K} matrices are concatenated into one GEMM of width {@code K*R}
-     * whose blocks are masked per row, so the cost barely grows with {@code K}. Row {@code i}
-     * equals {@code layers.get(rowLayer[i]).delta} of that row within float rounding (the masked
-     * blocks add exact zeros).
-     *
-     * @param x {@code (N, d_in)}, owned by the step's manager
-     * @return {@code (N, d_out)} in the manager of {@code x}
+     * once over all rows; the {@code K} matrices, concatenated once into {@code owner}, make one
+     * GEMM of width {@code K*R} whose blocks are masked per row, so the cost barely grows with
+     * {@code K}. Row {@code i} equals {@code layers.get(rowLayer[i]).delta} of that row within
+     * float rounding (the masked blocks add exact zeros). The matrices are copied: prepare again
+     * after they change.
      */
-    public static NDArray batchedDelta(List<MoraLayer> layers, NDArray x, int[] rowLayer) {
+    public static BatchableOp.RowsDelta batched(List<MoraLayer> layers, int[] rowLayer, NDManager owner) {
         MoraLayer first = layers.get(0);
         for (MoraLayer l : layers) {
             if (!l.geo.equals(first.geo)) {
                 throw new IllegalArgumentException("one geometry per batched delta: " + first.geo + " and " + l.geo);
             }
         }
-        NDManager step = x.getManager();
         int k = layers.size();
         int r = first.geo.rank();
-        long n = x.getShape().get(0);
-        if (rowLayer.length != n) {
-            throw new IllegalArgumentException(rowLayer.length + " row indices for " + n + " rows");
-        }
-        NDArray c = first.compress(x); // (N, R) or (N, G, R)
+        int n = rowLayer.length;
         NDList ms = new NDList(k);
         layers.forEach(l -> ms.add(l.m));
-        NDArray mcat = k == 1 ? first.m : NDArrays.concat(ms, 0); // (K*R, R)
-        if (k > 1) {
-            mcat.attach(step); // a temporary of this step, not of the adapters' manager
-        }
-        float[] mask = new float[(int) n * k];
+        NDArray mcat = k == 1 ? first.m.duplicate() : NDArrays.concat(ms, 0); // (K*R, R), a copy
+        mcat.attach(owner);
+        float[] mask = new float[n * k];
         for (int i = 0; i < n; i++) {
             if (rowLayer[i] >= 0) {
                 mask[i * k + rowLayer[i]] = 1f;
             }
         }
-        NDArray z = Linear.linear(c, mcat).singletonOrThrow(); // (N, K*R) or (N, G, K*R)
-        NDArray y;
-        if (c.getShape().dimension() == 2) {
-            NDArray mk = step.create(mask, new Shape(n, k, 1)).toDevice(x.getDevice(), false); // (N, K, 1)
-            y = z.reshape(n, k, r).mul(mk).sum(new int[] {1}); // (N, R)
-        } else {
-            long g = c.getShape().get(1);
-            NDArray mk = step.create(mask, new Shape(n, 1, k, 1)).toDevice(x.getDevice(), false); // (N, 1, K, 1)
-            y = z.reshape(n, g, k, r).mul(mk).sum(new int[] {2}); // (N, G, R)
-        }
-        return first.decompress(y); // (N, d_out)
+        boolean blocks = first.geo.variant() == MoraVariant.ROTATION || first.geo.variant() == MoraVariant.DECOUPLING;
+        NDArray mk = owner.create(mask, blocks ? new Shape(n, 1, k, 1) : new Shape(n, k, 1)).toDevice(owner.getDevice(), false);
+        return x -> {
+            if (x.getShape().get(0) != n) {
+                throw new IllegalArgumentException("prepared for " + n + " rows, got " + x.getShape());
+            }
+            NDArray c = first.compress(x); // (N, R) or (N, G, R)
+            NDArray z = Linear.linear(c, mcat).singletonOrThrow(); // (N, K*R) or (N, G, K*R)
+            NDArray y = blocks
+                    ? z.reshape(n, c.getShape().get(1), k, r).mul(mk).sum(new int[] {2}) // (N, G, R)
+                    : z.reshape(n, k, r).mul(mk).sum(new int[] {1}); // (N, R)
+            return first.decompress(y); // (N, d_out)
+        };
     }
 
     /**

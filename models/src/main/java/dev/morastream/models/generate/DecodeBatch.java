@@ -38,6 +38,9 @@ public final class DecodeBatch implements AutoCloseable {
     private final NDManager root;
     private final BatchKvCache cache;
     private final List<Row> live = new ArrayList<>(); // live.get(i) sits in slot i
+    private List<LinearOp> composition = List.of(); // the op of each row when rowOps was built
+    private NDManager rowOpsManager; // owns rowOps' indices and prepared adapter matrices
+    private LinearOp rowOps; // per-row adapter selection for the rows as they are now
 
     /**
      * @param maxRows most sequences decoding at once (slots of the cache)
@@ -233,7 +236,7 @@ public final class DecodeBatch implements AutoCloseable {
                 feed[r.slot] = new int[] {r.last()};
                 ops.add(r.op);
             }
-            NDArray out = model.decode(model.ids(step, feed), cache, RowGroupedOp.of(step, ops)); // (B, V)
+            NDArray out = model.decode(model.ids(step, feed), cache, rowOps(ops)); // (B, V)
             logits = out.toFloatArray();
         } catch (RuntimeException e) {
             for (Row r : live) { // the forward itself failed: no row can go on
@@ -255,6 +258,35 @@ public final class DecodeBatch implements AutoCloseable {
         }
         compact();
         return left;
+    }
+
+    /**
+     * The per-row op of the rows as they are: rebuilt only when a row joined or left, so that
+     * what it prepares per module (adapter matrices side by side, row masks) serves every step in
+     * between. Adapter values must not change while rows use them (served versions are immutable).
+     */
+    private LinearOp rowOps(List<LinearOp> ops) {
+        if (rowOps == null || !sameOps(ops, composition)) {
+            if (rowOpsManager != null) {
+                rowOpsManager.close();
+            }
+            rowOpsManager = root.newSubManager();
+            rowOps = RowGroupedOp.of(rowOpsManager, ops);
+            composition = List.copyOf(ops);
+        }
+        return rowOps;
+    }
+
+    private static boolean sameOps(List<LinearOp> a, List<LinearOp> b) {
+        if (a.size() != b.size()) {
+            return false;
+        }
+        for (int i = 0; i < a.size(); i++) {
+            if (a.get(i) != b.get(i)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Drops rows that are done and moves the others down so that slots 0..size-1 are used. */
@@ -292,6 +324,8 @@ public final class DecodeBatch implements AutoCloseable {
     @Override
     public void close() {
         live.clear();
+        rowOps = null;
+        composition = List.of();
         cache.close();
         root.close();
     }

@@ -1,13 +1,14 @@
 package dev.morastream.models.llama;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import java.util.List;
 
 /**
  * A {@link LinearOp} whose update can be computed together with other ops' updates on the rows of
  * one batch ({@link RowGroupedOp}): ops whose {@link #deltaKind} on a module is equal (same
- * method and shape) compute all their rows in one {@link #batchedDelta}, so that a batch of
- * {@code K} versions costs about what one costs.
+ * method and shape) compute all their rows at once, so that a batch of {@code K} versions costs
+ * about what one costs.
  */
 public interface BatchableOp extends LinearOp {
     /**
@@ -17,12 +18,22 @@ public interface BatchableOp extends LinearOp {
     Object deltaKind(String module);
 
     /**
-     * The updates of {@code ops} (all of this op's kind on {@code module}) on the rows of one batch.
+     * Prepares the updates of {@code ops} (all of this op's kind on {@code module}) for the rows
+     * of a batch whose composition stays as given while the result is used (matrices side by
+     * side, row masks: built once, kept in {@code owner}).
      *
-     * @param x {@code (N, d_in)}, owned by the step's manager
-     * @param weight the base weight {@code (d_out, d_in)}
      * @param rowOp per row: the index of its op in {@code ops}, or {@code -1} for none (zeros)
-     * @return {@code (N, d_out)} in the manager of {@code x}
+     * @param owner manager of what is prepared; its owner closes it when the rows change
      */
-    NDArray batchedDelta(String module, NDArray x, NDArray weight, List<BatchableOp> ops, int[] rowOp);
+    RowsDelta prepare(String module, List<BatchableOp> ops, int[] rowOp, NDManager owner);
+
+    /** The updates of a fixed set of rows, each through its own op. */
+    @FunctionalInterface
+    interface RowsDelta {
+        /**
+         * @param x {@code (N, d_in)}, owned by the step's manager
+         * @return {@code (N, d_out)} in the manager of {@code x}
+         */
+        NDArray delta(NDArray x);
+    }
 }

@@ -29,8 +29,15 @@ public final class RowGroupedOp implements LinearOp {
     private final int[] sizes; // per group: n_g
     private final NDArray inverse; // int64 (N): row i's place in group order
     private final int[] rowGroup; // (N): row i's group
+    private final NDManager owner;
+    private final Map<String, Prepared> prepared = new java.util.HashMap<>(); // per module
 
-    private RowGroupedOp(int rows, List<LinearOp> groups, List<NDArray> index, int[] sizes, NDArray inverse, int[] rowGroup) {
+    /** What one module needs: the batched updates of each kind, and the groups computed alone. */
+    private record Prepared(List<BatchableOp.RowsDelta> kinds, List<Integer> alone) {}
+
+    private RowGroupedOp(NDManager owner, int rows, List<LinearOp> groups, List<NDArray> index, int[] sizes, NDArray inverse,
+            int[] rowGroup) {
+        this.owner = owner;
         this.rows = rows;
         this.groups = groups;
         this.index = index;
@@ -40,10 +47,12 @@ public final class RowGroupedOp implements LinearOp {
     }
 
     /**
-     * @param step manager of the step (receives the row indices)
+     * @param owner receives the row indices and, per module on first use, the batched ops'
+     *     prepared matrices and masks: a step's manager, or one that lives as long as the rows
+     *     (and the adapters' values) stay the same and is closed after
      * @param perRow the op of each row, in row order
      */
-    public static LinearOp of(NDManager step, List<LinearOp> perRow) {
+    public static LinearOp of(NDManager owner, List<LinearOp> perRow) {
         Map<LinearOp, List<Integer>> byOp = new IdentityHashMap<>();
         List<LinearOp> order = new ArrayList<>();
         for (int i = 0; i < perRow.size(); i++) {
@@ -70,9 +79,9 @@ public final class RowGroupedOp implements LinearOp {
                 rowGroup[rs.get(k)] = g;
             }
             sizes[g] = ix.length;
-            index.add(step.create(ix)); // (n_g)
+            index.add(owner.create(ix)); // (n_g)
         }
-        return new RowGroupedOp(perRow.size(), order, index, sizes, step.create(inv), rowGroup);
+        return new RowGroupedOp(owner, perRow.size(), order, index, sizes, owner.create(inv), rowGroup);
     }
 
     @Override
@@ -87,7 +96,21 @@ public final class RowGroupedOp implements LinearOp {
         if (x.getShape().get(0) != rows) {
             throw new IllegalArgumentException("expected " + rows + " rows, got " + x.getShape());
         }
-        // batchable groups by kind; every other non-base group on its own rows
+        Prepared p = prepared.computeIfAbsent(module, this::prepare);
+        NDArray sum = null;
+        for (BatchableOp.RowsDelta k : p.kinds()) {
+            NDArray d = k.delta(x); // (N, d_out)
+            sum = sum == null ? d : sum.add(d);
+        }
+        if (!p.alone().isEmpty()) {
+            NDArray d = gathered(module, x, weight, p.alone()); // (N, d_out)
+            sum = sum == null ? d : sum.add(d);
+        }
+        return sum;
+    }
+
+    /** Batchable groups by kind; every other non-base group on its own rows. */
+    private Prepared prepare(String module) {
         Map<Object, List<Integer>> kinds = new LinkedHashMap<>();
         List<Integer> alone = new ArrayList<>();
         for (int g = 0; g < groups.size(); g++) {
@@ -104,7 +127,7 @@ public final class RowGroupedOp implements LinearOp {
                 alone.add(g);
             }
         }
-        NDArray sum = null;
+        List<BatchableOp.RowsDelta> ds = new ArrayList<>();
         for (List<Integer> gs : kinds.values()) {
             List<BatchableOp> ops = new ArrayList<>(gs.size());
             int[] slot = new int[groups.size()];
@@ -117,14 +140,9 @@ public final class RowGroupedOp implements LinearOp {
             for (int i = 0; i < rows; i++) {
                 rowOp[i] = slot[rowGroup[i]];
             }
-            NDArray d = ops.get(0).batchedDelta(module, x, weight, ops, rowOp); // (N, d_out)
-            sum = sum == null ? d : sum.add(d);
+            ds.add(ops.get(0).prepare(module, ops, rowOp, owner));
         }
-        if (!alone.isEmpty()) {
-            NDArray d = gathered(module, x, weight, alone); // (N, d_out)
-            sum = sum == null ? d : sum.add(d);
-        }
-        return sum;
+        return new Prepared(ds, alone);
     }
 
     /** The updates of the groups {@code which} on their own rows, zeros elsewhere: {@code (N, d_out)}. */
