@@ -22,13 +22,14 @@ import java.util.function.Consumer;
  * Continuous batching: the generations of many requests decode together, one forward per step for
  * all of them ({@link LlamaModel#decode}), each row with its own adapter op (rows of different
  * versions share the base GEMMs through {@link RowGroupedOp}), its own position, sampler, stop
- * strings and limits. A request joins between steps ({@link #join}: its prompt is prefilled in a
- * forward of its own, then its keys and values are copied into a free slot of the shared
- * {@link BatchKvCache}) and leaves between steps when it ends, fails or is cancelled.
+ * strings and limits. Requests join between steps ({@link #join(List)}: the prompts of those
+ * joining together are prefilled in one forward, then their keys and values are copied into free
+ * slots of the shared {@link BatchKvCache}) and leave between steps when they end, fail or are
+ * cancelled.
  *
- * <p>Each row gives exactly what {@link Generator#generate(int[], GenerationConfig, Consumer,
- * Generator.Scoring)} gives it alone: same prefill, same sampler (its own seeded RNG), same
- * stopping rules, same log-probabilities and echo; the decode logits equal the one-sequence ones
+ * <p>Each row gives what {@link Generator#generate(int[], GenerationConfig, Consumer,
+ * Generator.Scoring)} gives it alone: the same prefill positions, same sampler (its own seeded
+ * RNG), same stopping rules, same log-probabilities and echo; the logits equal the one-sequence ones
  * within float rounding. Native memory: one sub-manager per step and per prefill, the cache owned
  * by the batch; a leaving row frees its slot. Not thread-safe: one thread (an actor) owns a batch.
  */
@@ -55,6 +56,11 @@ public final class DecodeBatch implements AutoCloseable {
     /** Rows decoding now. */
     public int size() {
         return live.size();
+    }
+
+    /** Most rows at once. */
+    public int capacity() {
+        return cache.slots();
     }
 
     /** Whether no row can join before one leaves. */
@@ -141,66 +147,137 @@ public final class DecodeBatch implements AutoCloseable {
     }
 
     /**
-     * Starts a generation: prefills its prompt (a forward of its own, which also scores the prompt
-     * when {@link Generator.Scoring#echo}) and samples its first token. The row is in the batch
-     * afterwards unless it ended already ({@link Row#done}: one token asked for, EOS, a stop
-     * string, no tokens asked for, or a failure).
+     * A generation to start.
      *
      * @param promptIds ids as given (nothing added)
      * @param op the adapter version's op, or {@link LinearOp#PLAIN}; rows of one version must share
-     *     the same instance to share their delta computation
+     *     the same instance to share their update's computation
+     * @param scoring log-probabilities to report, echo, and the cancellation poll ({@code null}: none)
      * @param onText text deltas of this row (on the calling thread); throwing from it ends the row
+     */
+    public record Request(int[] promptIds, GenerationConfig cfg, LinearOp op, Generator.Scoring scoring, Consumer<String> onText) {
+        public Request {
+            Objects.requireNonNull(promptIds, "promptIds");
+            Objects.requireNonNull(cfg, "cfg");
+            Objects.requireNonNull(op, "op");
+            if (scoring == null) {
+                scoring = Generator.Scoring.NONE;
+            }
+        }
+    }
+
+    /**
+     * Starts one generation ({@link #join(List)} of one request).
+     *
      * @throws IllegalArgumentException when the prompt is empty, too long or has ids outside the
      *     vocabulary (nothing joined)
      * @throws IllegalStateException when the batch is {@link #full}
      */
     public Row join(int[] promptIds, GenerationConfig cfg, LinearOp op, Generator.Scoring scoring, Consumer<String> onText) {
-        Objects.requireNonNull(op, "op");
         Generator.checkPrompt(promptIds, model.config().maxPositionEmbeddings(), model.config().vocabSize());
-        if (full()) {
-            throw new IllegalStateException("the batch is full (" + cache.slots() + " rows)");
-        }
-        Autograd.off(); // grad mode is per thread, and an actor may run on any thread of its dispatcher
-        Row row = new Row(promptIds, cfg, op, scoring == null ? Generator.Scoring.NONE : scoring, onText);
-        try {
-            prefill(row);
-        } catch (Throwable t) {
-            row.failure = t;
-        }
-        return row;
+        return join(List.of(new Request(promptIds, cfg, op, scoring, onText))).get(0);
     }
 
-    private void prefill(Row row) {
-        int top = row.scoring.topLogprobs();
-        if (row.scoring.echo()) {
-            row.promptLps.add(TokenLogprob.unscored(row.prompt[0]));
+    /**
+     * Starts generations: their prompts are prefilled together in one forward (right-padded to the
+     * longest: under the causal mask a position never sees the padding after it, so each row gets
+     * what its own prefill gives; echo scores each prompt from it), then each samples its first
+     * token. A row is in the batch afterwards unless it ended already ({@link Row#done}: one token
+     * asked for, EOS, a stop string, no tokens asked for, or a failure, such as an invalid prompt).
+     *
+     * @return the rows, in request order
+     * @throws IllegalStateException when more requests than free rows are given
+     */
+    public List<Row> join(List<Request> requests) {
+        if (live.size() + requests.size() > cache.slots()) {
+            throw new IllegalStateException(requests.size() + " requests but " + (cache.slots() - live.size()) + " free rows");
         }
-        if (row.limit <= 0) {
-            if (row.scoring.echo()) { // score only: one forward pass over the prompt
-                checkCancelled(row);
-                try (NDManager step = root.newSubManager()) {
-                    NDArray out = model.forward(model.ids(step, new int[][] {row.prompt}), null, row.op); // (1, T, V)
-                    Generator.scorePrompt(out, row.prompt, top, row.promptLps);
-                }
-            }
-            row.finish(GenerationResult.LENGTH, false);
-            return;
-        }
-        checkCancelled(row);
-        float[] logits; // (V)
-        try (NDManager seq = root.newSubManager(); KvCache one = new KvCache(seq, model.config().numHiddenLayers())) {
-            try (NDManager step = one.manager().newSubManager()) {
-                NDArray out = model.forward(model.ids(step, new int[][] {row.prompt}), one, row.op); // (1, T, V)
-                logits = out.get(new NDIndex("0, -1, :")).toFloatArray();
+        Autograd.off(); // grad mode is per thread, and an actor may run on any thread of its dispatcher
+        List<Row> rows = new ArrayList<>(requests.size());
+        List<Row> prefill = new ArrayList<>();
+        for (Request q : requests) {
+            Row row = new Row(q.promptIds(), q.cfg(), q.op(), q.scoring(), q.onText());
+            rows.add(row);
+            try {
+                Generator.checkPrompt(q.promptIds(), model.config().maxPositionEmbeddings(), model.config().vocabSize());
                 if (row.scoring.echo()) {
-                    Generator.scorePrompt(out, row.prompt, top, row.promptLps);
+                    row.promptLps.add(TokenLogprob.unscored(row.prompt[0]));
+                }
+                if (row.limit <= 0) {
+                    scoreOnly(row);
+                } else {
+                    checkCancelled(row);
+                    prefill.add(row);
+                }
+            } catch (Throwable t) {
+                row.failure = t;
+            }
+        }
+        if (!prefill.isEmpty()) {
+            try {
+                prefill(prefill);
+            } catch (Throwable t) {
+                for (Row r : prefill) {
+                    if (!r.done()) {
+                        r.failure = t;
+                    }
                 }
             }
-            row.accept(logits);
-            if (!row.done()) {
-                row.slot = live.size();
-                cache.load(row.slot, one);
-                live.add(row);
+        }
+        return rows;
+    }
+
+    /** No tokens asked for: with echo, one forward over the prompt scores it. */
+    private void scoreOnly(Row row) {
+        if (row.scoring.echo()) {
+            checkCancelled(row);
+            try (NDManager step = root.newSubManager()) {
+                NDArray out = model.forward(model.ids(step, new int[][] {row.prompt}), null, row.op); // (1, T, V)
+                Generator.scorePrompt(out, row.prompt, row.scoring.topLogprobs(), row.promptLps);
+            }
+        }
+        row.finish(GenerationResult.LENGTH, false);
+    }
+
+    /** One forward over the right-padded prompts; first tokens sampled; rows that go on get a slot. */
+    private void prefill(List<Row> rows) {
+        int b = rows.size();
+        int t = 0;
+        for (Row r : rows) {
+            t = Math.max(t, r.prompt.length);
+        }
+        int[][] feed = new int[b][];
+        List<LinearOp> ops = new ArrayList<>(b * t);
+        for (int i = 0; i < b; i++) {
+            feed[i] = Arrays.copyOf(rows.get(i).prompt, t); // padded with id 0, never seen by the prompt's positions
+            for (int j = 0; j < t; j++) {
+                ops.add(rows.get(i).op); // RowGroupedOp's rows are the (B*T) positions
+            }
+        }
+        float[][] logits = new float[b][]; // (B, V)
+        try (NDManager seq = root.newSubManager(); KvCache kv = new KvCache(seq, model.config().numHiddenLayers())) {
+            try (NDManager step = kv.manager().newSubManager()) {
+                NDArray out = model.forward(model.ids(step, feed), kv, RowGroupedOp.of(step, ops)); // (B, T, V)
+                for (int i = 0; i < b; i++) {
+                    Row r = rows.get(i);
+                    logits[i] = out.get(new NDIndex("{}, {}, :", i, r.prompt.length - 1)).toFloatArray();
+                    if (r.scoring.echo()) {
+                        Generator.scorePrompt(out.get(new NDIndex("{}:{}", i, i + 1)), r.prompt, r.scoring.topLogprobs(), r.promptLps);
+                    }
+                }
+            }
+            for (int i = 0; i < b; i++) {
+                Row r = rows.get(i);
+                try {
+                    r.accept(logits[i]);
+                } catch (Throwable e) {
+                    r.failure = e;
+                }
+                if (!r.done()) {
+                    r.slot = live.size();
+                    cache.load(r.slot, kv, i, r.prompt.length);
+                    live.add(r);
+                }
             }
         }
     }

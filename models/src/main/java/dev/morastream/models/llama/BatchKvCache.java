@@ -50,14 +50,24 @@ public final class BatchKvCache implements AutoCloseable {
 
     /** Copies the keys and values of a one-sequence cache (after its prefill) into {@code slot}. */
     public void load(int slot, KvCache single) {
-        int n = single.length();
-        if (n > positions) {
-            throw new IllegalArgumentException(n + " positions do not fit in " + positions);
+        load(slot, single, 0, single.length());
+    }
+
+    /**
+     * Copies the first {@code n} positions of row {@code row} of {@code from} (a batched prefill,
+     * right-padded) into {@code slot}.
+     */
+    public void load(int slot, KvCache from, int row, int n) {
+        if (n > positions || n > from.length()) {
+            throw new IllegalArgumentException(n + " positions: the cache has " + from.length() + ", a slot " + positions);
         }
         NDIndex to = new NDIndex("{}, :, :{}, :", slot, n);
-        for (int i = 0; i < keys.length; i++) {
-            keys[i].set(to, single.key(i).squeeze(0)); // (KV, n, D)
-            values[i].set(to, single.value(i).squeeze(0)); // (KV, n, D)
+        NDIndex src = new NDIndex("{}, :, :{}, :", row, n);
+        try (NDManager tmp = manager.newSubManager()) {
+            for (int i = 0; i < keys.length; i++) {
+                keys[i].set(to, from.key(i).get(tmp, src)); // (KV, n, D)
+                values[i].set(to, from.value(i).get(tmp, src)); // (KV, n, D)
+            }
         }
         length[slot] = n;
     }

@@ -84,29 +84,37 @@ public final class RowGroupedOp implements LinearOp {
         return new RowGroupedOp(owner, perRow.size(), order, index, sizes, owner.create(inv), rowGroup);
     }
 
+    /** @param x {@code (N, d_in)}, or {@code (B, T, d_in)} with {@code N = B*T} rows in that order */
     @Override
     public NDArray apply(String module, NDArray x, NDArray weight, NDArray bias) {
-        NDArray y = PLAIN.apply(module, x, weight, bias); // (N, d_out)
-        NDArray d = delta(module, x, weight); // (N, d_out) or null
+        NDArray y = PLAIN.apply(module, x, weight, bias); // (..., d_out)
+        NDArray d = delta(module, x, weight); // (..., d_out) or null
         return d == null ? y : y.add(d);
     }
 
     @Override
     public NDArray delta(String module, NDArray x, NDArray weight) {
-        if (x.getShape().get(0) != rows) {
+        Shape s = x.getShape();
+        NDArray x2 = s.dimension() == 2 ? x : x.reshape(-1, s.get(s.dimension() - 1)); // (N, d_in)
+        if (x2.getShape().get(0) != rows) {
             throw new IllegalArgumentException("expected " + rows + " rows, got " + x.getShape());
         }
         Prepared p = prepared.computeIfAbsent(module, this::prepare);
         NDArray sum = null;
         for (BatchableOp.RowsDelta k : p.kinds()) {
-            NDArray d = k.delta(x); // (N, d_out)
+            NDArray d = k.delta(x2); // (N, d_out)
             sum = sum == null ? d : sum.add(d);
         }
         if (!p.alone().isEmpty()) {
-            NDArray d = gathered(module, x, weight, p.alone()); // (N, d_out)
+            NDArray d = gathered(module, x2, weight, p.alone()); // (N, d_out)
             sum = sum == null ? d : sum.add(d);
         }
-        return sum;
+        if (sum == null || s.dimension() == 2) {
+            return sum;
+        }
+        long[] out = s.getShape().clone();
+        out[out.length - 1] = weight.getShape().get(0);
+        return sum.reshape(new Shape(out)); // (..., d_out)
     }
 
     /** Batchable groups by kind; every other non-base group on its own rows. */

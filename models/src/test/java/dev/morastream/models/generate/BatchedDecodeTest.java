@@ -209,14 +209,15 @@ class BatchedDecodeTest {
                 int next = 0;
                 int steps = 0;
                 while (next < asks.size() || batch.size() > 0) {
-                    // join at most two per step, so that joins happen while others decode
-                    for (int j = 0; j < 2 && next < asks.size() && !batch.full(); j++, next++) {
+                    // join at most two per step, in one prefill, so that joins happen while others decode
+                    List<DecodeBatch.Request> now = new ArrayList<>();
+                    for (int j = 0; j < 2 && next < asks.size() && batch.size() + now.size() < batch.capacity(); j++, next++) {
                         Ask a = asks.get(next);
                         StringBuilder sb = streamed[next] = new StringBuilder();
-                        DecodeBatch.Row row = batch.join(tok.encodeFramed(a.prompt(), false), a.cfg(), a.op(),
-                                new Generator.Scoring(2, false, () -> false), sb::append);
-                        rows.add(row);
+                        now.add(new DecodeBatch.Request(tok.encodeFramed(a.prompt(), false), a.cfg(), a.op(),
+                                new Generator.Scoring(2, false, () -> false), sb::append));
                     }
+                    rows.addAll(batch.join(now));
                     batch.step();
                     steps++;
                     assertTrue(steps < 500, "the batch never drained");
@@ -241,21 +242,33 @@ class BatchedDecodeTest {
     }
 
     @Test
-    void echoScoresThePromptAsAlone() {
+    void echoScoresThePromptAsAloneInOnePrefillWithOthers() {
         int[] ids = tok.encodeFramed("Q: What is the capital of France?\nA:", false);
+        int[] other = tok.encodeFramed("Once upon a time", false);
         Generator.Scoring echo = new Generator.Scoring(1, true, () -> false);
-        for (int max : new int[] {0, 5}) {
-            GenerationConfig cfg = GenerationConfig.greedy(max).withStopOnEos(false);
-            GenerationResult want = new Generator(tiny, tok).generate(ids, cfg, null, echo);
-            try (DecodeBatch batch = new DecodeBatch(tiny, tok, 2)) {
-                DecodeBatch.Row row = batch.join(ids, cfg, LinearOp.PLAIN, echo, null);
-                while (!row.done()) {
-                    batch.step();
-                }
-                assertArrayEquals(want.tokenIds(), row.result().tokenIds());
-                assertEquals(want.promptLogprobs().size(), row.result().promptLogprobs().size());
-                for (int t = 1; t < want.promptLogprobs().size(); t++) {
-                    assertEquals(want.promptLogprobs().get(t).logprob(), row.result().promptLogprobs().get(t).logprob(), 1e-5);
+        List<GenerationConfig> cfgs = List.of(GenerationConfig.greedy(0), GenerationConfig.greedy(5).withStopOnEos(false));
+        List<GenerationResult> want = new ArrayList<>();
+        for (GenerationConfig c : cfgs) {
+            want.add(new Generator(tiny, tok).generate(ids, c, null, echo));
+            want.add(new Generator(tiny, tok).generate(other, c, null, echo));
+        }
+        try (DecodeBatch batch = new DecodeBatch(tiny, tok, 4)) {
+            List<DecodeBatch.Request> qs = new ArrayList<>();
+            for (GenerationConfig c : cfgs) {
+                qs.add(new DecodeBatch.Request(ids, c, LinearOp.PLAIN, echo, null));
+                qs.add(new DecodeBatch.Request(other, c, LinearOp.PLAIN, echo, null));
+            }
+            List<DecodeBatch.Row> rows = batch.join(qs);
+            while (batch.size() > 0) {
+                batch.step();
+            }
+            for (int i = 0; i < rows.size(); i++) {
+                GenerationResult got = rows.get(i).result();
+                assertArrayEquals(want.get(i).tokenIds(), got.tokenIds(), "request " + i);
+                assertEquals(want.get(i).promptLogprobs().size(), got.promptLogprobs().size());
+                for (int t = 1; t < want.get(i).promptLogprobs().size(); t++) {
+                    assertEquals(want.get(i).promptLogprobs().get(t).logprob(), got.promptLogprobs().get(t).logprob(), 1e-4);
+                    assertArrayEquals(want.get(i).promptLogprobs().get(t).topIds(), got.promptLogprobs().get(t).topIds());
                 }
             }
         }

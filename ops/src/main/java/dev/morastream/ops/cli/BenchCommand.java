@@ -469,7 +469,7 @@ public final class BenchCommand implements Runnable {
     /** Serving throughput through the real HTTP server with concurrent streaming clients. */
     @Command(name = "serve", mixinStandardHelpOptions = true,
             description = {"Serving throughput: the HTTP server in process, concurrent streaming clients (SSE), continuous batching.",
-                "K random adapter versions (MoRA and LoRA in turn) of one domain in a temporary registry; each client asks them in turn.",
+                "K random MoRA adapter versions of one domain in a temporary registry; each client asks them in turn by exact name.",
                 "Prints one line per concurrency level (1 and C): concurrency, adapters, requests_per_s, output_tokens_per_s,",
                 "ttft_p50_ms, ttft_p99_ms, itl_p50_ms, and swap_ms (promotion of a new version to its first token, under that load)."})
     public static final class Serve implements Callable<Integer> {

@@ -39,7 +39,7 @@ import java.util.stream.Stream;
 /**
  * Serving throughput through the real HTTP server ({@link Server} + {@link HttpApi}, in process,
  * on a free port) with concurrent streaming clients ({@code java.net.http}): K random adapter
- * versions (MoRA and LoRA alternately) of one domain in a temporary {@link AdapterRegistry}, each
+ * versions (MoRA r=8, sharing: a domain's versions share their spec) of one domain in a temporary {@link AdapterRegistry}, each
  * client asking the versions in turn by exact name, so that a batch mixes K versions. Measured
  * per concurrency level from the SSE streams: requests and output tokens per second, time to
  * first token, inter-token latency; then, with the clients streaming from the domain's alias, the
@@ -116,14 +116,14 @@ public final class ServeBench {
         }
     }
 
-    /** K served versions plus one per level to promote; random nonzero updates, MoRA and LoRA in turn. */
+    /** K served versions plus one per level to promote; random nonzero MoRA updates of one spec. */
     private static List<AdapterVersion> publish(Options o, Path dir) throws IOException {
         AdapterRegistry reg = new AdapterRegistry(dir.resolve("registry"), o.adapters() + 3);
         List<AdapterVersion> out = new ArrayList<>();
         try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(o.model(), root)) {
             String base = o.model().toAbsolutePath().normalize().getFileName().toString();
             for (int i = 0; i < o.adapters() + 2; i++) {
-                AdapterSpec spec = i % 2 == 0 ? AdapterSpec.mora(8, MoraVariant.SHARING) : AdapterSpec.lora(8, 16);
+                AdapterSpec spec = AdapterSpec.mora(8, MoraVariant.SHARING);
                 Path a = dir.resolve("adapter" + i);
                 try (AdapterSet set = AdapterSet.create(model, spec.withSeed(i))) {
                     Random r = new Random(1000 + i);
@@ -182,8 +182,9 @@ public final class ServeBench {
     /**
      * With {@code c} clients streaming from the domain's alias, promotes {@code next} (registry
      * alias, then pool swap, as {@code POST /v1/adapters/{domain}/promote} does), sends one probe
-     * request to the alias at once, and returns the milliseconds from the promotion's start to the
-     * first text served by {@code next} (the probe's, or a client's if one came first). The probe
+     * request to the alias at once, and returns the milliseconds from the pool swap's start (the
+     * version's load from disk included; the registry's durable write before it not) to the first
+     * text served by {@code next} (the probe's, or a client's if one came first). The probe
      * has a free row (the pool has one more than the clients), so this is load + alias move +
      * join + prefill + first token, not the wait for a busy row.
      */
@@ -213,9 +214,9 @@ public final class ServeBench {
             while (answered.size() < c && System.nanoTime() < until) { // every client has been answered once: steady state
                 Thread.sleep(5);
             }
+            reg.setAlias(next); // the registry's durable write comes first, as in POST .../promote
             long promotedAt = System.nanoTime();
-            reg.setAlias(next);
-            server.pool().swap(next);
+            server.pool().swap(next); // loads the version, then moves the alias
             Seen probe = stream(http, uri, DOMAIN, PROMPTS.get(0), o.maxTokens(), next.toString());
             if (probe.firstTextOfVersionNanos() > 0) {
                 firstNew.accumulateAndGet(probe.firstTextOfVersionNanos(), (a, b) -> a == 0 ? b : Math.min(a, b));

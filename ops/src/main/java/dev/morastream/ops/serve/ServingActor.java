@@ -2,8 +2,10 @@ package dev.morastream.ops.serve;
 
 import dev.morastream.models.generate.DecodeBatch;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.Deque;
 import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.Behavior;
@@ -15,7 +17,7 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
  * The serving actor of a {@link ServingPool}: one actor owns one {@link DecodeBatch} (so nothing
  * mutable is shared: the batch, its KV cache and the waiting requests are this actor's alone) and
  * runs the continuous-batching loop on {@link #DISPATCHER}. Each {@link Step} admits waiting
- * requests into free rows (each prefilled by a forward of its own), then decodes one token for
+ * requests into free rows (prefilled together in one forward), then decodes one token for
  * every row in one forward; rows that ended leave, and the actor tells itself the next step, so
  * requests submitted meanwhile join between steps. It idles when no row runs and none waits.
  * The waiting queue is bounded before a request reaches it ({@link ServingPool#submit} refuses
@@ -31,12 +33,12 @@ final class ServingActor {
     /** One request as the batch loop sees it; both methods run on the actor and never throw. */
     interface Job {
         /**
-         * Resolves the version and joins the batch.
+         * Resolves the version: what to join the batch with.
          *
-         * @return the row, or {@code null} when the request ended already (cancelled while it
-         *     waited, unknown model, a failed load): it has then completed its future itself
+         * @return the request, or {@code null} when it ended already (cancelled while it waited,
+         *     unknown model, a failed load): it has then completed its future itself
          */
-        DecodeBatch.Row start(DecodeBatch batch);
+        DecodeBatch.Request start();
 
         /** The row left the batch, done (a result or a failure). */
         void end(DecodeBatch.Row row);
@@ -75,16 +77,24 @@ final class ServingActor {
                     })
                     .onMessage(Step.class, s -> {
                         stepping[0] = false;
-                        while (!b.full() && !waiting.isEmpty()) {
+                        List<Job> joining = new ArrayList<>();
+                        List<DecodeBatch.Request> requests = new ArrayList<>();
+                        while (b.size() + requests.size() < b.capacity() && !waiting.isEmpty()) {
                             Job j = waiting.poll();
-                            DecodeBatch.Row row = j.start(b);
-                            if (row == null) {
-                                continue;
+                            DecodeBatch.Request q = j.start();
+                            if (q != null) {
+                                joining.add(j);
+                                requests.add(q);
                             }
-                            if (row.done()) {
-                                j.end(row);
-                            } else {
-                                rows.put(row, j);
+                        }
+                        if (!requests.isEmpty()) { // one prefill forward for all that join now
+                            List<DecodeBatch.Row> joined = b.join(requests);
+                            for (int i = 0; i < joined.size(); i++) {
+                                if (joined.get(i).done()) {
+                                    joining.get(i).end(joined.get(i));
+                                } else {
+                                    rows.put(joined.get(i), joining.get(i));
+                                }
                             }
                         }
                         if (b.size() > 0) {

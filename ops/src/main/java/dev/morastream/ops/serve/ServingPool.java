@@ -39,7 +39,7 @@ import java.util.function.Consumer;
  * Options#workers} requests decode together, one forward per step for all of them, rows of
  * different adapter versions sharing it (the base GEMMs once, each version's update on its own
  * rows, through the {@link LinearOp} of the version each request runs on). Requests join between
- * steps (their prompt prefilled by a forward of their own) and leave when they end or are
+ * steps (the prompts of those joining together prefilled in one forward) and leave when they end or are
  * cancelled; a request gets exactly the tokens it would get alone (same sampler and seed).
  * Everything a request can ask is batched, echo and logprobs included (the prompt is scored in
  * its own prefill forward; top alternatives come from each row's logits on the CPU).
@@ -387,7 +387,7 @@ public final class ServingPool implements AutoCloseable {
         }
 
         @Override
-        public DecodeBatch.Row start(DecodeBatch batch) {
+        public DecodeBatch.Request start() {
             if (!claimed.compareAndSet(false, true)) {
                 return null; // cancelled while it waited: its place was given back then
             }
@@ -404,7 +404,7 @@ public final class ServingPool implements AutoCloseable {
                 listener.onStart(by);
                 Generator.Scoring s = new Generator.Scoring(scoring.topLogprobs(), scoring.echo(),
                         () -> out.isDone() || scoring.cancelled().getAsBoolean());
-                return batch.join(promptIds, cfg, op, s, listener::onText);
+                return new DecodeBatch.Request(promptIds, cfg, op, s, listener::onText);
             } catch (Throwable t) {
                 fail(t);
                 return null;
