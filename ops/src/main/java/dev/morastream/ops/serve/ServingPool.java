@@ -86,7 +86,10 @@ public final class ServingPool implements AutoCloseable {
         }
     }
 
-    /** Hears one request's progress, on the worker thread; throwing from a method aborts the generation. */
+    /**
+     * Hears one request's progress, on the batch loop's thread (a listener that blocks holds up
+     * every row of the batch); throwing from a method aborts this request's generation only.
+     */
     public interface Listener {
         /** Generation starts on {@code servedBy} (the base name or the exact {@code domain@vN}). */
         default void onStart(String servedBy) {}
@@ -200,7 +203,7 @@ public final class ServingPool implements AutoCloseable {
      * Queues a generation.
      *
      * @param modelName base name, domain, or {@code domain@vN}
-     * @param onText text deltas, called on the worker thread ({@code null} for none); throwing from
+     * @param onText text deltas, called on the batch loop's thread ({@code null} for none); throwing from
      *     it aborts the generation (a client that went away)
      * @throws UnknownModel when {@code modelName} names nothing servable
      * @throws Overloaded when the queue is full
