@@ -54,6 +54,22 @@ public sealed interface MoraEvent {
     }
 
     /**
+     * A member of the cluster changed status (only with {@code morastream.cluster} on).
+     *
+     * @param domain always {@code ""}
+     * @param address the member's address, e.g. {@code pekko://morastream@127.0.0.1:25520}
+     * @param status {@code joining}, {@code up}, {@code leaving}, {@code exiting}, {@code removed},
+     *     {@code unreachable} or {@code reachable}
+     * @param roles its roles ({@code trainer}, {@code serving})
+     * @param self whether it is this node
+     */
+    record MemberChanged(String domain, String address, String status, List<String> roles, boolean self) implements MoraEvent {
+        public MemberChanged {
+            roles = List.copyOf(roles);
+        }
+    }
+
+    /**
      * A state file was found damaged and repaired around, at start or later.
      *
      * @param domain the domain it belongs to ({@code ""} when none)

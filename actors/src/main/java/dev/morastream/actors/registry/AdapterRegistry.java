@@ -150,6 +150,35 @@ public final class AdapterRegistry {
         return new Entry(v, d.resolve("v" + n), now, Map.copyOf(scores), Map.copyOf(info));
     }
 
+    /**
+     * Installs a version another node's registry made, under its own number: {@code versionDir}
+     * holds the adapter files and the {@code version.json} that registry wrote. Does nothing when
+     * the version is here already. The domain's counter moves past it, so a version published here
+     * later never reuses the number.
+     */
+    public synchronized Entry adopt(AdapterVersion v, Path versionDir) throws IOException {
+        Optional<Entry> have = get(v);
+        if (have.isPresent()) {
+            return have.get();
+        }
+        if (!Files.isRegularFile(versionDir.resolve("version.json"))) {
+            throw new IllegalArgumentException("not a registry version (no version.json): " + versionDir);
+        }
+        Path d = root.resolve(v.domain());
+        Files.createDirectories(d);
+        if (readCounter(d) < v.number()) {
+            AtomicFiles.write(d.resolve(COUNTER), String.valueOf(v.number()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        }
+        Path tmp = d.resolve(".v" + v.number() + ".tmp-" + System.nanoTime());
+        copyTree(versionDir, tmp);
+        AtomicFiles.fsyncTree(tmp);
+        AtomicFiles.move(tmp, d.resolve("v" + v.number()));
+        AtomicFiles.fsync(d);
+        Entry e = get(v).orElseThrow(() -> new IOException("adopted version " + v + " is damaged (quarantined)"));
+        prune(v.domain());
+        return e;
+    }
+
     /** Every stored version of a domain, oldest first. */
     public synchronized List<Entry> versions(String domain) throws IOException {
         Path d = root.resolve(AdapterVersion.checkDomain(domain));

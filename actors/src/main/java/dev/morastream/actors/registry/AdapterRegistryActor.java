@@ -40,14 +40,25 @@ public final class AdapterRegistryActor extends AbstractBehavior<AdapterRegistry
     public record ListVersions(String domain, ActorRef<StatusReply<List<AdapterRegistry.Entry>>> replyTo) implements Command {}
 
     private final AdapterRegistry registry;
+    private final RegistryReplica replica; // null: this node's registry is all there is
 
     public static Behavior<Command> create(AdapterRegistry registry) {
-        return Behaviors.setup(ctx -> new AdapterRegistryActor(ctx, registry));
+        return create(registry, null);
     }
 
-    private AdapterRegistryActor(ActorContext<Command> ctx, AdapterRegistry registry) {
+    /**
+     * As above, and every version published and alias moved is exported to {@code replica} (the
+     * state store other nodes fetch from) before it is answered: a version other nodes cannot fetch
+     * is never a candidate.
+     */
+    public static Behavior<Command> create(AdapterRegistry registry, RegistryReplica replica) {
+        return Behaviors.setup(ctx -> new AdapterRegistryActor(ctx, registry, replica));
+    }
+
+    private AdapterRegistryActor(ActorContext<Command> ctx, AdapterRegistry registry, RegistryReplica replica) {
         super(ctx);
         this.registry = registry;
+        this.replica = replica;
     }
 
     @Override
@@ -78,6 +89,9 @@ public final class AdapterRegistryActor extends AbstractBehavior<AdapterRegistry
     private Behavior<Command> onPublish(Publish m) {
         return reply(m.replyTo(), "publish " + m.domain(), () -> {
             AdapterRegistry.Entry e = registry.publish(m.domain(), m.adapterDir(), Map.of(), m.info());
+            if (replica != null) {
+                replica.export(registry, e);
+            }
             getContext().getLog().info("registry: published {}", e.version());
             return e;
         });
@@ -86,6 +100,9 @@ public final class AdapterRegistryActor extends AbstractBehavior<AdapterRegistry
     private Behavior<Command> onSetAlias(SetAlias m) {
         return reply(m.replyTo(), "alias " + m.version(), () -> {
             registry.setAlias(m.version());
+            if (replica != null) {
+                replica.alias(m.version());
+            }
             return registry.get(m.version()).orElseThrow();
         });
     }

@@ -1,5 +1,6 @@
 package dev.morastream.actors.registry;
 
+import dev.morastream.actors.CborSerializable;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -10,7 +11,7 @@ import java.util.regex.Pattern;
  * @param domain the domain the adapter was trained on
  * @param number N, starting at 1
  */
-public record AdapterVersion(String domain, long number) implements Comparable<AdapterVersion> {
+public record AdapterVersion(String domain, long number) implements Comparable<AdapterVersion>, CborSerializable {
     private static final Pattern NAME = Pattern.compile("([A-Za-z0-9][A-Za-z0-9_.-]*)@v([0-9]+)");
     private static final Pattern DOMAIN = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]*");
 

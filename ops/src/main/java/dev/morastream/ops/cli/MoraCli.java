@@ -20,6 +20,7 @@ import picocli.CommandLine.Command;
             AdaptersCommand.class,
             BenchCommand.class,
             ServeCommand.class,
+            BrokerCommand.class,
             CommandLine.HelpCommand.class
         })
 public final class MoraCli implements Runnable {

@@ -39,6 +39,22 @@ public final class RunCommand implements Callable<Integer> {
     @Option(names = "--model", paramLabel = "DIR", description = "Base model directory (morastream.base-model; default: the shipped tiny model).")
     Path model;
 
+    @Option(names = "--cluster-port", paramLabel = "P",
+            description = "Join a Pekko Cluster: this node's artery TCP port (morastream.cluster.port; default 0 = one node, no cluster).")
+    Integer clusterPort;
+
+    @Option(names = "--cluster-host", paramLabel = "HOST",
+            description = "The address other nodes reach this node on (morastream.cluster.host; default 127.0.0.1).")
+    String clusterHost;
+
+    @Option(names = "--seed-nodes", paramLabel = "HOST:PORT", split = ",",
+            description = "Nodes to join (morastream.cluster.seed-nodes; none: this node starts the cluster).")
+    java.util.List<String> seedNodes;
+
+    @Option(names = "--roles", paramLabel = "ROLE", split = ",",
+            description = "trainer and/or serving (morastream.cluster.roles; default both).")
+    java.util.List<String> roles;
+
     @Option(names = "--no-demo", description = "Do not feed the demo stream of facts (morastream.demo.enabled = false).")
     boolean noDemo;
 
@@ -56,6 +72,18 @@ public final class RunCommand implements Callable<Integer> {
         }
         if (model != null) {
             overrides.put("morastream.base-model", model.toString());
+        }
+        if (clusterPort != null) {
+            overrides.put("morastream.cluster.port", clusterPort);
+        }
+        if (clusterHost != null) {
+            overrides.put("morastream.cluster.host", clusterHost);
+        }
+        if (seedNodes != null) {
+            overrides.put("morastream.cluster.seed-nodes", seedNodes);
+        }
+        if (roles != null) {
+            overrides.put("morastream.cluster.roles", roles);
         }
         if (noDemo) {
             overrides.put("morastream.demo.enabled", false);

@@ -63,15 +63,39 @@ public final class ServeCommand implements Callable<Integer> {
             description = "A non-streaming completion unanswered after this gets 503 and is cancelled (default ${DEFAULT-VALUE}).")
     long requestTimeout;
 
+    @Option(names = "--follow", description = {"Follow a cluster: serve each domain's promoted version as the cluster decides it,",
+        "from the promotions topic, fetching versions from the state store into --registry (needs --bootstrap-servers)."})
+    boolean follow;
+
+    @Option(names = "--bootstrap-servers", paramLabel = "HOST:PORT", description = "The cluster's Kafka, for --follow.")
+    String bootstrapServers;
+
+    @Option(names = "--promotions-topic", defaultValue = "mora.promotions", description = "With --follow (default ${DEFAULT-VALUE}).")
+    String promotionsTopic;
+
+    @Option(names = "--state-topic", defaultValue = "mora.state", description = "With --follow (default ${DEFAULT-VALUE}).")
+    String stateTopic;
+
     @Override
     public Integer call() throws Exception {
+        if (follow && (bootstrapServers == null || bootstrapServers.isBlank())) {
+            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this), "--follow needs --bootstrap-servers HOST:PORT");
+        }
+        if (follow && registry == null) {
+            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
+                    "--follow needs --registry DIR: the local copy of the versions it serves");
+        }
         HttpApi.Settings http = new HttpApi.Settings(adminToken, maxBodyBytes, maxTokens).withApiKey(apiKey).withMaxN(maxN)
                 .withAllowedHosts(allowedHosts).withRequestTimeout(java.time.Duration.ofSeconds(requestTimeout));
         Server server = Server.start(new Server.Config(modelOptions.dir(), registry, keep, host, port,
                 new ServingPool.Options(workers, queue, maxLoaded), http));
+        AutoCloseable following = follow ? follow(server) : null;
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
+                if (following != null) {
+                    following.close();
+                }
                 server.close();
             } catch (Exception e) {
                 System.err.println("mora serve: shutdown: " + e);
@@ -85,5 +109,21 @@ public final class ServeCommand implements Callable<Integer> {
                 : "warm-up failed, not ready: " + e));
         stopped.await();
         return 0;
+    }
+
+    /** Starts following the cluster's promotions; closing it stops the follower and the state store client. */
+    private AutoCloseable follow(Server server) {
+        java.util.Map<String, Object> client = java.util.Map.of("bootstrap.servers", bootstrapServers);
+        dev.morastream.streams.state.StateStore store = dev.morastream.streams.state.KafkaStateStore.open(
+                dev.morastream.streams.state.KafkaStateStore.Settings.of(client, stateTopic));
+        java.time.format.DateTimeFormatter time = java.time.format.DateTimeFormatter.ofPattern("HH:mm:ss");
+        dev.morastream.ops.run.PromotionFollower f = new dev.morastream.ops.run.PromotionFollower(client, promotionsTopic,
+                new dev.morastream.actors.registry.RegistryReplica(store), server.pool().registry().orElseThrow(), server.pool(), d -> true,
+                line -> System.out.println(java.time.LocalTime.now().format(time) + " " + line), server.meters()).start();
+        System.out.println("following the promotions on " + promotionsTopic + " at " + bootstrapServers + " (versions from " + stateTopic + ")");
+        return () -> {
+            f.close();
+            store.close();
+        };
     }
 }

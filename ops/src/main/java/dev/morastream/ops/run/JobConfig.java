@@ -10,6 +10,7 @@ import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
 import dev.morastream.models.train.LrSchedule;
 import dev.morastream.models.train.TrainerConfig;
+import dev.morastream.actors.cluster.ClusterSettings;
 import dev.morastream.streams.records.RecordDecoder;
 import dev.morastream.streams.replay.ReplayMixer;
 import java.nio.file.Files;
@@ -27,7 +28,7 @@ import java.util.Map;
  */
 public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, Stream stream, Trainer trainer,
                         Evaluator evaluator, PromotionPolicy promotion, int registryKeep, Http http, Demo demo,
-                        Map<String, Trainer> domainTrainers, Map<String, PromotionPolicy> domainPromotions) {
+                        Map<String, Trainer> domainTrainers, Map<String, PromotionPolicy> domainPromotions, ClusterSettings cluster) {
     /** Trainer keys a domain may override in {@code morastream.stream.domain-settings.<domain>}. */
     public static final List<String> DOMAIN_TRAINER_KEYS = List.of("method", "variant", "rank", "alpha", "dropout", "target-modules",
             "rotation-threshold", "seed", "lr", "schedule", "warmup-steps", "total-steps", "min-lr-ratio", "weight-decay",
@@ -53,7 +54,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
     }
 
     public record Kafka(String bootstrapServers, Map<String, String> client, String groupId, List<String> topics,
-                        boolean createTopics, int partitions, String deadLetterTopic, String promotionsTopic,
+                        boolean createTopics, int partitions, String deadLetterTopic, String promotionsTopic, String stateTopic,
                         Duration lagInterval) {
         /** Whether the job starts its own broker. */
         public boolean embedded() {
@@ -204,6 +205,14 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         return prev[b.length()];
     }
 
+    /**
+     * The Pekko configuration of the job's actor system: {@link #raw} with the cluster settings of
+     * {@link #cluster} on top (nothing changes when the cluster is off).
+     */
+    public Config actorSystemConfig(String systemName) {
+        return cluster.pekkoConfig(systemName).withFallback(raw);
+    }
+
     private static JobConfig parse(Config c, Path home) {
         checkKnownKeys(c);
         Config m = c.getConfig("morastream");
@@ -222,7 +231,7 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         }
         Kafka kafka = new Kafka(k.getString("bootstrap-servers").trim(), client, k.getString("group-id"), topics,
                 k.getBoolean("create-topics"), positive(k, "partitions"), k.getString("dead-letter-topic"),
-                k.getString("promotions-topic").trim(), k.getDuration("lag-interval"));
+                k.getString("promotions-topic").trim(), k.getString("state-topic").trim(), k.getDuration("lag-interval"));
 
         Config s = m.getConfig("stream");
         String defaultDomain = s.getString("default-domain").trim();
@@ -303,8 +312,20 @@ public record JobConfig(Config raw, Path dataDir, Path baseModel, Kafka kafka, S
         if (demo.rate() <= 0) {
             throw new IllegalArgumentException("morastream.demo.rate must be positive");
         }
+        Config cl = m.getConfig("cluster");
+        ClusterSettings cluster;
+        try {
+            cluster = new ClusterSettings(cl.getString("host"), cl.getInt("port"), cl.getStringList("seed-nodes"),
+                    new java.util.LinkedHashSet<>(cl.getStringList("roles")));
+        } catch (IllegalArgumentException bad) {
+            throw new IllegalArgumentException("morastream.cluster: " + bad.getMessage(), bad);
+        }
+        if (cluster.enabled() && (kafka.promotionsTopic().isBlank() || kafka.stateTopic().isBlank())) {
+            throw new IllegalArgumentException("morastream.cluster is on: morastream.kafka.promotions-topic and state-topic must not be"
+                    + " empty (serving nodes follow promotions from the one and fetch versions from the other)");
+        }
         return new JobConfig(c, dataDir, baseModel, kafka, stream, trainer, evaluator, policy, positive(m.getConfig("registry"), "keep"),
-                http, demo, domainTrainers, domainPromotions);
+                http, demo, domainTrainers, domainPromotions, cluster);
     }
 
     /** Trainer settings from a {@code trainer} section ({@code at} names it in errors). */

@@ -162,6 +162,8 @@ final class JobMetrics implements StreamStats.Observer {
             evaluated(v);
         } else if (e instanceof MoraEvent.Decided d) {
             decided(d);
+        } else if (e instanceof MoraEvent.MemberChanged m) {
+            members(m);
         } else if (e instanceof MoraEvent.StateRepaired r) {
             Counter.builder("mora.state.repairs").description("Damaged state files repaired around (quarantined, fallback, fresh start, ignored)")
                     .tag("domain", r.domain()).tag("action", r.action()).register(registry).increment();
@@ -253,6 +255,21 @@ final class JobMetrics implements StreamStats.Observer {
     private Counter steps(String domain) {
         return Counter.builder("mora.train.steps").description("Training steps (micro-batches) done").tag("domain", domain)
                 .register(registry);
+    }
+
+    private final Map<String, String> memberStatus = new java.util.concurrent.ConcurrentHashMap<>(); // address -> status
+
+    /** {@code mora_cluster_members{status}}: how many members this node sees in each status. */
+    private synchronized void members(MoraEvent.MemberChanged m) {
+        switch (m.status()) {
+            case "removed" -> memberStatus.remove(m.address());
+            case "reachable" -> memberStatus.put(m.address(), "up");
+            default -> memberStatus.put(m.address(), m.status());
+        }
+        for (String status : List.of("joining", "weaklyup", "up", "leaving", "exiting", "down", "unreachable")) {
+            gauge("mora.cluster.members", "Members of the cluster this node sees, by status", Tags.of("status", status)).v =
+                    memberStatus.values().stream().filter(status::equals).count();
+        }
     }
 
     private Value gauge(String name, String help, Tags tags) {

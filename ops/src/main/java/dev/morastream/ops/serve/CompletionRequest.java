@@ -1,8 +1,20 @@
 package dev.morastream.ops.serve;
 
+import static dev.morastream.ops.serve.Params.bool;
+import static dev.morastream.ops.serve.Params.given;
+import static dev.morastream.ops.serve.Params.integer;
+import static dev.morastream.ops.serve.Params.number;
+import static dev.morastream.ops.serve.Params.string;
+import static dev.morastream.ops.serve.Params.typeError;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.morastream.models.generate.GenerationConfig;
 import dev.morastream.models.tokenizer.TextTokenizer;
+import dev.morastream.ops.serve.openai.ChatCompletionBody;
+import dev.morastream.ops.serve.openai.CompletionBody;
+import dev.morastream.ops.serve.openai.OpenAiJson;
+import dev.morastream.ops.serve.openai.OpenAiRequest;
+import dev.morastream.ops.serve.openai.CommonParams;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -11,25 +23,23 @@ import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 
 /**
- * A checked {@code /v1/completions} or {@code /v1/chat/completions} body. Every parameter is
+ * A checked {@code /v1/completions} or {@code /v1/chat/completions} body: the JSON is bound to its
+ * protocol record ({@link CompletionBody}, {@link ChatCompletionBody}), then validated. Every parameter is
  * type-strict (an integer is an integral JSON number, a flag a JSON boolean, a stop string a
  * string); a JSON {@code null} means "not given". Parameters the API does not implement, and
- * unknown ones, are refused with a 400 that names them ({@code param}); {@link #IGNORED} lists the
- * few accepted and ignored.
+ * unknown ones, are refused with a 400 that names them ({@code param}); {@code user} is accepted and
+ * ignored.
  */
 final class CompletionRequest {
     /** The largest top-k of {@code logprobs} / {@code top_logprobs}. */
     static final int MAX_TOP_LOGPROBS = 20;
     /** The most prompts one completions request may carry. */
     static final int MAX_PROMPTS = 64;
-    /** Accepted and ignored: they change nothing here. */
-    static final Set<String> IGNORED = Set.of("user");
-
-    private static final Set<String> COMMON = Set.of("model", "max_tokens", "temperature", "top_p", "n", "stream",
-            "stream_options", "stop", "seed", "logprobs", "presence_penalty", "frequency_penalty", "logit_bias");
-    private static final Set<String> COMPLETION = Set.of("prompt", "echo", "best_of", "suffix");
-    private static final Set<String> CHAT = Set.of("messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
-            "functions", "function_call", "parallel_tool_calls", "response_format");
+    /** The parameters each endpoint knows: the wire names of its protocol record. */
+    private static final Set<String> COMPLETION = OpenAiJson.parameterNames(CompletionBody.class);
+    private static final Set<String> CHAT = OpenAiJson.parameterNames(ChatCompletionBody.class);
+    private static final Set<String> MESSAGE = OpenAiJson.parameterNames(ChatCompletionBody.Message.class);
+    private static final Set<String> STREAM_OPTIONS = OpenAiJson.parameterNames(CommonParams.StreamOptions.class);
     /** Known OpenAI parameters this API does not implement (refused when given a value). */
     private static final Map<String, String> UNSUPPORTED = Map.of(
             "suffix", "insertion (suffix) is not supported",
@@ -69,76 +79,72 @@ final class CompletionRequest {
     }
 
     /**
+     * Checks the names of a body, binds it to its protocol record and validates that.
+     *
      * @param maxTokens the largest {@code max_tokens}
      * @param maxN the largest {@code n} and {@code best_of}
      */
     static CompletionRequest parse(JsonNode b, boolean chat, int maxTokens, int maxN, TextTokenizer tok, ChatTemplate template,
             int context) {
+        checkNames(b, chat);
+        OpenAiRequest body = chat ? OpenAiJson.bind(b, ChatCompletionBody.class) : OpenAiJson.bind(b, CompletionBody.class);
+        return of(body, maxTokens, maxN, tok, template, context);
+    }
+
+    /** Unknown parameters, and known ones this API does not implement given a value, in the body's order. */
+    private static void checkNames(JsonNode b, boolean chat) {
         for (Iterator<String> it = b.fieldNames(); it.hasNext(); ) {
             String f = it.next();
-            boolean known = COMMON.contains(f) || IGNORED.contains(f) || (chat ? CHAT : COMPLETION).contains(f);
-            if (!known) {
+            if (!(chat ? CHAT : COMPLETION).contains(f)) {
+                boolean elsewhere = (chat ? COMPLETION : CHAT).contains(f); // then a parameter of the other endpoint only
                 throw ApiError.badParam(f, "unknown_parameter", "Unrecognized request argument supplied: '" + f + "'"
-                        + ((chat ? COMPLETION : CHAT).contains(f) ? " (it belongs to " + (chat ? "/v1/completions" : "/v1/chat/completions") + ")" : ""));
+                        + (elsewhere ? " (it belongs to " + (chat ? "/v1/completions" : "/v1/chat/completions") + ")" : ""));
             }
             if (UNSUPPORTED.containsKey(f) && !b.get(f).isNull()) {
                 throw ApiError.badParam(f, "unsupported_parameter", "'" + f + "' is not supported by this server: " + UNSUPPORTED.get(f));
             }
         }
-        String model = string(b, "model", true);
-        if (!b.path("user").isMissingNode() && !b.get("user").isNull() && !b.get("user").isTextual()) {
-            throw typeError("user", "a string", b.get("user"));
+    }
+
+    /** Validates a bound body: types, ranges, the combinations the API refuses, the context length. */
+    static CompletionRequest of(OpenAiRequest body, int maxTokens, int maxN, TextTokenizer tok, ChatTemplate template, int context) {
+        CommonParams s = body.common();
+        boolean chat = body instanceof ChatCompletionBody;
+        String model = string(s.model(), true, "model");
+        if (given(s.user()) && !s.user().isTextual()) {
+            throw typeError("user", "a string", s.user());
         }
-        for (String pen : List.of("presence_penalty", "frequency_penalty")) {
-            double v = number(b, pen, 0, -2, 2);
-            if (v != 0) {
-                throw ApiError.badParam(pen, "unsupported_parameter", "'" + pen + "' other than 0 is not supported by this server");
-            }
-        }
-        JsonNode bias = b.get("logit_bias");
-        if (bias != null && !bias.isNull() && !(bias.isObject() && bias.isEmpty())) {
+        penalty(s.presencePenalty(), "presence_penalty");
+        penalty(s.frequencyPenalty(), "frequency_penalty");
+        JsonNode bias = s.logitBias();
+        if (given(bias) && !(bias.isObject() && bias.isEmpty())) {
             throw ApiError.badParam("logit_bias", "unsupported_parameter", "'logit_bias' is not supported by this server");
         }
-        JsonNode rf = b.get("response_format");
-        if (rf != null && !rf.isNull() && !(rf.isObject() && rf.size() == 1 && "text".equals(rf.path("type").asText(null)))) {
-            throw ApiError.badParam("response_format", "unsupported_parameter",
-                    "only response_format {\"type\": \"text\"} is supported by this server");
+        if (body instanceof ChatCompletionBody c) {
+            JsonNode rf = c.responseFormat();
+            if (given(rf) && !(rf.isObject() && rf.size() == 1 && "text".equals(rf.path("type").asText(null)))) {
+                throw ApiError.badParam("response_format", "unsupported_parameter",
+                        "only response_format {\"type\": \"text\"} is supported by this server");
+            }
         }
 
-        boolean stream = bool(b, "stream", false);
-        JsonNode so = b.get("stream_options");
-        boolean usageInStream = false;
-        if (so != null && !so.isNull()) {
-            if (!stream) {
-                throw ApiError.badParam("stream_options", "invalid_value", "'stream_options' is only allowed with \"stream\": true");
-            }
-            if (!so.isObject()) {
-                throw typeError("stream_options", "an object", so);
-            }
-            for (Iterator<String> it = so.fieldNames(); it.hasNext(); ) {
-                String f = it.next();
-                if (!f.equals("include_usage")) {
-                    throw ApiError.badParam("stream_options." + f, "unknown_parameter", "Unrecognized stream option '" + f + "'");
-                }
-            }
-            usageInStream = bool(so, "include_usage", false, "stream_options.include_usage");
-        }
-
-        boolean echo = !chat && bool(b, "echo", false);
+        boolean stream = bool(s.stream(), false, "stream");
+        boolean usageInStream = usageInStream(s.streamOptions(), stream);
+        boolean echo = body instanceof CompletionBody t && bool(t.echo(), false, "echo");
         int logprobs;
-        if (chat) {
-            boolean lp = bool(b, "logprobs", false);
-            int top = integer(b, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS);
-            if (!lp && b.hasNonNull("top_logprobs")) {
+        if (body instanceof ChatCompletionBody c) {
+            boolean lp = bool(s.logprobs(), false, "logprobs");
+            int top = integer(c.topLogprobs(), "top_logprobs", 0, 0, MAX_TOP_LOGPROBS);
+            if (!lp && given(c.topLogprobs())) {
                 throw ApiError.badParam("top_logprobs", "invalid_value", "'top_logprobs' needs \"logprobs\": true");
             }
             logprobs = lp ? top : -1;
         } else {
-            logprobs = b.hasNonNull("logprobs") ? integer(b, "logprobs", 0, 0, MAX_TOP_LOGPROBS) : -1;
+            logprobs = given(s.logprobs()) ? integer(s.logprobs(), "logprobs", 0, 0, MAX_TOP_LOGPROBS) : -1;
         }
 
-        int n = integer(b, "n", 1, 1, maxN);
-        int bestOf = chat ? n : integer(b, "best_of", n, 1, maxN);
+        int n = integer(s.n(), "n", 1, 1, maxN);
+        int bestOf = body instanceof CompletionBody t ? integer(t.bestOf(), "best_of", n, 1, maxN) : n;
         if (bestOf < n) {
             throw ApiError.badParam("best_of", "invalid_value", "'best_of' (" + bestOf + ") must be >= n (" + n + ")");
         }
@@ -154,55 +160,29 @@ final class CompletionRequest {
             }
         }
 
-        JsonNode mt = b.hasNonNull("max_tokens") ? b.get("max_tokens") : b.get("max_completion_tokens");
-        String mtName = b.hasNonNull("max_tokens") ? "max_tokens" : "max_completion_tokens";
-        int newTokens = 16;
-        int lowest = echo ? 0 : 1;
-        if (mt != null && !mt.isNull()) {
-            if (!mt.isIntegralNumber() || !mt.canConvertToInt() || mt.asInt() < lowest || mt.asInt() > maxTokens) {
-                throw new ApiError(400, "invalid_request_error", "invalid_max_tokens", "'" + mtName + "' must be an integer in ["
-                        + lowest + ", " + maxTokens + "]" + (echo ? "" : " (0 only with echo)") + ", got " + mt, mtName);
-            }
-            newTokens = mt.asInt();
-        }
-        double temperature = number(b, "temperature", 1.0, 0, 2);
-        double topP = number(b, "top_p", 1.0, 0, 1);
+        int newTokens = newTokens(body, echo, maxTokens);
+        double temperature = number(s.temperature(), "temperature", 1.0, 0, 2);
+        double topP = number(s.topP(), "top_p", 1.0, 0, 1);
         if (topP <= 0) {
             throw ApiError.badParam("top_p", "invalid_value", "'top_p' must be in (0, 1]");
         }
         long seed = ThreadLocalRandom.current().nextLong();
-        JsonNode sd = b.get("seed");
-        if (sd != null && !sd.isNull()) {
+        JsonNode sd = s.seed();
+        if (given(sd)) {
             if (!sd.isIntegralNumber() || !sd.canConvertToLong()) {
                 throw typeError("seed", "an integer", sd);
             }
             seed = sd.asLong();
         }
-        List<String> stops = new ArrayList<>();
-        JsonNode st = b.get("stop");
-        if (st != null && st.isTextual()) {
-            stops.add(st.asText());
-        } else if (st != null && st.isArray()) {
-            for (int i = 0; i < st.size(); i++) {
-                if (!st.get(i).isTextual()) {
-                    throw typeError("stop[" + i + "]", "a string", st.get(i));
-                }
-                stops.add(st.get(i).asText());
-            }
-        } else if (st != null && !st.isNull()) {
-            throw typeError("stop", "a string or an array of strings", st);
-        }
-        if (stops.size() > 4 || stops.stream().anyMatch(String::isEmpty)) {
-            throw ApiError.badParam("stop", "invalid_value", "'stop' takes at most 4 non-empty strings");
-        }
+        List<String> stops = stops(s.stop());
 
         List<Prompt> prompts = new ArrayList<>();
-        if (chat) {
-            ChatTemplate.Rendered r = template.render(messages(b), tok);
+        if (body instanceof ChatCompletionBody c) {
+            ChatTemplate.Rendered r = template.render(messages(c.messages()), tok);
             stops.addAll(r.stops());
             prompts.add(new Prompt(r.text(), r.ids()));
         } else {
-            prompts.addAll(prompts(b.get("prompt"), tok));
+            prompts.addAll(prompts(((CompletionBody) body).prompt(), tok));
         }
         for (int i = 0; i < prompts.size(); i++) {
             int promptTokens = prompts.get(i).ids().length;
@@ -216,6 +196,72 @@ final class CompletionRequest {
         }
         return new CompletionRequest(model, chat, List.copyOf(prompts),
                 new GenerationConfig(newTokens, temperature, topP, seed, stops, true), n, bestOf, stream, usageInStream, echo, logprobs);
+    }
+
+    private static void penalty(JsonNode v, String name) {
+        if (number(v, name, 0, -2, 2) != 0) {
+            throw ApiError.badParam(name, "unsupported_parameter", "'" + name + "' other than 0 is not supported by this server");
+        }
+    }
+
+    /** {@code stream_options.include_usage}; the options only with {@code stream}. */
+    private static boolean usageInStream(JsonNode so, boolean stream) {
+        if (!given(so)) {
+            return false;
+        }
+        if (!stream) {
+            throw ApiError.badParam("stream_options", "invalid_value", "'stream_options' is only allowed with \"stream\": true");
+        }
+        if (!so.isObject()) {
+            throw typeError("stream_options", "an object", so);
+        }
+        for (Iterator<String> it = so.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!STREAM_OPTIONS.contains(f)) {
+                throw ApiError.badParam("stream_options." + f, "unknown_parameter", "Unrecognized stream option '" + f + "'");
+            }
+        }
+        return bool(OpenAiJson.bind(so, CommonParams.StreamOptions.class).includeUsage(), false, "stream_options.include_usage");
+    }
+
+    /** {@code max_tokens}, or {@code max_completion_tokens} when it is not given; 16 when neither is. */
+    private static int newTokens(OpenAiRequest body, boolean echo, int maxTokens) {
+        JsonNode mt = body.common().maxTokens();
+        String mtName = "max_tokens";
+        if (!given(mt) && body instanceof ChatCompletionBody c) {
+            mt = c.maxCompletionTokens();
+            mtName = "max_completion_tokens";
+        }
+        if (!given(mt)) {
+            return 16;
+        }
+        int lowest = echo ? 0 : 1;
+        if (!mt.isIntegralNumber() || !mt.canConvertToInt() || mt.asInt() < lowest || mt.asInt() > maxTokens) {
+            throw new ApiError(400, "invalid_request_error", "invalid_max_tokens", "'" + mtName + "' must be an integer in ["
+                    + lowest + ", " + maxTokens + "]" + (echo ? "" : " (0 only with echo)") + ", got " + mt, mtName);
+        }
+        return mt.asInt();
+    }
+
+    /** {@code stop}: a string or at most 4 non-empty strings (a mutable list: chat templates add theirs). */
+    private static List<String> stops(JsonNode st) {
+        List<String> stops = new ArrayList<>();
+        if (given(st) && st.isTextual()) {
+            stops.add(st.asText());
+        } else if (given(st) && st.isArray()) {
+            for (int i = 0; i < st.size(); i++) {
+                if (!st.get(i).isTextual()) {
+                    throw typeError("stop[" + i + "]", "a string", st.get(i));
+                }
+                stops.add(st.get(i).asText());
+            }
+        } else if (given(st)) {
+            throw typeError("stop", "a string or an array of strings", st);
+        }
+        if (stops.size() > 4 || stops.stream().anyMatch(String::isEmpty)) {
+            throw ApiError.badParam("stop", "invalid_value", "'stop' takes at most 4 non-empty strings");
+        }
+        return stops;
     }
 
     /** {@code prompt}: a string, an array of strings, an array of token ids, or an array of arrays of token ids. */
@@ -266,8 +312,7 @@ final class CompletionRequest {
         return new Prompt(tok.decode(ids), ids);
     }
 
-    private static List<ChatTemplate.Message> messages(JsonNode b) {
-        JsonNode msgs = b.get("messages");
+    private static List<ChatTemplate.Message> messages(JsonNode msgs) {
         if (msgs == null || !msgs.isArray() || msgs.isEmpty()) {
             throw ApiError.badParam("messages", "invalid_value", "'messages' must be a non-empty array of {role, content}");
         }
@@ -280,14 +325,15 @@ final class CompletionRequest {
             }
             for (Iterator<String> it = m.fieldNames(); it.hasNext(); ) {
                 String f = it.next();
-                if (!Set.of("role", "content", "name").contains(f)) {
+                if (!MESSAGE.contains(f)) {
                     throw ApiError.badParam(at + "." + f, "unsupported_parameter", "'" + at + "." + f
                             + "' is not supported (a message has role, content and optionally name)");
                 }
             }
-            String role = string(m, "role", true, at + ".role");
-            string(m, "name", false, at + ".name");
-            out.add(new ChatTemplate.Message(role, content(m.get("content"), at + ".content")));
+            ChatCompletionBody.Message message = OpenAiJson.bind(m, ChatCompletionBody.Message.class);
+            String role = string(message.role(), true, at + ".role");
+            string(message.name(), false, at + ".name");
+            out.add(new ChatTemplate.Message(role, content(message.content(), at + ".content")));
         }
         return out;
     }
@@ -309,64 +355,5 @@ final class CompletionRequest {
             return sb.toString();
         }
         throw typeError(at, "a string or an array of text parts", c);
-    }
-
-    static ApiError typeError(String param, String want, JsonNode got) {
-        return ApiError.badParam(param, "invalid_type", "'" + param + "' must be " + want + ", got " + (got == null ? "nothing" : got));
-    }
-
-    private static String string(JsonNode n, String field, boolean required) {
-        return string(n, field, required, field);
-    }
-
-    private static String string(JsonNode n, String field, boolean required, String name) {
-        JsonNode v = n.get(field);
-        if (v == null || v.isNull()) {
-            if (required) {
-                throw ApiError.badParam(name, "missing_required_parameter", "'" + name + "' is required");
-            }
-            return null;
-        }
-        if (!v.isTextual()) {
-            throw typeError(name, "a string", v);
-        }
-        return v.asText();
-    }
-
-    private static boolean bool(JsonNode b, String field, boolean dflt) {
-        return bool(b, field, dflt, field);
-    }
-
-    private static boolean bool(JsonNode b, String field, boolean dflt, String name) {
-        JsonNode v = b.get(field);
-        if (v == null || v.isNull()) {
-            return dflt;
-        }
-        if (!v.isBoolean()) {
-            throw typeError(name, "true or false", v);
-        }
-        return v.asBoolean();
-    }
-
-    private static int integer(JsonNode b, String field, int dflt, int lo, int hi) {
-        JsonNode v = b.get(field);
-        if (v == null || v.isNull()) {
-            return dflt;
-        }
-        if (!v.isIntegralNumber() || !v.canConvertToInt() || v.asInt() < lo || v.asInt() > hi) {
-            throw ApiError.badParam(field, "invalid_type", "'" + field + "' must be an integer in [" + lo + ", " + hi + "], got " + v);
-        }
-        return v.asInt();
-    }
-
-    private static double number(JsonNode b, String field, double dflt, double lo, double hi) {
-        JsonNode v = b.get(field);
-        if (v == null || v.isNull()) {
-            return dflt;
-        }
-        if (!v.isNumber() || v.asDouble() < lo || v.asDouble() > hi) {
-            throw ApiError.badParam(field, "invalid_type", "'" + field + "' must be a number in [" + lo + ", " + hi + "], got " + v);
-        }
-        return v.asDouble();
     }
 }

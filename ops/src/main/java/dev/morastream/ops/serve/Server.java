@@ -61,6 +61,11 @@ public final class Server implements AutoCloseable {
         return pool;
     }
 
+    /** The meters of {@code /metrics}. */
+    public io.micrometer.core.instrument.MeterRegistry meters() {
+        return metrics.registry();
+    }
+
     /** Completes when the readiness generation succeeded (fails with its error). */
     public CompletableFuture<Void> warm() {
         return warm;

@@ -73,14 +73,23 @@ class RunProcessTest {
     record Run(Process process, String base, Path out) {}
 
     Run start(Path config, String name) throws Exception {
+        return start(tmp, processes, kafka, config, name, tmp.resolve("data"));
+    }
+
+    /**
+     * Starts {@code mora run} as a child JVM on {@code kafka} with its own data directory, its
+     * output in {@code <tmp>/<name>.out}; returns once it serves and is ready.
+     */
+    static Run start(Path tmp, List<Process> processes, EmbeddedKafka kafka, Path config, String name, Path dataDir, String... extra)
+            throws Exception {
         Path out = tmp.resolve(name + ".out");
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        ProcessBuilder pb = new ProcessBuilder(java, "-Xmx1g", "-Dai.djl.offline=true",
+        List<String> cmd = new ArrayList<>(List.of(java, "-Xmx1g", "-Dai.djl.offline=true",
                 "-Dmora.home=" + Path.of("..").toAbsolutePath().normalize(), "-cp", System.getProperty("java.class.path"),
-                "dev.morastream.ops.cli.MoraCli", "run", "--config", config.toString(), "--data-dir", tmp.resolve("data").toString(),
-                "--port", "0", "--bootstrap-servers", kafka.bootstrapServers(), "--no-demo")
-                .redirectErrorStream(true).redirectOutput(out.toFile());
-        Process p = pb.start();
+                "dev.morastream.ops.cli.MoraCli", "run", "--config", config.toString(), "--data-dir", dataDir.toString(),
+                "--port", "0", "--bootstrap-servers", kafka.bootstrapServers(), "--no-demo"));
+        cmd.addAll(List.of(extra));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(out.toFile()).start();
         processes.add(p);
         String[] base = {null};
         await(name + " serving", Duration.ofSeconds(120), () -> {

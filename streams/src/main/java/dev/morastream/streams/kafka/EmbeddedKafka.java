@@ -95,10 +95,35 @@ public final class EmbeddedKafka implements AutoCloseable {
      * {@code ...keystore.password}, {@code ...key.password} and {@code ...keystore.type}.
      */
     public static EmbeddedKafka start(Path dataDir, Map<String, String> overrides, Set<String> securedListeners) {
+        return start(dataDir, 0, overrides, securedListeners);
+    }
+
+    /**
+     * As {@link #start(Path, Map)}, with the PLAINTEXT (client) listener on {@code 127.0.0.1:port}
+     * ({@code 0}: a free port). A taken port fails at once with a message that says so (rather than
+     * the broker's own bind error deep in its startup). The controller listener always takes a free
+     * port: the single voter's address is only read from the configuration, so a restart on the
+     * same data directory may move it.
+     */
+    public static EmbeddedKafka start(Path dataDir, int port, Map<String, String> overrides) {
+        return start(dataDir, port, overrides, Set.of());
+    }
+
+    private static EmbeddedKafka start(Path dataDir, int port, Map<String, String> overrides, Set<String> securedListeners) {
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException("port " + port + " is not a TCP port (0..65535, 0 = any free one)");
+        }
         try {
             Files.createDirectories(dataDir);
             Set<Integer> taken = new HashSet<>();
-            int brokerPort = freePort(taken);
+            int brokerPort;
+            if (port == 0) {
+                brokerPort = freePort(taken);
+            } else {
+                requireFree(port);
+                brokerPort = port;
+                taken.add(port);
+            }
             int controllerPort = freePort(taken);
             Map<String, String> extra = new LinkedHashMap<>();
             for (String protocol : new TreeSet<>(securedListeners)) {
@@ -168,6 +193,8 @@ public final class EmbeddedKafka implements AutoCloseable {
         p.setProperty("offsets.topic.num.partitions", "3");
         p.setProperty("transaction.state.log.replication.factor", "1");
         p.setProperty("transaction.state.log.min.isr", "1");
+        // the default 50 partitions take seconds to create on the first transactional producer
+        p.setProperty("transaction.state.log.num.partitions", "3");
         p.setProperty("group.initial.rebalance.delay.ms", "0");
         p.setProperty("auto.create.topics.enable", "false");
         // small segments keep the files a test leaves under target/ small
@@ -210,6 +237,17 @@ public final class EmbeddedKafka implements AutoCloseable {
             }
         }
         throw new IllegalStateException("embedded broker did not serve within " + STARTUP_TIMEOUT, last);
+    }
+
+    /** Fails with a clear message when something listens on {@code 127.0.0.1:port} already. */
+    private static void requireFree(int port) {
+        try (ServerSocket s = new ServerSocket()) {
+            s.setReuseAddress(true);
+            s.bind(new java.net.InetSocketAddress(InetAddress.getLoopbackAddress(), port), 1);
+        } catch (IOException e) {
+            throw new IllegalStateException("port " + port + " on " + InetAddress.getLoopbackAddress().getHostAddress()
+                    + " is taken (another broker or program listens there): choose another port, or 0 for any free one", e);
+        }
     }
 
     /** A free loopback port not in {@code taken} (added to it). */

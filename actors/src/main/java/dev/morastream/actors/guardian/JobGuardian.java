@@ -1,0 +1,277 @@
+package dev.morastream.actors.guardian;
+
+import dev.morastream.actors.CborSerializable;
+import dev.morastream.actors.cluster.ClusterWatch;
+import dev.morastream.actors.evaluator.EvaluatorActor;
+import dev.morastream.actors.events.MoraEvent;
+import dev.morastream.actors.registry.AdapterRegistry;
+import dev.morastream.actors.registry.AdapterRegistryActor;
+import dev.morastream.actors.registry.AdapterVersion;
+import dev.morastream.actors.registry.RegistryReplica;
+import dev.morastream.actors.supervisor.PromotionPolicy;
+import dev.morastream.actors.supervisor.PromotionSupervisor;
+import dev.morastream.actors.trainer.TrainerActor;
+import dev.morastream.models.llama.LlamaModel;
+import dev.morastream.models.tokenizer.TextTokenizer;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.function.Function;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.Terminated;
+import org.apache.pekko.actor.typed.receptionist.Receptionist;
+import org.apache.pekko.actor.typed.receptionist.ServiceKey;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.pattern.StatusReply;
+
+/**
+ * The root of a node's actors: it spawns the adapter registry, the evaluator, the promotion
+ * supervisor and one {@link TrainerActor} per domain, watches the trainers, and is the one address
+ * the process talks to — the training stream asks it for the trainers, the admin API moves aliases
+ * through it, and a graceful stop collects every trainer's final checkpoint through it.
+ *
+ * <p>In a cluster, every guardian registers with the receptionist as the decision-maker of the
+ * domains it trains ({@link #decides}); an admin move of a domain this node does not train goes to
+ * the node that does. A node without domains (the {@code serving} role alone) spawns no
+ * registry actor, evaluator or supervisor: it never decides.
+ *
+ * <p>What the process does with what happens (metrics, the console, switching serving, the
+ * promotions topic) arrives through {@link Hooks}, called on the guardian's thread: a hook must
+ * not block (hand slow work, such as loading an adapter, to an executor of its own).
+ */
+public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
+
+    /** One trained domain: its trainer's settings and the copy of the base it trains on (its device). */
+    public record Domain(TrainerActor.Settings trainer, LlamaModel model) {
+        public String name() {
+            return trainer.domain();
+        }
+    }
+
+    /**
+     * @param evalModel the frozen base the evaluator scores on
+     * @param registry the registry the registry actor owns from now on (opened by the caller, so that
+     *     opening errors surface there)
+     * @param replica where versions and aliases are exported for other nodes ({@code null}: one node)
+     * @param policies a domain's promotion gate
+     * @param evalTimeout how long an evaluation may take before its candidate is rejected
+     */
+    public record Settings(List<Domain> domains, LlamaModel evalModel, TextTokenizer tokenizer, EvaluatorActor.Settings evaluator,
+                           AdapterRegistry registry, RegistryReplica replica, Function<String, PromotionPolicy> policies, Path auditLog,
+                           Duration evalTimeout) {
+        public Settings {
+            domains = List.copyOf(domains);
+            Set<String> seen = new HashSet<>();
+            for (Domain d : domains) {
+                if (!seen.add(d.name())) {
+                    throw new IllegalArgumentException("domain " + d.name() + " is listed twice");
+                }
+            }
+        }
+    }
+
+    /** What the process hears. Called on the guardian's thread: never block in them. */
+    public interface Hooks {
+        /** Every {@link MoraEvent} published on the event stream. */
+        void onEvent(MoraEvent event);
+
+        /** An alias moved (gate, admin promote or rollback): serving should switch. */
+        void onPromoted(PromotionSupervisor.Promoted promoted);
+
+        /** The trainer of {@code domain} stopped for good (more failures than its supervision allows). */
+        void onTrainerLost(String domain);
+    }
+
+    /** What the guardian understands. */
+    public sealed interface Command {}
+
+    /** The trainers by domain, for the stream's sink. */
+    public record GetTrainers(ActorRef<Map<String, ActorRef<TrainerActor.Command>>> replyTo) implements Command {}
+
+    /**
+     * An operator's promote (or rollback) of {@code to}, forwarded to the supervisor of its domain
+     * (on this node or the one that trains it); answered with the version now served there.
+     */
+    public record MoveAlias(AdapterVersion to, boolean rollback, String reason, ActorRef<StatusReply<AdapterVersion>> replyTo)
+            implements Command, CborSerializable {}
+
+    /** Graceful stop: every live trainer writes its final checkpoint; answered when all did (or failed to). */
+    public record Stop(Duration timeout, ActorRef<Stopped> replyTo) implements Command {}
+
+    /**
+     * @param finalCheckpoints a domain's final checkpoint (empty when there was nothing new to write)
+     * @param failed domains whose trainer wrote none: it had stopped before, or its stop failed (reason)
+     */
+    public record Stopped(Map<String, Optional<Path>> finalCheckpoints, Map<String, String> failed) {}
+
+    private record Event(MoraEvent event) implements Command {}
+
+    private record Decision(PromotionSupervisor.Event event) implements Command {}
+
+    private record Routed(MoveAlias move, Receptionist.Listing listing, Throwable error) implements Command {}
+
+    private record TrainerStopped(String domain, Optional<Path> checkpoint, Throwable error) implements Command {}
+
+    private static final Duration ROUTE_TIMEOUT = Duration.ofSeconds(10);
+
+    private final Hooks hooks;
+    private final Map<String, ActorRef<TrainerActor.Command>> trainers = new LinkedHashMap<>();
+    private final Map<ActorRef<?>, String> domainOf = new LinkedHashMap<>();
+    private final ActorRef<PromotionSupervisor.Command> supervisor; // null: this node decides nothing
+    private final Set<String> lost = new HashSet<>();
+    private ActorRef<Stopped> stopReply;
+    private final Map<String, Optional<Path>> stoppedWith = new LinkedHashMap<>();
+    private final Map<String, String> stopFailures = new LinkedHashMap<>();
+
+    /** The receptionist key of the guardian that decides for {@code domain} (the one training it). */
+    public static ServiceKey<Command> decides(String domain) {
+        return ServiceKey.create(Command.class, "mora-decides-" + AdapterVersion.checkDomain(domain));
+    }
+
+    public static Behavior<Command> create(Settings settings, Hooks hooks) {
+        return Behaviors.setup(ctx -> new JobGuardian(ctx, settings, hooks));
+    }
+
+    private JobGuardian(ActorContext<Command> ctx, Settings s, Hooks hooks) {
+        super(ctx);
+        this.hooks = hooks;
+        ctx.getSystem().eventStream().tell(new EventStream.Subscribe<>(MoraEvent.class, ctx.messageAdapter(MoraEvent.class, Event::new)));
+        if (ClusterWatch.clustered(ctx.getSystem())) {
+            ctx.spawn(ClusterWatch.create(), "cluster-watch");
+        }
+        if (s.domains().isEmpty()) {
+            supervisor = null;
+            return;
+        }
+        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(AdapterRegistryActor.create(s.registry(), s.replica()), "registry",
+                DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
+        ActorRef<EvaluatorActor.Command> evaluator = ctx.spawn(EvaluatorActor.create(s.evalModel(), s.tokenizer(), s.evaluator()),
+                "evaluator", EvaluatorActor.DISPATCHER);
+        supervisor = ctx.spawn(PromotionSupervisor.create(registry, evaluator, s.policies(), s.auditLog(), s.evalTimeout()),
+                "supervisor", PromotionSupervisor.DISPATCHER);
+        supervisor.tell(new PromotionSupervisor.Subscribe(ctx.messageAdapter(PromotionSupervisor.Event.class, Decision::new)));
+        for (Domain d : s.domains()) {
+            ActorRef<TrainerActor.Command> t = ctx.spawn(TrainerActor.create(d.trainer(), d.model(), s.tokenizer(), registry, supervisor),
+                    "trainer-" + d.name(), TrainerActor.DISPATCHER);
+            ctx.watch(t);
+            trainers.put(d.name(), t);
+            domainOf.put(t, d.name());
+            ctx.getSystem().receptionist().tell(Receptionist.register(decides(d.name()), ctx.getSelf()));
+        }
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(GetTrainers.class, m -> {
+                    m.replyTo().tell(Map.copyOf(trainers));
+                    return this;
+                })
+                .onMessage(MoveAlias.class, this::onMove)
+                .onMessage(Routed.class, this::onRouted)
+                .onMessage(Event.class, m -> {
+                    hooks.onEvent(m.event());
+                    return this;
+                })
+                .onMessage(Decision.class, m -> {
+                    if (m.event() instanceof PromotionSupervisor.Promoted p) {
+                        hooks.onPromoted(p);
+                    }
+                    return this;
+                })
+                .onMessage(Stop.class, this::onStop)
+                .onMessage(TrainerStopped.class, this::onTrainerStopped)
+                .onSignal(Terminated.class, this::onTerminated)
+                .build();
+    }
+
+    private Behavior<Command> onMove(MoveAlias m) {
+        if (trainers.containsKey(m.to().domain())) {
+            supervisor.tell(m.rollback() ? new PromotionSupervisor.Rollback(m.to(), m.reason(), m.replyTo())
+                    : new PromotionSupervisor.Promote(m.to(), m.reason(), m.replyTo()));
+        } else {
+            getContext().ask(Receptionist.Listing.class, getContext().getSystem().receptionist(), ROUTE_TIMEOUT,
+                    r -> Receptionist.find(decides(m.to().domain()), r), (listing, err) -> new Routed(m, listing, err));
+        }
+        return this;
+    }
+
+    private Behavior<Command> onRouted(Routed r) {
+        ServiceKey<Command> key = decides(r.move().to().domain());
+        Optional<ActorRef<Command>> owner = r.error() != null ? Optional.empty()
+                : r.listing().getServiceInstances(key).stream().filter(g -> !g.equals(getContext().getSelf())).findFirst();
+        if (owner.isEmpty()) {
+            r.move().replyTo().tell(StatusReply.error("no node of the cluster trains domain '" + r.move().to().domain()
+                    + "' now, so nobody can move its alias" + (r.error() == null ? "" : " (" + r.error().getMessage() + ")")));
+        } else {
+            owner.get().tell(r.move());
+        }
+        return this;
+    }
+
+    private Behavior<Command> onStop(Stop m) {
+        if (stopReply != null) {
+            getContext().getLog().warn("stop asked twice: the first one's answer is all there is");
+            return this;
+        }
+        stopReply = m.replyTo();
+        for (Map.Entry<String, ActorRef<TrainerActor.Command>> e : trainers.entrySet()) {
+            String domain = e.getKey();
+            if (lost.contains(domain)) {
+                stopFailures.put(domain, "its trainer had stopped after repeated failures");
+                continue;
+            }
+            getContext().askWithStatus(Optional.class, e.getValue(), m.timeout(), r -> new TrainerActor.Stop(castReply(r)),
+                    (ckpt, err) -> new TrainerStopped(domain, castCheckpoint(ckpt), err));
+        }
+        return maybeStopped();
+    }
+
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    private static ActorRef<StatusReply<Optional<Path>>> castReply(ActorRef r) {
+        return r;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Optional<Path> castCheckpoint(Optional<?> ckpt) {
+        return ckpt == null ? Optional.empty() : (Optional<Path>) ckpt;
+    }
+
+    private Behavior<Command> onTrainerStopped(TrainerStopped m) {
+        if (m.error() == null) {
+            stoppedWith.put(m.domain(), m.checkpoint());
+        } else {
+            stopFailures.put(m.domain(), String.valueOf(m.error().getMessage()));
+        }
+        return maybeStopped();
+    }
+
+    private Behavior<Command> maybeStopped() {
+        if (stopReply != null && stoppedWith.size() + stopFailures.size() == trainers.size()) {
+            stopReply.tell(new Stopped(Map.copyOf(stoppedWith), Map.copyOf(stopFailures)));
+        }
+        return this;
+    }
+
+    private Behavior<Command> onTerminated(Terminated t) {
+        String domain = domainOf.get(t.getRef());
+        if (domain == null || stopReply != null) {
+            return this; // stopping: the trainer's answer to Stop (or its timeout) says how it ended
+        }
+        lost.add(domain);
+        hooks.onTrainerLost(domain);
+        return this;
+    }
+}

@@ -1,0 +1,184 @@
+package dev.morastream.actors.registry;
+
+import dev.morastream.streams.state.StateStore;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The adapter registry as every node sees it, in a {@link StateStore} (no shared filesystem): the
+ * node that trains a domain exports each version it publishes ({@code registry/<domain>/v<N>/<file>},
+ * all files of a version in one atomic commit) and each alias move ({@code aliases/<domain>}); a
+ * serving node fetches a version into its own local {@link AdapterRegistry} before it serves it.
+ * Versions the exporting registry pruned are deleted from the store, except the aliased one.
+ *
+ * <p>Each domain's keys have one writer (the store of {@link #writerFor} that domain: its writer
+ * identity fences a second node exporting the same lineage); reads go through {@link #reader}.
+ */
+public final class RegistryReplica {
+    private static final Logger log = LoggerFactory.getLogger(RegistryReplica.class);
+    static final String VERSIONS = "registry/";
+    static final String ALIASES = "aliases/";
+
+    private final StateStore reader;
+    private final java.util.function.Function<String, StateStore> writers;
+
+    /**
+     * @param reader the store this node reads
+     * @param writers the store that writes a domain's keys (the same for every call with that domain)
+     */
+    public RegistryReplica(StateStore reader, java.util.function.Function<String, StateStore> writers) {
+        this.reader = reader;
+        this.writers = writers;
+    }
+
+    /** One store for reads and writes (one node, or tests). */
+    public RegistryReplica(StateStore store) {
+        this(store, d -> store);
+    }
+
+    private StateStore writerFor(String domain) {
+        return writers.apply(domain);
+    }
+
+    static String prefix(AdapterVersion v) {
+        return VERSIONS + v.domain() + "/v" + v.number() + "/";
+    }
+
+    /**
+     * Writes a stored version's files in one commit, and removes from the store the versions of its
+     * domain that {@code registry} no longer keeps (never the aliased one).
+     */
+    public void export(AdapterRegistry registry, AdapterRegistry.Entry e) throws IOException {
+        Map<String, byte[]> puts = new LinkedHashMap<>();
+        try (Stream<Path> files = Files.walk(e.dir())) {
+            for (Path f : (Iterable<Path>) files.filter(Files::isRegularFile).sorted()::iterator) {
+                puts.put(prefix(e.version()) + e.dir().relativize(f).toString().replace('\\', '/'), Files.readAllBytes(f));
+            }
+        }
+        Set<AdapterVersion> kept = new HashSet<>();
+        registry.versions(e.version().domain()).forEach(x -> kept.add(x.version()));
+        registry.alias(e.version().domain()).ifPresent(kept::add);
+        store(e.version().domain()).get(ALIASES + e.version().domain())
+                .ifPresent(b -> kept.add(AdapterVersion.parse(new String(b, StandardCharsets.UTF_8))));
+        StateStore store = writerFor(e.version().domain());
+        Set<String> deletes = new HashSet<>();
+        for (String k : store.keys(VERSIONS + e.version().domain() + "/")) {
+            AdapterVersion v = versionOf(k);
+            if (v != null && !kept.contains(v) && !v.equals(e.version())) {
+                deletes.add(k);
+            }
+        }
+        store.commit(puts, deletes);
+    }
+
+    /** Records that {@code v} is its domain's alias now. */
+    public void alias(AdapterVersion v) {
+        writerFor(v.domain()).put(ALIASES + v.domain(), v.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** The alias of {@code domain} in the store. */
+    public Optional<AdapterVersion> aliased(String domain) {
+        return reader.get(ALIASES + AdapterVersion.checkDomain(domain)).map(b -> AdapterVersion.parse(new String(b, StandardCharsets.UTF_8)));
+    }
+
+    /** The alias of every domain in the store. */
+    public Map<String, AdapterVersion> aliases() {
+        Map<String, AdapterVersion> out = new TreeMap<>();
+        for (String k : reader.keys(ALIASES)) {
+            try {
+                aliased(k.substring(ALIASES.length())).ifPresent(v -> out.put(v.domain(), v));
+            } catch (IllegalArgumentException bad) {
+                log.error("state store: ignoring alias {}: {}", k, bad.getMessage());
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Makes {@code v} a version of {@code into} (fetching its files from the store when it is not
+     * there yet), waiting up to {@code wait} for it to reach this node's view of the store.
+     *
+     * @return the local entry, or empty when the store does not have it (complete) within {@code wait}
+     */
+    public Optional<AdapterRegistry.Entry> fetch(AdapterRegistry into, AdapterVersion v, Duration wait) throws IOException {
+        Optional<AdapterRegistry.Entry> have = into.get(v);
+        if (have.isPresent()) {
+            return have;
+        }
+        long deadline = System.nanoTime() + wait.toNanos();
+        List<String> keys = reader.keys(prefix(v));
+        while (!keys.contains(prefix(v) + "version.json") && System.nanoTime() < deadline) {
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while waiting for " + v + " in the state store", e);
+            }
+            keys = reader.keys(prefix(v));
+        }
+        if (!keys.contains(prefix(v) + "version.json")) {
+            return Optional.empty();
+        }
+        Map<String, byte[]> files = reader.getAll(keys);
+        if (files.size() != keys.size()) {
+            List<String> missing = new ArrayList<>(keys);
+            missing.removeAll(files.keySet());
+            throw new IOException(v + " is incomplete in the state store (missing or damaged: " + missing + ")");
+        }
+        Path tmp = Files.createTempDirectory(into.root(), ".fetch-" + v.domain() + "-v" + v.number() + "-");
+        try {
+            for (Map.Entry<String, byte[]> f : files.entrySet()) {
+                Path p = tmp.resolve(f.getKey().substring(prefix(v).length())).normalize();
+                if (!p.startsWith(tmp)) {
+                    throw new IOException("state store key " + f.getKey() + " leaves the version's directory");
+                }
+                Files.createDirectories(p.getParent());
+                Files.write(p, f.getValue());
+            }
+            return Optional.of(into.adopt(v, tmp));
+        } finally {
+            deleteTree(tmp);
+        }
+    }
+
+    private StateStore store(String domain) {
+        return writerFor(domain);
+    }
+
+    private static AdapterVersion versionOf(String key) {
+        String[] parts = key.substring(VERSIONS.length()).split("/", 3);
+        if (parts.length < 3 || !parts[1].startsWith("v")) {
+            return null;
+        }
+        try {
+            return new AdapterVersion(parts[0], Long.parseLong(parts[1].substring(1)));
+        } catch (IllegalArgumentException bad) {
+            return null;
+        }
+    }
+
+    private static void deleteTree(Path dir) {
+        try (Stream<Path> s = Files.walk(dir)) {
+            for (Path p : (Iterable<Path>) s.sorted(java.util.Comparator.reverseOrder())::iterator) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot delete " + dir, e);
+        }
+    }
+}
