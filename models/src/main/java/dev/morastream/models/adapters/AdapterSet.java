@@ -3,11 +3,14 @@ package dev.morastream.models.adapters;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.morastream.models.llama.BatchableOp;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.llama.Tensors;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -32,7 +35,64 @@ public final class AdapterSet implements AutoCloseable {
     private final boolean owning;
     private volatile boolean training;
     private volatile boolean merged;
-    private final LinearOp op = this::apply;
+    private final LinearOp op = new SetOp();
+
+    /** {@link #op()}: base plus this set's update, batchable with other sets' ops of the same method and shape. */
+    private final class SetOp implements BatchableOp {
+        @Override
+        public NDArray apply(String module, NDArray x, NDArray weight, NDArray bias) {
+            return AdapterSet.this.apply(module, x, weight, bias);
+        }
+
+        @Override
+        public NDArray delta(String module, NDArray x, NDArray weight) {
+            return AdapterSet.this.delta(module, x);
+        }
+
+        @Override
+        public Object deltaKind(String module) {
+            AdapterLayer l = layers.get(module);
+            if (l == null || merged || spec.method() == AdapterSpec.Method.FULL) {
+                return null;
+            }
+            if (training && spec.dropout() > 0) {
+                return this; // dropout masks are per set: never batched with another
+            }
+            if (l instanceof MoraLayer mora) {
+                return mora.geometry();
+            }
+            if (l instanceof LoraLayer lora) {
+                return List.of("lora", lora.dIn(), lora.dOut(), lora.rank());
+            }
+            return this;
+        }
+
+        @Override
+        public RowsDelta prepare(String module, List<BatchableOp> ops, int[] rowOp, NDManager owner) {
+            Object kind = deltaKind(module);
+            List<AdapterLayer> ls = new ArrayList<>(ops.size());
+            for (BatchableOp o : ops) {
+                if (!(o instanceof SetOp s) || kind == null || !kind.equals(s.deltaKind(module))) {
+                    throw new IllegalArgumentException("not an adapter op of the same kind on " + module);
+                }
+                ls.add(s.set().layers.get(module));
+            }
+            int dIn = ls.get(0).dIn();
+            if (ls.get(0) instanceof MoraLayer) {
+                RowsDelta d = MoraLayer.batched(ls.stream().map(MoraLayer.class::cast).toList(), rowOp, owner);
+                return x -> d.delta(x.reshape(-1, dIn));
+            }
+            if (ls.get(0) instanceof LoraLayer) {
+                RowsDelta d = LoraLayer.batched(ls.stream().map(LoraLayer.class::cast).toList(), rowOp, owner);
+                return x -> d.delta(x.reshape(-1, dIn));
+            }
+            throw new IllegalStateException("no batched update for " + ls.get(0).getClass().getSimpleName());
+        }
+
+        private AdapterSet set() {
+            return AdapterSet.this;
+        }
+    }
 
     private AdapterSet(LlamaModel model, AdapterSpec spec, NDManager manager, Map<String, AdapterLayer> layers, boolean owning) {
         this.model = model;
@@ -130,9 +190,15 @@ public final class AdapterSet implements AutoCloseable {
 
     private NDArray apply(String module, NDArray x, NDArray w, NDArray b) {
         NDArray y = LinearOp.PLAIN.apply(module, x, w, b); // (..., d_out)
+        NDArray d = delta(module, x); // (..., d_out) or null
+        return d == null ? y : y.add(d);
+    }
+
+    /** This set's update of {@code module} on {@code x (..., d_in)}: {@code (..., d_out)}, or null when it has none there. */
+    private NDArray delta(String module, NDArray x) {
         AdapterLayer l = layers.get(module);
         if (l == null || merged || spec.method() == AdapterSpec.Method.FULL) {
-            return y;
+            return null;
         }
         Shape s = x.getShape();
         NDArray x2 = x.reshape(-1, l.dIn()); // (N, d_in)
@@ -142,7 +208,7 @@ public final class AdapterSet implements AutoCloseable {
         NDArray d = l.delta(x2); // (N, d_out)
         long[] out = s.getShape().clone();
         out[out.length - 1] = l.dOut();
-        return y.add(d.reshape(new Shape(out)));
+        return d.reshape(new Shape(out));
     }
 
     /**

@@ -1,12 +1,16 @@
 package dev.morastream.models.adapters;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.core.Linear;
+import dev.morastream.models.llama.BatchableOp;
 import dev.morastream.models.llama.Scalars;
 import dev.morastream.models.llama.Tensors;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -66,6 +70,52 @@ public final class LoraLayer implements AdapterLayer {
     public NDArray delta(NDArray x) {
         NDArray h = Linear.linear(x, a).singletonOrThrow(); // (N, r)
         return Scalars.mul(Linear.linear(h, b).singletonOrThrow(), scale); // (N, d_out)
+    }
+
+    /**
+     * The updates of several LoRA layers of one shape on the rows of a batch, for per-row adapter
+     * selection: row {@code i} goes through {@code layers.get(rowLayer[i])}, a row with {@code -1}
+     * gets zeros. The {@code A}s and {@code B}s, concatenated once into {@code owner}, make two
+     * GEMMs of width {@code K*r} whose blocks are masked per row (each scaled by its layer's
+     * {@code alpha / r}), so the cost barely grows with {@code K}. Row {@code i} equals {@code
+     * layers.get(rowLayer[i]).delta} of that row within float rounding. The matrices are copied:
+     * prepare again after they change.
+     */
+    public static BatchableOp.RowsDelta batched(List<LoraLayer> layers, int[] rowLayer, NDManager owner) {
+        LoraLayer first = layers.get(0);
+        for (LoraLayer l : layers) {
+            if (l.dIn != first.dIn || l.dOut != first.dOut || l.r != first.r) {
+                throw new IllegalArgumentException("one shape per batched delta");
+            }
+        }
+        int k = layers.size();
+        int n = rowLayer.length;
+        NDList as = new NDList(k);
+        NDList bs = new NDList(k);
+        layers.forEach(l -> {
+            as.add(l.a);
+            bs.add(l.b);
+        });
+        NDArray acat = k == 1 ? first.a.duplicate() : NDArrays.concat(as, 0); // (K*r, d_in), a copy
+        NDArray bcat = k == 1 ? first.b.duplicate() : NDArrays.concat(bs, 1); // (d_out, K*r), a copy
+        acat.attach(owner);
+        bcat.attach(owner);
+        float[] mask = new float[n * k]; // (N, K): the row's own block, scaled
+        for (int i = 0; i < n; i++) {
+            if (rowLayer[i] >= 0) {
+                mask[i * k + rowLayer[i]] = layers.get(rowLayer[i]).scale;
+            }
+        }
+        NDArray mk = owner.create(mask, new Shape(n, k, 1)).toDevice(owner.getDevice(), false); // (N, K, 1)
+        int r = first.r;
+        return x -> {
+            if (x.getShape().get(0) != n) {
+                throw new IllegalArgumentException("prepared for " + n + " rows, got " + x.getShape());
+            }
+            NDArray h = Linear.linear(x, acat).singletonOrThrow(); // (N, K*r)
+            h = h.reshape(n, k, r).mul(mk).reshape(n, (long) k * r); // (N, K*r)
+            return Linear.linear(h, bcat).singletonOrThrow(); // (N, d_out)
+        };
     }
 
     @Override

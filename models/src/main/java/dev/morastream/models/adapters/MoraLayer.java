@@ -7,7 +7,9 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.core.Linear;
+import dev.morastream.models.llama.BatchableOp;
 import dev.morastream.models.llama.Tensors;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -91,28 +93,89 @@ public final class MoraLayer implements AdapterLayer {
 
     @Override
     public NDArray delta(NDArray x) {
+        return decompress(Linear.linear(compress(x), m).singletonOrThrow());
+    }
+
+    /**
+     * The updates of several layers of one geometry on the rows of a batch, for per-row adapter
+     * selection: row {@code i} goes through {@code layers.get(rowLayer[i])}, a row with {@code -1}
+     * gets zeros. The compression and decompression (the same for every layer of a geometry) run
+     * once over all rows; the {@code K} matrices, concatenated once into {@code owner}, make one
+     * GEMM of width {@code K*R} whose blocks are masked per row, so the cost barely grows with
+     * {@code K}. Row {@code i} equals {@code layers.get(rowLayer[i]).delta} of that row within
+     * float rounding (the masked blocks add exact zeros). The matrices are copied: prepare again
+     * after they change.
+     */
+    public static BatchableOp.RowsDelta batched(List<MoraLayer> layers, int[] rowLayer, NDManager owner) {
+        MoraLayer first = layers.get(0);
+        for (MoraLayer l : layers) {
+            if (!l.geo.equals(first.geo)) {
+                throw new IllegalArgumentException("one geometry per batched delta: " + first.geo + " and " + l.geo);
+            }
+        }
+        int k = layers.size();
+        int r = first.geo.rank();
+        int n = rowLayer.length;
+        NDList ms = new NDList(k);
+        layers.forEach(l -> ms.add(l.m));
+        NDArray mcat = k == 1 ? first.m.duplicate() : NDArrays.concat(ms, 0); // (K*R, R), a copy
+        mcat.attach(owner);
+        float[] mask = new float[n * k];
+        for (int i = 0; i < n; i++) {
+            if (rowLayer[i] >= 0) {
+                mask[i * k + rowLayer[i]] = 1f;
+            }
+        }
+        boolean blocks = first.geo.variant() == MoraVariant.ROTATION || first.geo.variant() == MoraVariant.DECOUPLING;
+        NDArray mk = owner.create(mask, blocks ? new Shape(n, 1, k, 1) : new Shape(n, k, 1)).toDevice(owner.getDevice(), false);
+        return x -> {
+            if (x.getShape().get(0) != n) {
+                throw new IllegalArgumentException("prepared for " + n + " rows, got " + x.getShape());
+            }
+            NDArray c = first.compress(x); // (N, R) or (N, G, R)
+            NDArray z = Linear.linear(c, mcat).singletonOrThrow(); // (N, K*R) or (N, G, K*R)
+            NDArray y = blocks
+                    ? z.reshape(n, c.getShape().get(1), k, r).mul(mk).sum(new int[] {2}) // (N, G, R)
+                    : z.reshape(n, k, r).mul(mk).sum(new int[] {1}); // (N, R)
+            return first.decompress(y); // (N, d_out)
+        };
+    }
+
+    /**
+     * The variant's compression of {@code x (N, d_in)}: {@code (N, R)}, or the (rotated)
+     * wrap-padded blocks {@code (N, G, R)} for rotation and decoupling.
+     */
+    NDArray compress(NDArray x) {
         int r = geo.rank();
         return switch (geo.variant()) {
-            case SHARING -> tile(Linear.linear(shareCompress(x), m).singletonOrThrow(), geo.dOut());
-            case CONTIGUOUS -> interleave(Linear.linear(groupCompress(x), m).singletonOrThrow());
-            case TYPE3 -> tile(Linear.linear(groupCompress(x), m).singletonOrThrow(), geo.dOut());
-            case TYPE4 -> interleave(Linear.linear(shareCompress(x), m).singletonOrThrow());
+            case SHARING, TYPE4 -> shareCompress(x);
+            case CONTIGUOUS, TYPE3 -> groupCompress(x);
             case ROTATION, DECOUPLING -> {
                 long n = x.getShape().get(0);
-                int g = geo.groups();
-                NDArray b = wrap(x).reshape(n, g, r); // (N, G, R)
+                NDArray b = wrap(x).reshape(n, geo.groups(), r); // (N, G, R)
                 if (geo.variant() == MoraVariant.ROTATION) {
                     b = b.mul(cos).add(rotateHalf(b, r).mul(sin)); // (N, G, R)
                 }
-                NDArray z = Linear.linear(b, m).singletonOrThrow().reshape(n, (long) g * r); // (N, G*R)
-                yield tile(z, geo.dOut());
+                yield b;
             }
             case TRUNCATION -> {
                 NDArray c = x.get(new NDIndex(":, :" + Math.min(r, geo.dIn()))); // (N, min(R, d_in))
                 if (geo.dIn() < r) {
                     c = NDArrays.concat(new NDList(c, zeros(c, r - geo.dIn())), 1); // (N, R)
                 }
-                NDArray y = Linear.linear(c, m).singletonOrThrow(); // (N, R)
+                yield c;
+            }
+        };
+    }
+
+    /** The variant's decompression of {@code y}, shaped as {@link #compress} returns: {@code (N, d_out)}. */
+    NDArray decompress(NDArray y) {
+        int r = geo.rank();
+        return switch (geo.variant()) {
+            case SHARING, TYPE3 -> tile(y, geo.dOut());
+            case CONTIGUOUS, TYPE4 -> interleave(y);
+            case ROTATION, DECOUPLING -> tile(y.reshape(y.getShape().get(0), (long) geo.groups() * r), geo.dOut()); // (N, G*R) -> (N, d_out)
+            case TRUNCATION -> {
                 if (r >= geo.dOut()) {
                     yield y.get(new NDIndex(":, :" + geo.dOut()));
                 }

@@ -292,13 +292,17 @@ public final class Generator {
     }
 
     /** Prompt token {@code i >= 1} scored from position {@code i - 1} of {@code out} {@code (1, T, V)}. */
-    private static void scorePrompt(NDArray out, int[] prompt, int top, List<TokenLogprob> into) {
+    static void scorePrompt(NDArray out, int[] prompt, int top, List<TokenLogprob> into) {
         for (int i = 1; i < prompt.length; i++) {
             into.add(TokenLogprob.of(out.get(new NDIndex("0, " + (i - 1) + ", :")).toFloatArray(), prompt[i], top));
         }
     }
 
     private void checkPrompt(int[] prompt, int context) {
+        checkPrompt(prompt, context, model.config().vocabSize());
+    }
+
+    static void checkPrompt(int[] prompt, int context, int vocab) {
         if (prompt.length == 0) {
             throw new IllegalArgumentException("empty prompt: give at least one token (the tokenizer has no BOS)");
         }
@@ -306,7 +310,6 @@ public final class Generator {
             throw new IllegalArgumentException("prompt has " + prompt.length
                     + " tokens but the model's context (max_position_embeddings) is " + context + " tokens");
         }
-        int vocab = model.config().vocabSize();
         for (int id : prompt) {
             if (id < 0 || id >= vocab) {
                 throw new IllegalArgumentException("prompt token id " + id + " outside the vocabulary [0, " + vocab + ")");

@@ -55,6 +55,16 @@ public final class KvCache implements AutoCloseable {
         return new NDList(nk.get(step, all), nv.get(step, all));
     }
 
+    /** Cached keys of {@code layer}: {@code (B, KV, S, D)} (null before the first forward). */
+    NDArray key(int layer) {
+        return keys[layer];
+    }
+
+    /** Cached values of {@code layer}: {@code (B, KV, S, D)}. */
+    NDArray value(int layer) {
+        return values[layer];
+    }
+
     /** Called by the model once all layers of a forward pass have appended {@code t} positions. */
     void advance(int t) {
         length += t;

@@ -18,9 +18,37 @@ public interface LinearOp {
      */
     NDArray apply(String module, NDArray x, NDArray weight, NDArray bias);
 
+    /**
+     * What this op adds to the plain layer on {@code x}, so that rows of several ops can share one
+     * base GEMM ({@link RowGroupedOp}). The default derives it from {@link #apply} (two GEMMs);
+     * adapters override it with their update alone.
+     *
+     * @param x input {@code (N, d_in)}
+     * @param weight {@code (d_out, d_in)}
+     * @return {@code (N, d_out)} in the manager of {@code x}, or {@code null} when the op adds
+     *     nothing to this module
+     */
+    default NDArray delta(String module, NDArray x, NDArray weight) {
+        return apply(module, x, weight, null).sub(PLAIN.apply(module, x, weight, null));
+    }
+
     /** The plain layer. Result belongs to the manager of {@code x} (its first operand). */
-    LinearOp PLAIN = (module, x, weight, bias) ->
-            bias == null
+    LinearOp PLAIN = new Plain();
+
+    /** {@link #PLAIN}: {@code x W^T + b}, no update. */
+    final class Plain implements LinearOp {
+        private Plain() {}
+
+        @Override
+        public NDArray apply(String module, NDArray x, NDArray weight, NDArray bias) {
+            return bias == null
                     ? Linear.linear(x, weight).singletonOrThrow()
                     : Linear.linear(x, weight, bias).singletonOrThrow();
+        }
+
+        @Override
+        public NDArray delta(String module, NDArray x, NDArray weight) {
+            return null;
+        }
+    }
 }

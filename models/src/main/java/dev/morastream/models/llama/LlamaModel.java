@@ -278,6 +278,99 @@ public final class LlamaModel implements AutoCloseable {
         return rmsNorm(h, eps, weight("model.norm.weight")); // (B, T, d)
     }
 
+    /**
+     * One decode step over {@code B} independent sequences, rows {@code 0..B-1} of {@code cache}
+     * (each at its own position): every linear layer (q/k/v/o, gate/up/down, {@code lm_head}) runs
+     * once over the {@code B} rows through {@code op} (a {@link RowGroupedOp} gives each row its
+     * own adapter), attention reads each row's own keys, the positions of other rows' longer
+     * sequences masked out. Row {@code b} equals {@link #forward} of its token with a one-sequence
+     * cache holding the same positions, within float rounding.
+     *
+     * @param ids the next token of each row {@code (B, 1)} int64; its manager receives every temporary
+     * @param cache keys/values of rows {@code 0..B-1}, extended by one position each
+     * @param op how linear layers are applied to the {@code (B, d_in)} rows
+     * @return logits {@code (B, V)}
+     */
+    public NDArray decode(NDArray ids, BatchKvCache cache, LinearOp op) {
+        java.util.Objects.requireNonNull(op, "op (LinearOp.PLAIN for the base model)");
+        NDManager m = ids.getManager();
+        int b = (int) ids.getShape().get(0);
+        if (ids.getShape().dimension() != 2 || ids.getShape().get(1) != 1) {
+            throw new IllegalArgumentException("decode takes one token per row, ids (B, 1); got " + ids.getShape());
+        }
+        if (b > cache.slots()) {
+            throw new IllegalArgumentException(b + " rows but the cache has " + cache.slots() + " slots");
+        }
+        int hd = config.headDim();
+        int nh = config.numAttentionHeads();
+        int nkv = config.numKeyValueHeads();
+        int half = hd / 2;
+        long[] rowIds = new long[b];
+        long[] pos = new long[b];
+        int span = 0;
+        float[] cos = new float[b * hd];
+        float[] sin = new float[b * hd];
+        for (int r = 0; r < b; r++) {
+            rowIds[r] = r;
+            pos[r] = cache.length(r);
+            if (pos[r] >= config.maxPositionEmbeddings()) {
+                throw new IllegalArgumentException("row " + r + " is at the end of the context (" + pos[r] + ")");
+            }
+            span = Math.max(span, (int) pos[r] + 1);
+            for (int k = 0; k < half; k++) { // the same rotary angles as ropeTables
+                double a = (double) pos[r] * invFreq[k];
+                float c = (float) Math.cos(a);
+                float s = (float) Math.sin(a);
+                cos[r * hd + k] = c;
+                cos[r * hd + k + half] = c;
+                sin[r * hd + k] = s;
+                sin[r * hd + k + half] = s;
+            }
+        }
+        float[] maskData = new float[b * span];
+        for (int r = 0; r < b; r++) {
+            for (int j = (int) pos[r] + 1; j < span; j++) {
+                maskData[r * span + j] = -1e9f; // another row's positions
+            }
+        }
+        NDArray cosA = m.create(cos, new Shape(b, 1, 1, hd)).toDevice(device(), false); // (B, 1, 1, D)
+        NDArray sinA = m.create(sin, new Shape(b, 1, 1, hd)).toDevice(device(), false); // (B, 1, 1, D)
+        NDArray mask = m.create(maskData, new Shape(b, 1, 1, span)).toDevice(device(), false); // (B, 1, 1, S)
+        NDArray rows = m.create(rowIds).toDevice(device(), false); // (B)
+        NDArray at = m.create(pos).toDevice(device(), false); // (B)
+        NDArray scale = m.full(new Shape(), (float) (1.0 / Math.sqrt(hd)), DataType.FLOAT32, device()); // ()
+        NDArray eps = m.full(new Shape(), (float) config.rmsNormEps(), DataType.FLOAT32, device()); // ()
+
+        NDArray h = Embedding.embedding(ids, weight("model.embed_tokens.weight"), SparseFormat.DENSE)
+                .singletonOrThrow().reshape(b, config.hiddenSize()); // (B, d)
+        for (int i = 0; i < config.numHiddenLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            NDArray x = rmsNorm(h, eps, weight(p + "input_layernorm.weight")); // (B, d)
+            NDArray q = linear(op, p + "self_attn.q_proj", x).reshape(b, nh, 1, hd); // (B, H, 1, D)
+            NDArray k = linear(op, p + "self_attn.k_proj", x).reshape(b, nkv, 1, hd); // (B, KV, 1, D)
+            NDArray v = linear(op, p + "self_attn.v_proj", x).reshape(b, nkv, hd); // (B, KV, D)
+            q = applyRope(q, cosA, sinA);
+            k = applyRope(k, cosA, sinA).reshape(b, nkv, hd); // (B, KV, D)
+            cache.write(i, rows, at, k, v);
+            NDArray[] kv = cache.read(i, m, b, span); // (B, KV, S, D) each
+            NDArray kx = repeatKv(kv[0], b, span); // (B, H, S, D)
+            NDArray vx = repeatKv(kv[1], b, span); // (B, H, S, D)
+            NDArray scores = q.matMul(kx.transpose(0, 1, 3, 2)).mul(scale).add(mask); // (B, H, 1, S)
+            NDArray probs = scores.softmax(-1); // (B, H, 1, S)
+            NDArray o = probs.matMul(vx).reshape(b, (long) nh * hd); // (B, H*D)
+            h = h.add(linear(op, p + "self_attn.o_proj", o)); // (B, d)
+
+            x = rmsNorm(h, eps, weight(p + "post_attention_layernorm.weight")); // (B, d)
+            NDArray g = linear(op, p + "mlp.gate_proj", x); // (B, F)
+            NDArray u = linear(op, p + "mlp.up_proj", x); // (B, F)
+            NDArray act = g.mul(Activation.sigmoid(g)).mul(u); // SiLU(g) * u: (B, F)
+            h = h.add(linear(op, p + "mlp.down_proj", act)); // (B, d)
+        }
+        cache.advance(b);
+        NDArray head = config.tieWordEmbeddings() ? weight("model.embed_tokens.weight") : weight("lm_head.weight");
+        return op.apply("lm_head", rmsNorm(h, eps, weight("model.norm.weight")), head, null); // (B, V)
+    }
+
     private NDArray linear(LinearOp op, String module, NDArray x) {
         NDArray bias = weights.get(module + ".bias");
         return op.apply(module, x, weight(module + ".weight"), bias);

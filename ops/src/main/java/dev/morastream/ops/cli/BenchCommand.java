@@ -24,7 +24,7 @@ import picocli.CommandLine.Option;
 /** Benchmarks that print JSON lines. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (JSON lines with --json).",
         subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Trainers.class, BenchCommand.Pretrain.class, BenchCommand.Continual.class,
-            BenchCommand.Ingest.class,
+            BenchCommand.Ingest.class, BenchCommand.Serve.class,
             PlotCommand.class})
 public final class BenchCommand implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
@@ -462,6 +462,48 @@ public final class BenchCommand implements Runnable {
                     paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
                 }
             }
+            return 0;
+        }
+    }
+
+    /** Serving throughput through the real HTTP server with concurrent streaming clients. */
+    @Command(name = "serve", mixinStandardHelpOptions = true,
+            description = {"Serving throughput: the HTTP server in process, concurrent streaming clients (SSE), continuous batching.",
+                "K random MoRA adapter versions of one domain in a temporary registry; each client asks them in turn by exact name.",
+                "Prints one line per concurrency level (1 and C): concurrency, adapters, requests_per_s, output_tokens_per_s,",
+                "ttft_p50_ms, ttft_p99_ms, itl_p50_ms, and swap_ms (promotion of a new version to its first token, under that load)."})
+    public static final class Serve implements Callable<Integer> {
+        @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--concurrency", defaultValue = "16", description = "Concurrent clients of the second level (default ${DEFAULT-VALUE}).")
+        int concurrency;
+
+        @Option(names = "--adapters", defaultValue = "4", description = "Adapter versions the requests spread over (default ${DEFAULT-VALUE}).")
+        int adapters;
+
+        @Option(names = "--max-tokens", defaultValue = "64", description = "max_tokens of each request (default ${DEFAULT-VALUE}).")
+        int maxTokens;
+
+        @Option(names = "--requests", defaultValue = "8", description = "Requests per client per level (default ${DEFAULT-VALUE}).")
+        int requests;
+
+        @Option(names = "--json", description = "JSON lines on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            List<dev.morastream.ops.serve.ServeBench.Result> rs = dev.morastream.ops.serve.ServeBench.run(
+                    new dev.morastream.ops.serve.ServeBench.Options(modelOptions.dir(), concurrency, adapters, maxTokens, requests));
+            for (dev.morastream.ops.serve.ServeBench.Result r : rs) {
+                if (json) {
+                    System.out.println(Json.line(r));
+                } else {
+                    System.out.printf(Locale.ROOT, "concurrency %d, %d versions: %.1f requests/s, %.0f output tokens/s, ttft p50 %.1f ms"
+                            + " p99 %.1f ms, itl p50 %.2f ms, swap %.1f ms%n", r.concurrency(), r.adapters(), r.requests_per_s(),
+                            r.output_tokens_per_s(), r.ttft_p50_ms(), r.ttft_p99_ms(), r.itl_p50_ms(), r.swap_ms());
+                }
+            }
+            System.out.flush();
             return 0;
         }
     }

@@ -32,7 +32,8 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Bearer token of the promote/rollback endpoints (default: $MORA_ADMIN_TOKEN; none disables them).")
     String adminToken;
 
-    @Option(names = "--workers", defaultValue = "2", description = "Concurrent generations (default ${DEFAULT-VALUE}).")
+    @Option(names = "--workers", defaultValue = "16",
+            description = "Concurrent generations: rows decoded together in one batch (default ${DEFAULT-VALUE}).")
     int workers;
 
     @Option(names = "--queue", defaultValue = "64", description = "Requests that may wait; more get 429 (default ${DEFAULT-VALUE}).")

@@ -1,84 +1,115 @@
 package dev.morastream.ops.serve;
 
+import dev.morastream.models.generate.DecodeBatch;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.Deque;
-import org.apache.pekko.actor.typed.ActorRef;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
- * The serving actors of a {@link ServingPool}: N {@code ServingActor}s, each generating one request
- * at a time on {@link #DISPATCHER} (generation blocks for its whole length), fed by one
- * {@link Queue} actor that hands the next waiting request to whichever worker is free (work
- * pulling, so a long generation never holds up a request another worker could take). The queue's
- * length is bounded before a request reaches it ({@link ServingPool#submit} refuses with 429 when
- * running + waiting would exceed workers + capacity), so the mailboxes never grow without limit.
+ * The serving actor of a {@link ServingPool}: one actor owns one {@link DecodeBatch} (so nothing
+ * mutable is shared: the batch, its KV cache and the waiting requests are this actor's alone) and
+ * runs the continuous-batching loop on {@link #DISPATCHER}. Each {@link Step} admits waiting
+ * requests into free rows (prefilled together in one forward), then decodes one token for
+ * every row in one forward; rows that ended leave, and the actor tells itself the next step, so
+ * requests submitted meanwhile join between steps. It idles when no row runs and none waits.
+ * The waiting queue is bounded before a request reaches it ({@link ServingPool#submit} refuses
+ * with 429 when running + waiting would exceed rows + capacity), so the mailbox never grows
+ * without limit.
  */
 final class ServingActor {
-    /** Where generations run (see this module's reference.conf). */
+    /** Where the batch loop runs (see this module's reference.conf). */
     static final DispatcherSelector DISPATCHER = DispatcherSelector.fromConfig("morastream.serving.dispatcher");
 
     private ServingActor() {}
 
-    /** Messages of the queue and its workers. */
+    /** One request as the batch loop sees it; both methods run on the actor and never throw. */
+    interface Job {
+        /**
+         * Resolves the version: what to join the batch with.
+         *
+         * @return the request, or {@code null} when it ended already (cancelled while it waited,
+         *     unknown model, a failed load): it has then completed its future itself
+         */
+        DecodeBatch.Request start();
+
+        /** The row left the batch, done (a result or a failure). */
+        void end(DecodeBatch.Row row);
+    }
+
+    /** Messages of the batch loop. */
     sealed interface Msg {}
 
-    /** A request to generate: {@code work} runs it to completion (and never throws). */
-    record Work(Runnable work) implements Msg {}
+    /** A request to generate. */
+    record Submit(Job job) implements Msg {}
 
-    /** A worker finished and can take the next request. */
-    record Free(ActorRef<Msg> worker) implements Msg {}
+    /** Admit waiting requests and decode one token for every row. */
+    record Step() implements Msg {}
 
-    /** Stop the queue and its workers (requests already handed out finish first). */
+    /** Stop (the pool lets running requests finish first). */
     record Stop() implements Msg {}
 
-    /** A worker: runs one {@link Work} and tells the queue it is free again. */
-    static Behavior<Msg> worker(ActorRef<Msg> queue) {
+    /** The batch loop over the batch {@code batch} makes (closed when the actor stops). */
+    static Behavior<Msg> batcher(Supplier<DecodeBatch> batch) {
         return Behaviors.setup(ctx -> {
-            queue.tell(new Free(ctx.getSelf()));
+            DecodeBatch b = batch.get();
+            Deque<Job> waiting = new ArrayDeque<>();
+            Map<DecodeBatch.Row, Job> rows = new IdentityHashMap<>();
+            boolean[] stepping = {false};
+            Runnable next = () -> {
+                if (!stepping[0] && (!waiting.isEmpty() || b.size() > 0)) {
+                    stepping[0] = true;
+                    ctx.getSelf().tell(new Step());
+                }
+            };
             return Behaviors.receive(Msg.class)
-                    .onMessage(Work.class, w -> {
-                        try {
-                            w.work().run();
-                        } finally {
-                            queue.tell(new Free(ctx.getSelf()));
+                    .onMessage(Submit.class, s -> {
+                        waiting.add(s.job());
+                        next.run();
+                        return Behaviors.same();
+                    })
+                    .onMessage(Step.class, s -> {
+                        stepping[0] = false;
+                        List<Job> joining = new ArrayList<>();
+                        List<DecodeBatch.Request> requests = new ArrayList<>();
+                        while (b.size() + requests.size() < b.capacity() && !waiting.isEmpty()) {
+                            Job j = waiting.poll();
+                            DecodeBatch.Request q = j.start();
+                            if (q != null) {
+                                joining.add(j);
+                                requests.add(q);
+                            }
                         }
+                        if (!requests.isEmpty()) { // one prefill forward for all that join now
+                            List<DecodeBatch.Row> joined = b.join(requests);
+                            for (int i = 0; i < joined.size(); i++) {
+                                if (joined.get(i).done()) {
+                                    joining.get(i).end(joined.get(i));
+                                } else {
+                                    rows.put(joined.get(i), joining.get(i));
+                                }
+                            }
+                        }
+                        if (b.size() > 0) {
+                            for (DecodeBatch.Row row : b.step()) {
+                                rows.remove(row).end(row);
+                            }
+                        }
+                        next.run();
                         return Behaviors.same();
                     })
                     .onMessage(Stop.class, s -> Behaviors.stopped())
-                    .build();
-        });
-    }
-
-    /** The queue: spawns {@code workers} workers as its children and hands them the waiting requests in order. */
-    static Behavior<Msg> queue(int workers) {
-        return Behaviors.setup(ctx -> {
-            Deque<Work> waiting = new ArrayDeque<>();
-            Deque<ActorRef<Msg>> idle = new ArrayDeque<>();
-            for (int i = 0; i < workers; i++) {
-                ctx.spawn(worker(ctx.getSelf()), "worker-" + i, DISPATCHER);
-            }
-            return Behaviors.receive(Msg.class)
-                    .onMessage(Work.class, w -> {
-                        ActorRef<Msg> free = idle.poll();
-                        if (free != null) {
-                            free.tell(w);
-                        } else {
-                            waiting.add(w);
-                        }
+                    .onSignal(PostStop.class, s -> {
+                        b.close();
                         return Behaviors.same();
                     })
-                    .onMessage(Free.class, f -> {
-                        Work next = waiting.poll();
-                        if (next != null) {
-                            f.worker().tell(next);
-                        } else {
-                            idle.add(f.worker());
-                        }
-                        return Behaviors.same();
-                    })
-                    .onMessage(Stop.class, s -> Behaviors.stopped()) // stops the workers, its children
                     .build();
         });
     }

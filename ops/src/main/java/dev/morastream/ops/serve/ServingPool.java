@@ -4,10 +4,10 @@ import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.models.adapters.AdapterFiles;
 import dev.morastream.models.adapters.AdapterSet;
+import dev.morastream.models.generate.DecodeBatch;
 import dev.morastream.models.generate.GenerationConfig;
 import dev.morastream.models.generate.GenerationResult;
 import dev.morastream.models.generate.Generator;
-import dev.morastream.models.llama.Autograd;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
@@ -28,16 +28,21 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
-import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 /**
- * Answers generation requests on one frozen base model shared by every adapter version: a bounded
- * queue in front of N {@link ServingActor}s, each request generated with its own {@link Generator} (which
- * scopes its native memory to the request) and the {@link LinearOp} of the version it runs on.
+ * Answers generation requests on one frozen base model shared by every adapter version, with
+ * continuous batching: one {@link ServingActor} owns a {@link DecodeBatch} in which up to {@link
+ * Options#workers} requests decode together, one forward per step for all of them, rows of
+ * different adapter versions sharing it (the base GEMMs once, each version's update on its own
+ * rows, through the {@link LinearOp} of the version each request runs on). Requests join between
+ * steps (the prompts of those joining together prefilled in one forward) and leave when they end or are
+ * cancelled; a request gets exactly the tokens it would get alone (same sampler and seed).
+ * Everything a request can ask is batched, echo and logprobs included (the prompt is scored in
+ * its own prefill forward; top alternatives come from each row's logits on the CPU).
  *
  * <p>A request names {@code model}: the base model's name, a domain (its alias, read when the
  * request <em>starts</em>), or an exact {@code domain@vN}. Adapter versions are loaded detached on
@@ -50,8 +55,8 @@ import java.util.function.Consumer;
 public final class ServingPool implements AutoCloseable {
 
     /**
-     * @param workers serving actors (concurrent generations, at most the serving dispatcher's threads)
-     * @param queueCapacity requests that may wait for a worker; more are refused
+     * @param workers concurrent generations: rows that decode together in one batch
+     * @param queueCapacity requests that may wait for a free row; more are refused
      * @param maxLoaded adapter versions kept in memory (aliased ones are evicted last)
      */
     public record Options(int workers, int queueCapacity, int maxLoaded) {
@@ -61,9 +66,9 @@ public final class ServingPool implements AutoCloseable {
             }
         }
 
-        /** Two workers, 64 waiting requests, 4 adapter versions in memory. */
+        /** 16 rows, 64 waiting requests, 4 adapter versions in memory. */
         public static Options defaults() {
-            return new Options(2, 64, 4);
+            return new Options(16, 64, 4);
         }
     }
 
@@ -81,7 +86,10 @@ public final class ServingPool implements AutoCloseable {
         }
     }
 
-    /** Hears one request's progress, on the worker thread; throwing from a method aborts the generation. */
+    /**
+     * Hears one request's progress, on the batch loop's thread (a listener that blocks holds up
+     * every row of the batch); throwing from a method aborts this request's generation only.
+     */
     public interface Listener {
         /** Generation starts on {@code servedBy} (the base name or the exact {@code domain@vN}). */
         default void onStart(String servedBy) {}
@@ -151,7 +159,8 @@ public final class ServingPool implements AutoCloseable {
         this.options = options;
         this.ownSystem = system == null ? ActorSystem.create(Behaviors.empty(), "mora-serving") : null;
         ActorSystem<?> sys = system != null ? system : ownSystem;
-        this.queue = sys.systemActorOf(ServingActor.queue(options.workers()), "serving-" + POOLS.incrementAndGet(), Props.empty());
+        this.queue = sys.systemActorOf(ServingActor.batcher(() -> new DecodeBatch(model, tokenizer, options.workers())),
+                "serving-" + POOLS.incrementAndGet(), ServingActor.DISPATCHER);
         this.metrics = new ServingMetrics(meters, this::queueDepth, running::get, this::loadedCount);
     }
 
@@ -194,7 +203,7 @@ public final class ServingPool implements AutoCloseable {
      * Queues a generation.
      *
      * @param modelName base name, domain, or {@code domain@vN}
-     * @param onText text deltas, called on the worker thread ({@code null} for none); throwing from
+     * @param onText text deltas, called on the batch loop's thread ({@code null} for none); throwing from
      *     it aborts the generation (a client that went away)
      * @throws UnknownModel when {@code modelName} names nothing servable
      * @throws Overloaded when the queue is full
@@ -241,18 +250,7 @@ public final class ServingPool implements AutoCloseable {
                 metrics.cancelled(target.domain(), "none");
             }
         });
-        queue.tell(new ServingActor.Work(() -> {
-            if (!claimed.compareAndSet(false, true)) {
-                return;
-            }
-            running.incrementAndGet();
-            try {
-                run(target, promptIds, cfg, scoring, listener, queuedAt, out);
-            } finally {
-                running.decrementAndGet();
-                admitted.decrementAndGet();
-            }
-        }));
+        queue.tell(new ServingActor.Submit(new Pending(target, promptIds, cfg, scoring, listener, queuedAt, out, claimed)));
         return out;
     }
 
@@ -364,36 +362,95 @@ public final class ServingPool implements AutoCloseable {
         return new Target(name, true, null);
     }
 
-    private void run(Target target, int[] promptIds, GenerationConfig cfg, Generator.Scoring scoring, Listener listener,
-            long queuedAt, CompletableFuture<Served> out) {
-        long started = System.nanoTime();
-        Autograd.off(); // generation builds no graphs (grad mode is per thread and on by default)
-        String domain = target.domain();
-        AdapterVersion version = null;
-        Loaded loaded = null;
-        try {
-            version = !target.alias() ? target.fixed()
-                    : serving(domain).orElseThrow(() -> new UnknownModel("domain " + domain + " has no alias"));
-            loaded = version == null ? null : acquire(version);
-            LinearOp op = loaded == null ? LinearOp.PLAIN : loaded.set.join().op();
-            String by = version == null ? baseName : version.toString();
-            listener.onStart(by);
-            Generator.Scoring s = new Generator.Scoring(scoring.topLogprobs(), scoring.echo(),
-                    () -> out.isDone() || scoring.cancelled().getAsBoolean());
-            GenerationResult r = new Generator(model, tokenizer, op).generate(promptIds, cfg, listener::onText, s);
-            long total = System.nanoTime() - queuedAt;
-            metrics.completed(domain, by, r, total);
-            out.complete(new Served(by, version, r, started - queuedAt, total));
-        } catch (CancellationException t) {
-            metrics.cancelled(domain, version == null ? "none" : version.toString());
-            out.completeExceptionally(t);
-        } catch (Throwable t) {
-            metrics.failed(domain, version == null ? "none" : version.toString());
-            out.completeExceptionally(t);
-        } finally {
+    /** One request in the batch loop: resolves its version when it starts, answers when its row leaves. */
+    private final class Pending implements ServingActor.Job {
+        private final Target target;
+        private final int[] promptIds;
+        private final GenerationConfig cfg;
+        private final Generator.Scoring scoring;
+        private final Listener listener;
+        private final long queuedAt;
+        private final CompletableFuture<Served> out;
+        private final AtomicBoolean claimed;
+        private long started;
+        private AdapterVersion version;
+        private Loaded loaded;
+        private String by;
+
+        Pending(Target target, int[] promptIds, GenerationConfig cfg, Generator.Scoring scoring, Listener listener, long queuedAt,
+                CompletableFuture<Served> out, AtomicBoolean claimed) {
+            this.target = target;
+            this.promptIds = promptIds;
+            this.cfg = cfg;
+            this.scoring = scoring;
+            this.listener = listener;
+            this.queuedAt = queuedAt;
+            this.out = out;
+            this.claimed = claimed;
+        }
+
+        @Override
+        public DecodeBatch.Request start() {
+            if (!claimed.compareAndSet(false, true)) {
+                return null; // cancelled while it waited: its place was given back then
+            }
+            running.incrementAndGet();
+            started = System.nanoTime();
+            String domain = target.domain();
+            try {
+                // the alias is read now, when the request starts: running requests keep their version
+                version = !target.alias() ? target.fixed()
+                        : serving(domain).orElseThrow(() -> new UnknownModel("domain " + domain + " has no alias"));
+                loaded = version == null ? null : acquire(version);
+                LinearOp op = loaded == null ? LinearOp.PLAIN : loaded.set.join().op();
+                by = version == null ? baseName : version.toString();
+                listener.onStart(by);
+                Generator.Scoring s = new Generator.Scoring(scoring.topLogprobs(), scoring.echo(),
+                        () -> out.isDone() || scoring.cancelled().getAsBoolean());
+                return new DecodeBatch.Request(promptIds, cfg, op, s, listener::onText);
+            } catch (Throwable t) {
+                fail(t);
+                return null;
+            }
+        }
+
+        @Override
+        public void end(DecodeBatch.Row row) {
+            if (row.failure() != null) {
+                fail(row.failure());
+                return;
+            }
+            try {
+                GenerationResult r = row.result();
+                long total = System.nanoTime() - queuedAt;
+                metrics.completed(target.domain(), by, r, total);
+                out.complete(new Served(by, version, r, started - queuedAt, total));
+            } finally {
+                done();
+            }
+        }
+
+        private void fail(Throwable t) {
+            try {
+                String v = version == null ? "none" : version.toString();
+                if (t instanceof CancellationException) {
+                    metrics.cancelled(target.domain(), v);
+                } else {
+                    metrics.failed(target.domain(), v);
+                }
+                out.completeExceptionally(t);
+            } finally {
+                done();
+            }
+        }
+
+        private void done() {
             if (loaded != null) {
                 release(loaded);
+                loaded = null;
             }
+            running.decrementAndGet();
+            admitted.decrementAndGet();
         }
     }
 

@@ -234,4 +234,22 @@ class CliTest {
             assertTrue(pts.get(0).has(f), "missing " + f + " in " + pts.get(0));
         }
     }
+
+    @Test
+    void benchServePrintsOneLinePerConcurrencyLevel() throws Exception {
+        String[] s = run("bench", "serve", "--model", TINY.toString(), "--concurrency", "2", "--adapters", "2", "--max-tokens", "4",
+                "--requests", "2", "--json");
+        assertEquals("0", s[0], s[2]);
+        List<JsonNode> rows = jsonLines(s[1]);
+        assertEquals(List.of(1, 2), rows.stream().map(n -> n.get("concurrency").asInt()).toList());
+        for (JsonNode n : rows) {
+            for (String f : List.of("concurrency", "adapters", "requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms",
+                    "itl_p50_ms", "swap_ms")) {
+                assertTrue(n.has(f), "missing " + f + " in " + n);
+            }
+            assertEquals(2, n.get("adapters").asInt());
+            assertTrue(n.get("output_tokens_per_s").asDouble() > 0, n.toString());
+            assertTrue(n.get("swap_ms").isNumber(), "the promoted version served a token: " + n);
+        }
+    }
 }

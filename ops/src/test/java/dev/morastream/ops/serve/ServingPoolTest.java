@@ -161,4 +161,48 @@ class ServingPoolTest {
             assertTrue(pool.ready());
         }
     }
+
+    @Test
+    void concurrentRequestsOfDifferentVersionsBatchAndGetWhatEachGetsAlone() throws Exception {
+        List<String> models = List.of("tiny", fx.versions.get(0).toString(), fx.versions.get(1).toString(), fx.versions.get(2).toString());
+        List<String> prompts = List.of(ServeFixture.PROMPT, "Q: Who wrote Hamlet?\nA:", "Once upon a time", "The");
+        Map<String, String> alone = new HashMap<>();
+        try (ServingPool pool = new ServingPool(fx.model, fx.tokenizer, "tiny", fx.registry, new ServingPool.Options(1, 64, 4), new SimpleMeterRegistry())) {
+            for (int i = 0; i < 8; i++) { // one row: each request alone
+                String key = models.get(i % 4) + "|" + prompts.get(i % prompts.size()) + "|" + (4 + i);
+                alone.put(key, pool.submit(models.get(i % 4), prompts.get(i % prompts.size()), GenerationConfig.greedy(4 + i), QUIET)
+                        .get(30, TimeUnit.SECONDS).result().text());
+            }
+        }
+        try (ServingPool pool = new ServingPool(fx.model, fx.tokenizer, "tiny", fx.registry, new ServingPool.Options(8, 64, 4), new SimpleMeterRegistry())) {
+            List<CompletableFuture<Served>> fs = new ArrayList<>();
+            List<String> keys = new ArrayList<>();
+            List<StringBuilder> streamed = new ArrayList<>();
+            for (int i = 0; i < 8; i++) {
+                StringBuilder sb = new StringBuilder();
+                streamed.add(sb);
+                keys.add(models.get(i % 4) + "|" + prompts.get(i % prompts.size()) + "|" + (4 + i));
+                fs.add(pool.submit(models.get(i % 4), prompts.get(i % prompts.size()), GenerationConfig.greedy(4 + i), sb::append));
+            }
+            for (int i = 0; i < 8; i++) {
+                Served s = fs.get(i).get(30, TimeUnit.SECONDS);
+                assertEquals(models.get(i % 4), s.servedBy());
+                assertEquals(alone.get(keys.get(i)), s.result().text(), "request " + i + " batched");
+                assertEquals(s.result().text(), streamed.get(i).toString());
+            }
+            // a request cancelled while it runs leaves the batch; the next one still runs
+            CountDownLatch first = new CountDownLatch(1);
+            CompletableFuture<Served> cancelled = pool.submit("tiny", ServeFixture.PROMPT,
+                    GenerationConfig.greedy(200).withStopOnEos(false), d -> first.countDown());
+            assertTrue(first.await(20, TimeUnit.SECONDS));
+            cancelled.cancel(false);
+            assertEquals(alone.get(keys.get(1)), pool.submit(models.get(1), prompts.get(1), GenerationConfig.greedy(5), QUIET)
+                    .get(30, TimeUnit.SECONDS).result().text());
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (pool.running() > 0 && System.nanoTime() < until) {
+                Thread.onSpinWait();
+            }
+            assertEquals(0, pool.running(), "the cancelled row left the batch");
+        }
+    }
 }
