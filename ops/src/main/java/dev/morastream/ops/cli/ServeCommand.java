@@ -2,7 +2,7 @@ package dev.morastream.ops.cli;
 
 import dev.morastream.ops.serve.HttpApi;
 import dev.morastream.ops.serve.Server;
-import dev.morastream.ops.serve.ServingPool;
+import dev.morastream.actors.serving.ServingPool;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;

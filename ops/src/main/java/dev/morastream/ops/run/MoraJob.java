@@ -12,7 +12,7 @@ import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.train.PseudoRehearsal;
 import dev.morastream.models.train.TrainerCheckpoint;
 import dev.morastream.ops.metrics.Metrics;
-import dev.morastream.ops.serve.ServingPool;
+import dev.morastream.actors.serving.ServingPool;
 import dev.morastream.streams.BatchSink;
 import dev.morastream.streams.StreamStats;
 import dev.morastream.streams.TrainingStream;
@@ -189,7 +189,8 @@ public final class MoraJob implements AutoCloseable {
             timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(kafka.admin(), k.groupId(), k.topics()), 0,
                     k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
         }
-        timers.scheduleWithFixedDelay(() -> progress.status(stats, trainers.keySet(), serving.pool()), 10, 10, TimeUnit.SECONDS);
+        List<String> shown = List.copyOf(cfg.stream().decoder().domains());
+        timers.scheduleWithFixedDelay(() -> progress.status(stats, !trainers.isEmpty(), shown, serving.pool()), 10, 10, TimeUnit.SECONDS);
 
         String url = serving.url();
         progress.say("serving the OpenAI-compatible API on " + url + "/v1 (models: " + url + "/v1/models, metrics: " + url + "/metrics)");
@@ -217,7 +218,7 @@ public final class MoraJob implements AutoCloseable {
         for (String d : trained) {
             writers.put(d, kafka.openState("registry." + d));
         }
-        progress.say("state store: topic " + cfg.kafka().stateTopic() + " (adapter versions and aliases for the other nodes)");
+        progress.say("state store: topic " + cfg.kafka().stateTopic() + " (the adapter versions and aliases every node reaches)");
         return new RegistryReplica(reader, d -> writers.computeIfAbsent(d, x -> kafka.openState("registry." + x)));
     }
 
@@ -258,6 +259,13 @@ public final class MoraJob implements AutoCloseable {
     private void onEvent(MoraEvent e) {
         jobMetrics.on(e);
         progress.on(e);
+        if (e instanceof MoraEvent.MemberChanged m && m.status().equals("up") && !m.self() && m.roles().contains("trainer")
+                && !trainers.isEmpty()) {
+            // not sharded yet: both nodes would train their own lineage of the same domains from half the partitions each
+            log.warn("another trainer node joined: {}", m.address());
+            progress.say("WARNING: " + m.address() + " has the trainer role too; one trainer node per cluster is supported for now"
+                    + " (the other nodes: --roles serving). Its exports fence this node's: see docs/operations.md, Running a cluster");
+        }
     }
 
     /** What the guardian reports, on its thread: metrics and console at once, serving swaps on {@link #blocking}. */

@@ -1,7 +1,7 @@
 package dev.morastream.ops.run;
 
 import dev.morastream.actors.events.MoraEvent;
-import dev.morastream.ops.serve.ServingPool;
+import dev.morastream.actors.serving.ServingPool;
 import dev.morastream.streams.StreamStats;
 import java.time.LocalTime;
 import java.time.format.DateTimeFormatter;
@@ -67,9 +67,13 @@ final class Progress {
         return worst == null ? "" : " (" + worst + ")";
     }
 
-    void status(StreamStats stats, Collection<String> domains, ServingPool pool) {
-        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "records: %d consumed, %d trained, %d dead-lettered",
-                stats.decoded.get(), stats.recordsTrained.get(), stats.rejected.get()));
+    /**
+     * @param trains whether this node trains (else the line is only what it serves)
+     * @param domains the domains whose serving version is shown
+     */
+    void status(StreamStats stats, boolean trains, Collection<String> domains, ServingPool pool) {
+        StringBuilder sb = new StringBuilder(trains ? String.format(Locale.ROOT, "records: %d consumed, %d trained, %d dead-lettered",
+                stats.decoded.get(), stats.recordsTrained.get(), stats.rejected.get()) : "serving node");
         loss.forEach((d, v) -> sb.append(String.format(Locale.ROOT, " | %s: step %d, loss %.3f", d, (long) v[0], v[1])));
         for (String d : domains) {
             sb.append(" | serving ").append(pool.serving(d).map(Object::toString).orElse(d + ": base"));

@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.actors.registry.RegistryReplica;
-import dev.morastream.ops.serve.ServingPool;
+import dev.morastream.actors.serving.ServingPool;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -53,6 +53,7 @@ public final class PromotionFollower implements AutoCloseable {
     private final Thread thread;
     private volatile KafkaConsumer<String, String> consumer;
     private volatile boolean closed;
+    private final Instant started = Instant.now();
 
     private record Pending(AdapterVersion version, Instant decided, int attempts, long nextTry) {}
 
@@ -159,10 +160,15 @@ public final class PromotionFollower implements AutoCloseable {
                 pool.swap(p.version());
                 pending.remove(domain);
                 Duration lag = Duration.between(p.decided(), Instant.now());
-                Timer.builder("mora.follow.lag").description("From a promotion on another node to serving it here")
-                        .tag("domain", domain).register(meters).record(Math.max(0, lag.toNanos()), TimeUnit.NANOSECONDS);
-                say.accept(String.format(java.util.Locale.ROOT, "following: now serving %s as model '%s' (%.1f s after the decision)",
-                        p.version(), domain, lag.toMillis() / 1e3));
+                if (p.decided().isBefore(started)) {
+                    // decided before this node started: serving it at once is the point, not a lag
+                    say.accept("following: now serving " + p.version() + " as model '" + domain + "' (its alias since " + p.decided() + ")");
+                } else {
+                    Timer.builder("mora.follow.lag").description("From a promotion on another node to serving it here")
+                            .tag("domain", domain).register(meters).record(Math.max(0, lag.toNanos()), TimeUnit.NANOSECONDS);
+                    say.accept(String.format(java.util.Locale.ROOT, "following: now serving %s as model '%s' (%.1f s after the decision)",
+                            p.version(), domain, lag.toMillis() / 1e3));
+                }
             } catch (Exception ex) {
                 int attempts = p.attempts() + 1;
                 long delayMs = Math.min(5_000L, 250L << Math.min(5, attempts - 1)); // a late version is served within ~5 s

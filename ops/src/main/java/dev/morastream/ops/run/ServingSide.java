@@ -5,7 +5,7 @@ import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.ops.metrics.Metrics;
 import dev.morastream.ops.serve.ChatTemplate;
 import dev.morastream.ops.serve.HttpApi;
-import dev.morastream.ops.serve.ServingPool;
+import dev.morastream.actors.serving.ServingPool;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;

@@ -1,5 +1,6 @@
 package dev.morastream.ops.serve;
 
+import dev.morastream.actors.serving.Served;
 import dev.morastream.models.generate.GenerationResult;
 import dev.morastream.models.generate.TokenLogprob;
 import dev.morastream.models.tokenizer.TextTokenizer;

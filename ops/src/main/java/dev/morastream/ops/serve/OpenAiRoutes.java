@@ -1,5 +1,7 @@
 package dev.morastream.ops.serve;
 
+import dev.morastream.actors.serving.Served;
+import dev.morastream.actors.serving.ServingPool;
 import static dev.morastream.ops.serve.Responses.error;
 import static dev.morastream.ops.serve.Responses.json;
 

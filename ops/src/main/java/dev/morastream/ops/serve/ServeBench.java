@@ -1,5 +1,6 @@
 package dev.morastream.ops.serve;
 
+import dev.morastream.actors.serving.ServingPool;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;

@@ -1,5 +1,6 @@
 package dev.morastream.ops.serve;
 
+import dev.morastream.actors.serving.ServingPool;
 import ai.djl.ndarray.NDManager;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.models.llama.LlamaModel;

@@ -1,5 +1,6 @@
 package dev.morastream.ops.serve;
 
+import dev.morastream.actors.serving.ServingPool;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;

@@ -1,5 +1,7 @@
 package dev.morastream.ops.serve;
 
+import dev.morastream.actors.serving.Served;
+import dev.morastream.actors.serving.ServingPool;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;

@@ -1,4 +1,4 @@
-package dev.morastream.ops.serve;
+package dev.morastream.actors.serving;
 
 import dev.morastream.models.generate.DecodeBatch;
 import java.util.ArrayDeque;

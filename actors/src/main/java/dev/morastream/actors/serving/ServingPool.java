@@ -1,4 +1,4 @@
-package dev.morastream.ops.serve;
+package dev.morastream.actors.serving;
 
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;

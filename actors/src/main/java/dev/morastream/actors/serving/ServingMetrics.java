@@ -1,4 +1,4 @@
-package dev.morastream.ops.serve;
+package dev.morastream.actors.serving;
 
 import dev.morastream.models.generate.GenerationResult;
 import io.micrometer.core.instrument.Counter;
