@@ -24,7 +24,8 @@ import org.junit.jupiter.api.io.TempDir;
  * with its own data directory: node A (trainer + serving) starts the cluster, node B (serving only)
  * joins it through A as seed node. Each sees the other up (console, {@code mora_cluster_members});
  * only A trains; B serves. When A promotes a version, B fetches it from the state store and serves
- * it within 5 s of the decision, with a client loop against B failing no request; a serving node C
+ * it within 5 s of the decision, with a client loop against B failing no request; an admin promote
+ * sent to B reaches A's supervisor (a message across nodes, and its reply); a serving node C
  * that starts afterwards serves the promoted version at once. A leaves gracefully on SIGTERM; B sees
  * it removed and goes on serving.
  */
@@ -58,7 +59,7 @@ class ClusterProcessTest {
                 "morastream.trainer.checkpoint-every-steps = 5", "morastream.evaluator.tasks-per-set = 1",
                 "morastream.evaluator.heldout-chars = 300", "morastream.promotion.memorization-margin = 0.2",
                 "morastream.promotion.downstream-tolerance = 1.0", "morastream.promotion.max-kl = 0",
-                "morastream.promotion.retention-tolerance = 10.0", ""));
+                "morastream.promotion.retention-tolerance = 10.0", "morastream.http.admin-token = cluster-admin", ""));
         int pa = freePort();
         int pb = freePort();
         String a = "pekko://morastream@127.0.0.1:" + pa;
@@ -121,6 +122,15 @@ class ClusterProcessTest {
         assertTrue(Double.parseDouble(lag.group(1)) <= 5.0, "B followed within 5 s of the decision: " + lag.group());
         following.set(true);
         await("B answers as " + version[0], Duration.ofSeconds(10), () -> servedBy(nodeB).equals(version[0]));
+
+        // an admin promote sent to B (which trains nothing) reaches A's supervisor across the cluster
+        var move = RunProcessTest.http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(nodeB.base() + "/v1/adapters/facts/promote"))
+                .header("Content-Type", "application/json").header("Authorization", "Bearer cluster-admin")
+                .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"version\":\"" + version[0] + "\"}")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, move.statusCode(), move.body());
+        await("A's supervisor decided B's admin move", Duration.ofSeconds(30),
+                () -> read(nodeA.out()).contains("facts -> " + version[0] + " (promote via the HTTP admin API"));
 
         // a serving node that starts now serves the current alias at once
         int pc = freePort();
