@@ -10,6 +10,7 @@ import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.actors.registry.RegistryReplica;
 import dev.morastream.actors.supervisor.PromotionPolicy;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
+import dev.morastream.actors.trainer.CheckpointReplica;
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
@@ -53,8 +54,15 @@ import org.apache.pekko.pattern.StatusReply;
  */
 public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
 
-    /** One trained domain: its trainer's settings and the copy of the base it trains on (its device). */
-    public record Domain(TrainerActor.Settings trainer, LlamaModel model) {
+    /**
+     * One trained domain: its trainer's settings, the copy of the base it trains on (its device),
+     * and where its checkpoints are exported ({@code null}: the local disk only).
+     */
+    public record Domain(TrainerActor.Settings trainer, LlamaModel model, CheckpointReplica checkpoints) {
+        public Domain(TrainerActor.Settings trainer, LlamaModel model) {
+            this(trainer, model, null);
+        }
+
         public String name() {
             return trainer.domain();
         }
@@ -163,7 +171,8 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
                 "supervisor", PromotionSupervisor.DISPATCHER);
         supervisor.tell(new PromotionSupervisor.Subscribe(ctx.messageAdapter(PromotionSupervisor.Event.class, Decision::new)));
         for (Domain d : s.domains()) {
-            ActorRef<TrainerActor.Command> t = ctx.spawn(TrainerActor.create(d.trainer(), d.model(), s.tokenizer(), registry, supervisor),
+            ActorRef<TrainerActor.Command> t = ctx.spawn(TrainerActor.create(d.trainer(), d.model(), s.tokenizer(), registry, supervisor,
+                    d.checkpoints()),
                     "trainer-" + d.name(), TrainerActor.DISPATCHER);
             ctx.watch(t);
             trainers.put(d.name(), t);

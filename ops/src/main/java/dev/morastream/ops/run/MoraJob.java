@@ -7,6 +7,7 @@ import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.actors.registry.RegistryReplica;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
+import dev.morastream.actors.trainer.CheckpointReplica;
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.train.PseudoRehearsal;
@@ -149,6 +150,16 @@ public final class MoraJob implements AutoCloseable {
             onEvent(new MoraEvent.StateRepaired(d.domain() == null ? "" : d.domain(), d.path().toString(), d.repair().id(), d.reason()));
         }
         RegistryReplica replica = cfg.cluster().enabled() ? replica(domains) : null;
+        Map<String, CheckpointReplica> exported = new HashMap<>();
+        if (cfg.cluster().enabled()) {
+            // a node without this domain's checkpoint (or with an older one) resumes from the cluster's
+            for (String d : domains) {
+                CheckpointReplica c = new CheckpointReplica(kafka.openState("trainer." + d));
+                exported.put(d, c);
+                c.restore(d, cfg.checkpoints(d)).ifPresent(dir -> progress.say("trainer " + d + ": restored checkpoint "
+                        + dir.getFileName() + " from the state store (none as new on this node's disk)"));
+            }
+        }
         // damaged checkpoints are set aside before the trainers and the stream both read them
         kafka.rewindGroup(recoverCheckpoints(domains));
 
@@ -158,7 +169,7 @@ public final class MoraJob implements AutoCloseable {
             JobConfig.Trainer t = cfg.trainer(d);
             trained.add(new JobGuardian.Domain(new TrainerActor.Settings(d, t.spec(), t.config(), cfg.checkpoints(d),
                     t.checkpointEverySteps(), t.checkpointEvery(), t.keepCheckpoints(), t.divergenceFactor(), t.divergenceWarmup(),
-                    t.backoffAfter(), t.backoff(), t.sampleFacts(), t.sampleTexts(), t.ledger()), models.forTrainer(i)));
+                    t.backoffAfter(), t.backoff(), t.sampleFacts(), t.sampleTexts(), t.ledger()), models.forTrainer(i), exported.get(d)));
             progress.say("trainer " + d + ": " + t.spec().label() + " on " + models.trainerDevice(i));
         }
         JobGuardian.Settings gs = new JobGuardian.Settings(trained, models.model(), models.tokenizer(),
