@@ -27,7 +27,9 @@ import org.junit.jupiter.api.io.TempDir;
  * it within 5 s of the decision, with a client loop against B failing no request; an admin promote
  * sent to B reaches A's supervisor (a message across nodes, and its reply); a serving node C
  * that starts afterwards serves the promoted version at once. A leaves gracefully on SIGTERM; B sees
- * it removed and goes on serving.
+ * it removed and goes on serving. A trainer node A2 with an empty disk takes A's place: it restores
+ * A's last checkpoint from the state store, and every record of the stream ends up trained exactly
+ * once across A and A2 (the ledger).
  */
 class ClusterProcessTest {
     @TempDir
@@ -56,7 +58,7 @@ class ClusterProcessTest {
         Path config = tmp.resolve("cluster.conf");
         Files.writeString(config, String.join("\n", "morastream.kafka.topics = [facts-in]", "morastream.stream.domains = [facts]",
                 "morastream.stream.default-domain = facts", "morastream.stream.idle-flush = 1s", "morastream.trainer.lr = 3e-3",
-                "morastream.trainer.checkpoint-every-steps = 5", "morastream.evaluator.tasks-per-set = 1",
+                "morastream.trainer.checkpoint-every-steps = 5", "morastream.trainer.checkpoint-every = 2s", "morastream.evaluator.tasks-per-set = 1",
                 "morastream.evaluator.heldout-chars = 300", "morastream.promotion.memorization-margin = 0.2",
                 "morastream.promotion.downstream-tolerance = 1.0", "morastream.promotion.max-kl = 0",
                 "morastream.promotion.retention-tolerance = 10.0", "morastream.http.admin-token = cluster-admin", ""));
@@ -151,6 +153,24 @@ class ClusterProcessTest {
         await("B counts one member up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{node=\"127.0.0.1:" + pb + "\",status=\"up\"} 1.0"));
         assertTrue(nodeB.process().isAlive(), "B goes on");
         assertEquals(200, status(nodeB, "/v1/models"), "B still serves");
+
+        // the trainer moves to a node with an empty disk: it resumes from the checkpoint A exported when it
+        // left, and in the end every record produced is in the ledger once, across both nodes' training
+        List<String> trainedByA = dev.morastream.actors.trainer.TrainerActor.ledger(tmp.resolve("a").resolve("checkpoints").resolve("facts"));
+        produce(kafka, 300, 100);
+        RunProcessTest.Run nodeA2 = RunProcessTest.start(tmp, processes, kafka, config, "a2", tmp.resolve("a2"),
+                "--cluster-port", String.valueOf(freePort()), "--seed-nodes", "127.0.0.1:" + pb, "--roles", "trainer,serving");
+        assertTrue(read(nodeA2.out()).contains("trainer facts: restored checkpoint step-"), read(nodeA2.out()));
+        Path ledger2 = tmp.resolve("a2").resolve("checkpoints").resolve("facts");
+        await("the moved trainer trains the rest", Duration.ofMinutes(3), () -> RunProcessTest.ledgerSize(ledger2) >= 400);
+        List<String> all = dev.morastream.actors.trainer.TrainerActor.ledger(ledger2);
+        assertEquals(all.size(), new java.util.HashSet<>(all).size(), "a record trained twice");
+        assertEquals(java.util.stream.IntStream.range(0, 400).mapToObj(i -> "r-" + i).collect(java.util.stream.Collectors.toSet()),
+                new java.util.HashSet<>(all), "every record produced, once");
+        assertEquals(trainedByA, all.subList(0, trainedByA.size()), "A's lineage goes on where A left it");
+        nodeA2.process().destroy();
+        assertTrue(nodeA2.process().waitFor(120, TimeUnit.SECONDS), "A2 did not stop");
+        assertEquals(0, nodeA2.process().exitValue(), read(nodeA2.out()));
 
         nodeB.process().destroy();
         assertTrue(nodeB.process().waitFor(120, TimeUnit.SECONDS), "B did not stop");
