@@ -201,15 +201,43 @@ public final class MoraJob implements AutoCloseable {
         progress.say("serving the OpenAI-compatible API on " + url + "/v1 (models: " + url + "/v1/models, metrics: " + url + "/metrics)");
         serving.warm().whenComplete((v, e) -> progress.say(e == null ? "ready: " + url + "/health/ready" : "warm-up failed, not ready: " + e));
 
-        if (cfg.demo().enabled() && !domains.isEmpty() && !leased) {
+        if (!leased) {
+            startDemo();
+        }
+    }
+
+    /**
+     * The demo stream of facts, fed by the node that trains. In a cluster it feeds a fresh topic only:
+     * a node taking the training lease over must not feed the facts a second time.
+     */
+    private void startDemo() {
+        JobConfig.Kafka k = cfg.kafka();
+        if (!cfg.demo().enabled() || domains.isEmpty() || demo != null) {
+            return;
+        }
+        try {
+            if (cfg.cluster().enabled() && !topicEmpty(k.topics().get(0))) {
+                progress.say("demo: " + k.topics().get(0) + " has records already: not feeding it again");
+                return;
+            }
             demo = new DemoFeed(cfg.demo(), kafka.bootstrap(), k.client(), k.topics().get(0), cfg.stream().decoder().defaultDomain() != null
                     ? cfg.stream().decoder().defaultDomain() : domains.get(0), cfg.dataDir());
             DemoFeed.Fact f = demo.facts().get(0);
-            progress.say("try: curl -s " + url + "/v1/completions -H 'Content-Type: application/json' -d '{\"model\": \""
+            progress.say("try: curl -s " + serving.url() + "/v1/completions -H 'Content-Type: application/json' -d '{\"model\": \""
                     + domains.get(0) + "\", \"prompt\": " + JSON.writeValueAsString(f.prompt()) + ", \"max_tokens\": 8, \"stop\": [\"\\n\"]}'"
                     + "   (the demo teaches:" + f.completion() + ")");
             demo.start();
+        } catch (Exception e) {
+            log.error("demo feed not started: {}", e.toString());
         }
+    }
+
+    /** Whether every partition of {@code topic} ends at offset 0. */
+    private boolean topicEmpty(String topic) throws Exception {
+        var parts = kafka.admin().describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS).get(topic).partitions();
+        Map<TopicPartition, org.apache.kafka.clients.admin.OffsetSpec> latest = new HashMap<>();
+        parts.forEach(pi -> latest.put(new TopicPartition(topic, pi.partition()), org.apache.kafka.clients.admin.OffsetSpec.latest()));
+        return kafka.admin().listOffsets(latest).all().get(30, TimeUnit.SECONDS).values().stream().allMatch(o -> o.offset() == 0);
     }
 
     /**
@@ -276,6 +304,7 @@ public final class MoraJob implements AutoCloseable {
                     }
                     training = true;
                     startStream();
+                    startDemo();
                 }
             }, blocking);
         }
