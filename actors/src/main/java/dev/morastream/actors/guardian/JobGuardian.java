@@ -10,6 +10,7 @@ import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.actors.registry.RegistryReplica;
 import dev.morastream.actors.supervisor.PromotionPolicy;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
+import dev.morastream.actors.trainer.CheckpointReplica;
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
@@ -53,8 +54,15 @@ import org.apache.pekko.pattern.StatusReply;
  */
 public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
 
-    /** One trained domain: its trainer's settings and the copy of the base it trains on (its device). */
-    public record Domain(TrainerActor.Settings trainer, LlamaModel model) {
+    /**
+     * One trained domain: its trainer's settings, the copy of the base it trains on (its device),
+     * and where its checkpoints are exported ({@code null}: the local disk only).
+     */
+    public record Domain(TrainerActor.Settings trainer, LlamaModel model, CheckpointReplica checkpoints) {
+        public Domain(TrainerActor.Settings trainer, LlamaModel model) {
+            this(trainer, model, null);
+        }
+
         public String name() {
             return trainer.domain();
         }
@@ -107,7 +115,10 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     public record MoveAlias(AdapterVersion to, boolean rollback, String reason, ActorRef<StatusReply<AdapterVersion>> replyTo)
             implements Command, CborSerializable {}
 
-    /** Graceful stop: every live trainer writes its final checkpoint; answered when all did (or failed to). */
+    /**
+     * Graceful stop of training: every live trainer writes its final checkpoint; answered when all
+     * did (or failed to); then the training actors stop (a {@link StartTraining} may start them again).
+     */
     public record Stop(Duration timeout, ActorRef<Stopped> replyTo) implements Command {}
 
     /**
@@ -129,7 +140,9 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     private final Hooks hooks;
     private final Map<String, ActorRef<TrainerActor.Command>> trainers = new LinkedHashMap<>();
     private final Map<ActorRef<?>, String> domainOf = new LinkedHashMap<>();
-    private final ActorRef<PromotionSupervisor.Command> supervisor; // null: this node decides nothing
+    private ActorRef<PromotionSupervisor.Command> supervisor; // null: this node decides nothing (now)
+    private final List<ActorRef<?>> trainingActors = new java.util.ArrayList<>(); // registry, evaluator, supervisor
+    private int generation; // of the training actors: names stay unique when training starts again
     private final Set<String> lost = new HashSet<>();
     private ActorRef<Stopped> stopReply;
     private final Map<String, Optional<Path>> stoppedWith = new LinkedHashMap<>();
@@ -140,31 +153,54 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
         return ServiceKey.create(Command.class, "mora-decides-" + AdapterVersion.checkDomain(domain));
     }
 
+    /** A guardian that trains {@code settings}' domains from the start (one node, or a test). */
     public static Behavior<Command> create(Settings settings, Hooks hooks) {
-        return Behaviors.setup(ctx -> new JobGuardian(ctx, settings, hooks));
+        return Behaviors.setup(ctx -> {
+            JobGuardian g = new JobGuardian(ctx, hooks);
+            g.startTraining(settings);
+            return g;
+        });
     }
 
-    private JobGuardian(ActorContext<Command> ctx, Settings s, Hooks hooks) {
+    /** A guardian that trains nothing until {@link StartTraining} (a cluster node waiting for the training lease). */
+    public static Behavior<Command> create(Hooks hooks) {
+        return Behaviors.setup(ctx -> new JobGuardian(ctx, hooks));
+    }
+
+    /**
+     * Spawns the training actors of {@code settings} (registry, evaluator, supervisor, one trainer per
+     * domain) when none run; answered with the trainers. After a {@link Stop} they are gone and this
+     * starts them again.
+     */
+    public record StartTraining(Settings settings, ActorRef<Map<String, ActorRef<TrainerActor.Command>>> replyTo) implements Command {}
+
+    private JobGuardian(ActorContext<Command> ctx, Hooks hooks) {
         super(ctx);
         this.hooks = hooks;
         ctx.getSystem().eventStream().tell(new EventStream.Subscribe<>(MoraEvent.class, ctx.messageAdapter(MoraEvent.class, Event::new)));
         if (ClusterWatch.clustered(ctx.getSystem())) {
             ctx.spawn(ClusterWatch.create(), "cluster-watch");
         }
-        if (s.domains().isEmpty()) {
-            supervisor = null;
+    }
+
+    private void startTraining(Settings s) {
+        if (s.domains().isEmpty() || !trainers.isEmpty()) {
             return;
         }
-        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(AdapterRegistryActor.create(s.registry(), s.replica()), "registry",
+        ActorContext<Command> ctx = getContext();
+        String g = generation++ == 0 ? "" : "-" + generation;
+        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(AdapterRegistryActor.create(s.registry(), s.replica()), "registry" + g,
                 DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
         ActorRef<EvaluatorActor.Command> evaluator = ctx.spawn(EvaluatorActor.create(s.evalModel(), s.tokenizer(), s.evaluator()),
-                "evaluator", EvaluatorActor.DISPATCHER);
+                "evaluator" + g, EvaluatorActor.DISPATCHER);
         supervisor = ctx.spawn(PromotionSupervisor.create(registry, evaluator, s.policies(), s.auditLog(), s.evalTimeout()),
-                "supervisor", PromotionSupervisor.DISPATCHER);
+                "supervisor" + g, PromotionSupervisor.DISPATCHER);
         supervisor.tell(new PromotionSupervisor.Subscribe(ctx.messageAdapter(PromotionSupervisor.Event.class, Decision::new)));
+        trainingActors.addAll(List.of(registry, evaluator, supervisor));
         for (Domain d : s.domains()) {
-            ActorRef<TrainerActor.Command> t = ctx.spawn(TrainerActor.create(d.trainer(), d.model(), s.tokenizer(), registry, supervisor),
-                    "trainer-" + d.name(), TrainerActor.DISPATCHER);
+            ActorRef<TrainerActor.Command> t = ctx.spawn(TrainerActor.create(d.trainer(), d.model(), s.tokenizer(), registry, supervisor,
+                    d.checkpoints()),
+                    "trainer-" + d.name() + g, TrainerActor.DISPATCHER);
             ctx.watch(t);
             trainers.put(d.name(), t);
             domainOf.put(t, d.name());
@@ -172,10 +208,35 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
         }
     }
 
+    /** After a stop: the training actors go, the domains are no longer decided here, and training may start again. */
+    private void releaseTraining() {
+        for (String d : trainers.keySet()) {
+            getContext().getSystem().receptionist().tell(Receptionist.deregister(decides(d), getContext().getSelf()));
+        }
+        trainers.values().forEach(getContext()::unwatch);
+        trainingActors.forEach(getContext()::stop);
+        trainingActors.clear();
+        trainers.clear();
+        domainOf.clear();
+        lost.clear();
+        supervisor = null;
+        stopReply = null;
+        stoppedWith.clear();
+        stopFailures.clear();
+    }
+
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(GetTrainers.class, m -> {
+                    m.replyTo().tell(Map.copyOf(trainers));
+                    return this;
+                })
+                .onMessage(StartTraining.class, m -> {
+                    if (stopReply != null) {
+                        getContext().getLog().warn("training asked to start while it stops: it starts after the stop");
+                    }
+                    startTraining(m.settings());
                     m.replyTo().tell(Map.copyOf(trainers));
                     return this;
                 })
@@ -261,6 +322,7 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     private Behavior<Command> maybeStopped() {
         if (stopReply != null && stoppedWith.size() + stopFailures.size() == trainers.size()) {
             stopReply.tell(new Stopped(Map.copyOf(stoppedWith), Map.copyOf(stopFailures)));
+            releaseTraining();
         }
         return this;
     }

@@ -132,6 +132,16 @@ public final class RegistryReplica {
             keys = reader.keys(prefix(v));
         }
         if (!keys.contains(prefix(v) + "version.json")) {
+            Map<String, String> damaged = new TreeMap<>();
+            reader.damaged().forEach((k, why) -> {
+                if (k.startsWith(prefix(v))) {
+                    damaged.put(k, why);
+                }
+            });
+            if (!damaged.isEmpty()) {
+                throw new IOException(v + " is damaged in the state store (" + damaged + "); it is served nowhere new until its node"
+                        + " exports it again");
+            }
             return Optional.empty();
         }
         Map<String, byte[]> files = reader.getAll(keys);

@@ -212,6 +212,7 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
 
     private final Settings s;
     private final LlamaModel model;
+    private final CheckpointReplica replica; // null: the local disk is all there is
     private final TextTokenizer tok;
     private final ActorRef<AdapterRegistryActor.Command> registry;
     private final ActorRef<PromotionSupervisor.Command> supervisor;
@@ -237,10 +238,17 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
     public static Behavior<Command> create(Settings s, LlamaModel model, TextTokenizer tok,
                                            ActorRef<AdapterRegistryActor.Command> registry,
                                            ActorRef<PromotionSupervisor.Command> supervisor) {
+        return create(s, model, tok, registry, supervisor, null);
+    }
+
+    /** As above, and each checkpoint is exported to {@code replica} too (the cluster's state store; {@code null}: none). */
+    public static Behavior<Command> create(Settings s, LlamaModel model, TextTokenizer tok,
+                                           ActorRef<AdapterRegistryActor.Command> registry,
+                                           ActorRef<PromotionSupervisor.Command> supervisor, CheckpointReplica replica) {
         return Behaviors.setup(outer -> {
             Health health = new Health();
             Behavior<Command> inner = Behaviors.setup(ctx -> Behaviors.withTimers(
-                    timers -> new TrainerActor(ctx, timers, s, model, tok, registry, supervisor, health)));
+                    timers -> new TrainerActor(ctx, timers, s, model, tok, registry, supervisor, health, replica)));
             return Behaviors.supervise(inner).onFailure(Exception.class,
                     SupervisorStrategy.restart().withLimit(10, Duration.ofMinutes(1)).withLoggingEnabled(false));
         });
@@ -293,11 +301,12 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
 
     private TrainerActor(ActorContext<Command> ctx, TimerScheduler<Command> timers, Settings s, LlamaModel model,
                          TextTokenizer tok, ActorRef<AdapterRegistryActor.Command> registry,
-                         ActorRef<PromotionSupervisor.Command> supervisor, Health health) {
+                         ActorRef<PromotionSupervisor.Command> supervisor, Health health, CheckpointReplica replica) {
         super(ctx);
         Autograd.off();
         this.s = s;
         this.model = model;
+        this.replica = replica;
         this.tok = tok;
         this.registry = registry;
         this.supervisor = supervisor;
@@ -519,6 +528,16 @@ public final class TrainerActor extends AbstractBehavior<TrainerActor.Command> {
             throw new UncheckedIOException("trainer " + s.domain() + ": checkpoint failed", e);
         }
         savedStep = trainer.step();
+        if (replica != null) {
+            try {
+                replica.export(s.domain(), dir, s.ledger() ? s.ledgerFile() : null);
+            } catch (Exception e) {
+                // the local checkpoint is durable: training goes on; a node that replaces this one
+                // resumes from the last export and trains the records since then again
+                getContext().getLog().error("trainer {}: checkpoint {} NOT exported to the state store: {}", s.domain(),
+                        dir.getFileName(), e.toString());
+            }
+        }
         MoraEvent.publish(getContext().getSystem(), new MoraEvent.Checkpointed(s.domain(), savedStep, System.nanoTime() - t0));
         Map<TopicPartition, Long> offsets = new HashMap<>();
         resume.forEach((tp, p) -> offsets.put(tp, p.offset()));

@@ -71,7 +71,11 @@ class TrainerActorTest extends TinyModelFixture {
     }
 
     BatchSink spawn(TrainerActor.Settings s) {
-        trainer = kit.spawn(TrainerActor.create(s, model, tok, registry, supervisor.getRef()), "trainer-" + System.nanoTime(),
+        return spawn(s, null);
+    }
+
+    BatchSink spawn(TrainerActor.Settings s, CheckpointReplica replica) {
+        trainer = kit.spawn(TrainerActor.create(s, model, tok, registry, supervisor.getRef(), replica), "trainer-" + System.nanoTime(),
                 TrainerActor.DISPATCHER);
         return TrainerActor.sink(trainer, Duration.ofSeconds(20), kit.scheduler(), kit.system().executionContext());
     }
@@ -227,6 +231,34 @@ class TrainerActorTest extends TinyModelFixture {
         spawn(settings(2, 1000).withLedger(true));
         askStep(packed(text()));
         assertEquals(List.of("a", "b", "c", "d", "e"), TrainerActor.ledger(ckpt));
+    }
+
+    @Test
+    void anExportedCheckpointOutlivesItsDiskAndANewNodeResumesFromIt() throws Exception {
+        CheckpointReplica replica = new CheckpointReplica(new dev.morastream.streams.state.InMemoryStateStore());
+        BatchSink sink = spawn(settings(2, 1000).withLedger(true), replica);
+        train(sink, packed(text(), "a", "b"));
+        train(sink, packed(text(), "c")); // step 2: checkpoint, exported
+        train(sink, packed(text(), "d")); // step 3: only in memory
+        kit.stop(trainer);
+        assertEquals(java.util.Optional.of(2L), replica.exportedStep("news"));
+        // the same disk: nothing to restore (it has that checkpoint)
+        assertTrue(replica.restore("news", tmp.resolve("ckpt")).isEmpty());
+
+        // another node, an empty disk: it restores the checkpoint, its offsets and its ledger, and goes on from step 3
+        Path other = tmp.resolve("other-node");
+        assertEquals("step-00000002", replica.restore("news", other).orElseThrow().getFileName().toString());
+        assertEquals(TrainerActor.resumePoints(tmp.resolve("ckpt")), TrainerActor.resumePoints(other));
+        assertEquals(List.of("a", "b", "c"), TrainerActor.ledger(other));
+        BatchSink there = spawn(TrainerActor.Settings.of("news", AdapterSpec.mora(8, MoraVariant.ROTATION), TrainerConfig.constant(1e-3),
+                other).withCheckpointEvery(2, null).withDivergence(3.0, 1000, 2, 0.5).withLedger(true), replica);
+        assertEquals(3, askStep(packed(text(), "d")).step().step());
+        train(there, packed(text(), "e")); // step 4: checkpoint, exported from the new node
+        assertEquals(List.of("a", "b", "c", "d", "e"), TrainerActor.ledger(other));
+        assertEquals(java.util.Optional.of(4L), replica.exportedStep("news"));
+        // the old disk is behind now: it restores the newer export
+        assertEquals("step-00000004", replica.restore("news", tmp.resolve("ckpt")).orElseThrow().getFileName().toString());
+        assertEquals(List.of("a", "b", "c", "d", "e"), TrainerActor.ledger(tmp.resolve("ckpt")));
     }
 
     @Test

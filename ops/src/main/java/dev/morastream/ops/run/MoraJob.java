@@ -2,11 +2,13 @@ package dev.morastream.ops.run;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.morastream.actors.events.MoraEvent;
+import dev.morastream.actors.cluster.TrainingLease;
 import dev.morastream.actors.guardian.JobGuardian;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
 import dev.morastream.actors.registry.RegistryReplica;
 import dev.morastream.actors.supervisor.PromotionSupervisor;
+import dev.morastream.actors.trainer.CheckpointReplica;
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.train.PseudoRehearsal;
@@ -85,11 +87,17 @@ public final class MoraJob implements AutoCloseable {
     private JobMetrics jobMetrics;
     private ActorSystem<JobGuardian.Command> system;
     private Materializer materializer;
-    private Map<String, ActorRef<TrainerActor.Command>> trainers = Map.of();
+    private volatile Map<String, ActorRef<TrainerActor.Command>> trainers = Map.of();
     private PseudoRehearsal.Rows rehearsal; // computed once, reused by every stream restart
     private ServingSide serving;
     private DemoFeed demo;
     private PromotionFollower follower;
+    private List<String> domains = List.of(); // trained by this node (when it holds the training lease, in a cluster)
+    private RegistryReplica replica; // the cluster's view of the registry; null: one node
+    private final Map<String, StateStore> writers = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Object trainingLock = new Object(); // taken before streamLock, never inside it
+    private final Object streamLock = new Object();
+    private volatile boolean training; // the stream and trainers run here (false: a restart of the stream does not happen)
     private volatile Consumer.DrainingControl<Done> control;
     private volatile boolean stopping;
     private boolean closed;
@@ -148,23 +156,13 @@ public final class MoraJob implements AutoCloseable {
         for (AdapterRegistry.Damage d : servingRegistry.recovery()) {
             onEvent(new MoraEvent.StateRepaired(d.domain() == null ? "" : d.domain(), d.path().toString(), d.repair().id(), d.reason()));
         }
-        RegistryReplica replica = cfg.cluster().enabled() ? replica(domains) : null;
-        // damaged checkpoints are set aside before the trainers and the stream both read them
-        kafka.rewindGroup(recoverCheckpoints(domains));
-
-        List<JobGuardian.Domain> trained = new ArrayList<>();
-        for (int i = 0; i < domains.size(); i++) {
-            String d = domains.get(i);
-            JobConfig.Trainer t = cfg.trainer(d);
-            trained.add(new JobGuardian.Domain(new TrainerActor.Settings(d, t.spec(), t.config(), cfg.checkpoints(d),
-                    t.checkpointEverySteps(), t.checkpointEvery(), t.keepCheckpoints(), t.divergenceFactor(), t.divergenceWarmup(),
-                    t.backoffAfter(), t.backoff(), t.sampleFacts(), t.sampleTexts(), t.ledger()), models.forTrainer(i)));
-            progress.say("trainer " + d + ": " + t.spec().label() + " on " + models.trainerDevice(i));
-        }
-        JobGuardian.Settings gs = new JobGuardian.Settings(trained, models.model(), models.tokenizer(),
-                JobData.evaluatorSettings(cfg, models.model()), new AdapterRegistry(cfg.registryDir(), cfg.registryKeep()), replica, cfg::promotion,
-                cfg.auditLog(), cfg.evaluator().timeout());
-        system = ActorSystem.create(JobGuardian.create(gs, new Hooks()), "morastream", cfg.actorSystemConfig("morastream"));
+        this.domains = domains;
+        // in a cluster, the state store: its reader here, the domains' writers where training runs
+        replica = cfg.cluster().enabled() ? new RegistryReplica(kafka.openState(null), this::registryWriter) : null;
+        boolean leased = cfg.cluster().enabled() && !domains.isEmpty();
+        JobGuardian.Settings gs = leased ? null : trainingSettings();
+        system = ActorSystem.create(leased ? JobGuardian.create(new Hooks()) : JobGuardian.create(gs, new Hooks()), "morastream",
+                cfg.actorSystemConfig("morastream"));
         system.getWhenTerminated().thenRun(() -> {
             if (!stopping) {
                 progress.say("the actor system stopped unexpectedly; stopping the job");
@@ -185,9 +183,16 @@ public final class MoraJob implements AutoCloseable {
 
         JobConfig.Kafka k = cfg.kafka();
         if (!domains.isEmpty()) {
-            startStream();
             timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(kafka.admin(), k.groupId(), k.topics()), 0,
                     k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
+        }
+        if (leased) {
+            // the oldest trainer node of the cluster trains; the others stand by (and serve, when they do)
+            progress.say("training: waiting for the cluster's training lease (the oldest trainer node trains every domain)");
+            TrainingLease.init(system, new Lease());
+        } else if (!domains.isEmpty()) {
+            training = true;
+            startStream();
         }
         List<String> shown = List.copyOf(cfg.stream().decoder().domains());
         timers.scheduleWithFixedDelay(() -> progress.status(stats, !trainers.isEmpty(), shown, serving.pool()), 10, 10, TimeUnit.SECONDS);
@@ -196,7 +201,7 @@ public final class MoraJob implements AutoCloseable {
         progress.say("serving the OpenAI-compatible API on " + url + "/v1 (models: " + url + "/v1/models, metrics: " + url + "/metrics)");
         serving.warm().whenComplete((v, e) -> progress.say(e == null ? "ready: " + url + "/health/ready" : "warm-up failed, not ready: " + e));
 
-        if (cfg.demo().enabled() && !domains.isEmpty()) {
+        if (cfg.demo().enabled() && !domains.isEmpty() && !leased) {
             demo = new DemoFeed(cfg.demo(), kafka.bootstrap(), k.client(), k.topics().get(0), cfg.stream().decoder().defaultDomain() != null
                     ? cfg.stream().decoder().defaultDomain() : domains.get(0), cfg.dataDir());
             DemoFeed.Fact f = demo.facts().get(0);
@@ -208,18 +213,80 @@ public final class MoraJob implements AutoCloseable {
     }
 
     /**
-     * The registry as other nodes see it, in the cluster's state store: one writer per trained
-     * domain (its identity fences another node exporting the same lineage), opened now so that a
-     * store that cannot be reached fails the start.
+     * What training needs, made ready: in a cluster, the domains' state-store writers opened (which
+     * fences a previous holder's) and each domain's exported checkpoint restored when this disk has
+     * none as new; then damaged checkpoints are set aside (before the trainers and the stream read
+     * them) and the group rewound where a domain fell back.
      */
-    private RegistryReplica replica(List<String> trained) {
-        StateStore reader = kafka.openState(null);
-        Map<String, StateStore> writers = new java.util.concurrent.ConcurrentHashMap<>();
-        for (String d : trained) {
-            writers.put(d, kafka.openState("registry." + d));
+    private JobGuardian.Settings trainingSettings() throws IOException {
+        Map<String, CheckpointReplica> exported = new HashMap<>();
+        if (replica != null) {
+            for (String d : domains) {
+                registryWriter(d);
+                CheckpointReplica c = new CheckpointReplica(checkpointWriter(d));
+                exported.put(d, c);
+                c.restore(d, cfg.checkpoints(d)).ifPresent(dir -> progress.say("trainer " + d + ": restored checkpoint "
+                        + dir.getFileName() + " from the state store (none as new on this node's disk)"));
+            }
         }
-        progress.say("state store: topic " + cfg.kafka().stateTopic() + " (the adapter versions and aliases every node reaches)");
-        return new RegistryReplica(reader, d -> writers.computeIfAbsent(d, x -> kafka.openState("registry." + x)));
+        kafka.rewindGroup(recoverCheckpoints(domains));
+        List<JobGuardian.Domain> trained = new ArrayList<>();
+        for (int i = 0; i < domains.size(); i++) {
+            String d = domains.get(i);
+            JobConfig.Trainer t = cfg.trainer(d);
+            trained.add(new JobGuardian.Domain(new TrainerActor.Settings(d, t.spec(), t.config(), cfg.checkpoints(d),
+                    t.checkpointEverySteps(), t.checkpointEvery(), t.keepCheckpoints(), t.divergenceFactor(), t.divergenceWarmup(),
+                    t.backoffAfter(), t.backoff(), t.sampleFacts(), t.sampleTexts(), t.ledger()), models.forTrainer(i), exported.get(d)));
+            progress.say("trainer " + d + ": " + t.spec().label() + " on " + models.trainerDevice(i));
+        }
+        return new JobGuardian.Settings(trained, models.model(), models.tokenizer(), JobData.evaluatorSettings(cfg, models.model()),
+                new AdapterRegistry(cfg.registryDir(), cfg.registryKeep()), replica, cfg::promotion, cfg.auditLog(),
+                cfg.evaluator().timeout());
+    }
+
+    /** The writer of a domain's registry keys in the state store (identity {@code registry.<domain>}). */
+    private StateStore registryWriter(String domain) {
+        return writers.computeIfAbsent("registry." + domain, kafka::openState);
+    }
+
+    /** The writer of a domain's exported checkpoints (identity {@code trainer.<domain>}). */
+    private StateStore checkpointWriter(String domain) {
+        return writers.computeIfAbsent("trainer." + domain, kafka::openState);
+    }
+
+    /** The training lease of a cluster node: training starts when it is acquired and stops when it is handed over. */
+    private final class Lease implements TrainingLease.Holder {
+        @Override
+        public CompletionStage<Void> acquired() {
+            return CompletableFuture.runAsync(() -> {
+                synchronized (trainingLock) {
+                    if (stopping) {
+                        return;
+                    }
+                    progress.say("training: this node holds the training lease; training " + domains);
+                    try {
+                        JobGuardian.Settings gs = trainingSettings();
+                        trainers = AskPattern.<JobGuardian.Command, Map<String, ActorRef<TrainerActor.Command>>>ask(system,
+                                r -> new JobGuardian.StartTraining(gs, r), ASK, system.scheduler()).toCompletableFuture()
+                                .get(ASK.toSeconds(), TimeUnit.SECONDS);
+                    } catch (Exception e) {
+                        progress.say("training could not start (" + rootCause(e) + "); stopping the job");
+                        failed.complete("training could not start: " + rootCause(e));
+                        return;
+                    }
+                    training = true;
+                    startStream();
+                }
+            }, blocking);
+        }
+
+        @Override
+        public CompletionStage<Void> release() {
+            return CompletableFuture.runAsync(() -> {
+                progress.say("training: handing the training lease over (draining, final checkpoints)");
+                stopTraining();
+            }, blocking);
+        }
     }
 
     /** One job per data directory: a second one would train the same lineages twice. */
@@ -260,11 +327,9 @@ public final class MoraJob implements AutoCloseable {
         jobMetrics.on(e);
         progress.on(e);
         if (e instanceof MoraEvent.MemberChanged m && m.status().equals("up") && !m.self() && m.roles().contains("trainer")
-                && !trainers.isEmpty()) {
-            // not sharded yet: both nodes would train their own lineage of the same domains from half the partitions each
-            log.warn("another trainer node joined: {}", m.address());
-            progress.say("WARNING: " + m.address() + " has the trainer role too; one trainer node per cluster is supported for now"
-                    + " (the other nodes: --roles serving). Its exports fence this node's: see docs/operations.md, Running a cluster");
+                && !domains.isEmpty()) {
+            progress.say("cluster: " + m.address() + " has the trainer role too: one trainer node (the oldest) holds the training lease,"
+                    + " the others stand by to take over when it leaves or dies");
         }
     }
 
@@ -299,8 +364,14 @@ public final class MoraJob implements AutoCloseable {
 
     // ---- the stream, restarted from the checkpoints whenever it fails ----
 
-    private synchronized void startStream() {
-        if (stopping) {
+    private void startStream() {
+        synchronized (streamLock) {
+            startStreamLocked();
+        }
+    }
+
+    private void startStreamLocked() {
+        if (stopping || !training) {
             return;
         }
         JobConfig.Stream s = cfg.stream();
@@ -325,7 +396,7 @@ public final class MoraJob implements AutoCloseable {
         progress.say("stream: reading " + cfg.kafka().topics() + " as group " + cfg.kafka().groupId()
                 + (resume.values().stream().allMatch(Map::isEmpty) ? "" : ", resuming from the checkpoints' offsets " + resume));
         c.streamCompletion().whenComplete((done, err) -> {
-            if (stopping) {
+            if (stopping || !training) {
                 return;
             }
             log.warn("stream stopped{}; restarting in {} from the trainers' checkpoints",
@@ -400,18 +471,7 @@ public final class MoraJob implements AutoCloseable {
         }
         quietly(demo);
         quietly(follower);
-        Consumer.DrainingControl<Done> c = control;
-        if (c != null) {
-            try {
-                c.drainAndShutdown(system.executionContext()).toCompletableFuture()
-                        .get(cfg.stream().trainerTimeout().toSeconds() + 30, TimeUnit.SECONDS);
-            } catch (Exception e) {
-                log.warn("stream drain: {}", e.toString());
-            }
-        }
-        if (system != null) {
-            finalCheckpoints();
-        }
+        stopTraining();
         quietly(serving);
         if (system != null) {
             system.terminate();
@@ -423,6 +483,31 @@ public final class MoraJob implements AutoCloseable {
         quietly(models);
         quietly(lockFile); // releases the data-directory lock
         progress.say("stopped");
+    }
+
+    /**
+     * Stops training here (a graceful stop, or the training lease handed over): the stream drains
+     * (the batch at a trainer finishes and its commit lands), every trainer writes its final
+     * checkpoint, and the offsets they hold are committed. Does nothing when nothing trains.
+     */
+    private void stopTraining() {
+        synchronized (trainingLock) {
+            training = false;
+            Consumer.DrainingControl<Done> c = control;
+            control = null;
+            if (c != null) {
+                try {
+                    c.drainAndShutdown(system.executionContext()).toCompletableFuture()
+                            .get(cfg.stream().trainerTimeout().toSeconds() + 30, TimeUnit.SECONDS);
+                } catch (Exception e) {
+                    log.warn("stream drain: {}", e.toString());
+                }
+            }
+            if (system != null && !trainers.isEmpty()) {
+                finalCheckpoints();
+            }
+            trainers = Map.of();
+        }
     }
 
     /** Every live trainer writes a final checkpoint; the offsets they hold are committed when every domain has one. */

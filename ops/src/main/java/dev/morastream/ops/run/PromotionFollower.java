@@ -142,11 +142,27 @@ public final class PromotionFollower implements AutoCloseable {
     /** Serves each domain's newest pending promotion whose time to (re)try has come. */
     private void serveDue() {
         long now = System.nanoTime();
-        for (Pending p : List.copyOf(pending.values())) {
+        for (Pending next : List.copyOf(pending.values())) {
+            Pending p = next;
             if (p.nextTry() > now || closed) {
                 continue;
             }
             String domain = p.version().domain();
+            // the state store's alias (written by the deciding node's registry before it publishes the
+            // promotion) is the truth; a record that disagrees (a forged or stale one) is not followed
+            Optional<AdapterVersion> truth = replica.aliased(domain);
+            if (truth.isPresent() && !truth.get().equals(p.version())) {
+                if (p.attempts() < 4) {
+                    pending.put(domain, new Pending(p.version(), p.decided(), p.attempts() + 1, now + 250_000_000L * (p.attempts() + 1)));
+                    continue; // this node's view of the store may lag the topic by a moment
+                }
+                log.warn("following: the promotions topic says {} but the state store's alias of {} is {}: following the store",
+                        p.version(), domain, truth.get());
+                Counter.builder("mora.follow.disagreements").description("Promotion records that the state store's alias contradicts")
+                        .register(meters).increment();
+                p = new Pending(truth.get(), p.decided(), 0, 0);
+                pending.put(domain, p);
+            }
             if (pool.serving(domain).filter(p.version()::equals).isPresent()) {
                 pending.remove(domain);
                 continue;

@@ -24,9 +24,12 @@ import org.junit.jupiter.api.io.TempDir;
  * with its own data directory: node A (trainer + serving) starts the cluster, node B (serving only)
  * joins it through A as seed node. Each sees the other up (console, {@code mora_cluster_members});
  * only A trains; B serves. When A promotes a version, B fetches it from the state store and serves
- * it within 5 s of the decision, with a client loop against B failing no request; a serving node C
+ * it within 5 s of the decision, with a client loop against B failing no request; an admin promote
+ * sent to B reaches A's supervisor (a message across nodes, and its reply); a serving node C
  * that starts afterwards serves the promoted version at once. A leaves gracefully on SIGTERM; B sees
- * it removed and goes on serving.
+ * it removed and goes on serving. A trainer node A2 with an empty disk takes A's place: it restores
+ * A's last checkpoint from the state store, and every record of the stream ends up trained exactly
+ * once across A and A2 (the ledger).
  */
 class ClusterProcessTest {
     @TempDir
@@ -55,10 +58,10 @@ class ClusterProcessTest {
         Path config = tmp.resolve("cluster.conf");
         Files.writeString(config, String.join("\n", "morastream.kafka.topics = [facts-in]", "morastream.stream.domains = [facts]",
                 "morastream.stream.default-domain = facts", "morastream.stream.idle-flush = 1s", "morastream.trainer.lr = 3e-3",
-                "morastream.trainer.checkpoint-every-steps = 5", "morastream.evaluator.tasks-per-set = 1",
+                "morastream.trainer.checkpoint-every-steps = 5", "morastream.trainer.checkpoint-every = 2s", "morastream.evaluator.tasks-per-set = 1",
                 "morastream.evaluator.heldout-chars = 300", "morastream.promotion.memorization-margin = 0.2",
                 "morastream.promotion.downstream-tolerance = 1.0", "morastream.promotion.max-kl = 0",
-                "morastream.promotion.retention-tolerance = 10.0", ""));
+                "morastream.promotion.retention-tolerance = 10.0", "morastream.http.admin-token = cluster-admin", ""));
         int pa = freePort();
         int pb = freePort();
         String a = "pekko://morastream@127.0.0.1:" + pa;
@@ -72,6 +75,7 @@ class ClusterProcessTest {
         await("B sees A up", Duration.ofSeconds(60), () -> read(nodeB.out()).contains("cluster: " + a + " [serving, trainer] is up"));
         await("B counts two members up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{node=\"127.0.0.1:" + pb + "\",status=\"up\"} 2.0"));
 
+        await("A holds the training lease", Duration.ofSeconds(60), () -> read(nodeA.out()).contains("training: this node holds the training lease"));
         assertTrue(read(nodeA.out()).contains("trainer facts:"), "A trains");
         assertFalse(read(nodeB.out()).contains("trainer facts:"), "B has no trainer role: " + read(nodeB.out()));
         assertFalse(read(nodeB.out()).contains("stream: reading"), "B reads no stream");
@@ -122,6 +126,15 @@ class ClusterProcessTest {
         following.set(true);
         await("B answers as " + version[0], Duration.ofSeconds(10), () -> servedBy(nodeB).equals(version[0]));
 
+        // an admin promote sent to B (which trains nothing) reaches A's supervisor across the cluster
+        var move = RunProcessTest.http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(nodeB.base() + "/v1/adapters/facts/promote"))
+                .header("Content-Type", "application/json").header("Authorization", "Bearer cluster-admin")
+                .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"version\":\"" + version[0] + "\"}")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, move.statusCode(), move.body());
+        await("A's supervisor decided B's admin move", Duration.ofSeconds(30),
+                () -> read(nodeA.out()).contains("facts -> " + version[0] + " (promote via the HTTP admin API"));
+
         // a serving node that starts now serves the current alias at once
         int pc = freePort();
         RunProcessTest.Run nodeC = RunProcessTest.start(tmp, processes, kafka, config, "c", tmp.resolve("c"),
@@ -141,6 +154,25 @@ class ClusterProcessTest {
         await("B counts one member up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{node=\"127.0.0.1:" + pb + "\",status=\"up\"} 1.0"));
         assertTrue(nodeB.process().isAlive(), "B goes on");
         assertEquals(200, status(nodeB, "/v1/models"), "B still serves");
+
+        // the trainer moves to a node with an empty disk: it resumes from the checkpoint A exported when it
+        // left, and in the end every record produced is in the ledger once, across both nodes' training
+        List<String> trainedByA = dev.morastream.actors.trainer.TrainerActor.ledger(tmp.resolve("a").resolve("checkpoints").resolve("facts"));
+        produce(kafka, 300, 100);
+        RunProcessTest.Run nodeA2 = RunProcessTest.start(tmp, processes, kafka, config, "a2", tmp.resolve("a2"),
+                "--cluster-port", String.valueOf(freePort()), "--seed-nodes", "127.0.0.1:" + pb, "--roles", "trainer,serving");
+        await("A2 holds the training lease and restored A's checkpoint", Duration.ofSeconds(60),
+                () -> read(nodeA2.out()).contains("trainer facts: restored checkpoint step-"));
+        Path ledger2 = tmp.resolve("a2").resolve("checkpoints").resolve("facts");
+        await("the moved trainer trains the rest", Duration.ofMinutes(3), () -> RunProcessTest.ledgerSize(ledger2) >= 400);
+        List<String> all = dev.morastream.actors.trainer.TrainerActor.ledger(ledger2);
+        assertEquals(all.size(), new java.util.HashSet<>(all).size(), "a record trained twice");
+        assertEquals(java.util.stream.IntStream.range(0, 400).mapToObj(i -> "r-" + i).collect(java.util.stream.Collectors.toSet()),
+                new java.util.HashSet<>(all), "every record produced, once");
+        assertEquals(trainedByA, all.subList(0, trainedByA.size()), "A's lineage goes on where A left it");
+        nodeA2.process().destroy();
+        assertTrue(nodeA2.process().waitFor(120, TimeUnit.SECONDS), "A2 did not stop");
+        assertEquals(0, nodeA2.process().exitValue(), read(nodeA2.out()));
 
         nodeB.process().destroy();
         assertTrue(nodeB.process().waitFor(120, TimeUnit.SECONDS), "B did not stop");

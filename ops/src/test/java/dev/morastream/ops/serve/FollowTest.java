@@ -25,8 +25,9 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * A serving process following a cluster ({@code mora serve --follow}): a version exported to the
  * Kafka state store by a trainer node's registry and then promoted on the promotions topic is
- * fetched into the server's own registry and served; a record that is no promotion is skipped, and
- * a promotion of a version the store does not have leaves the served one in place.
+ * fetched into the server's own registry and served; a record that is no promotion is skipped, one
+ * that contradicts the store's alias is not followed, and a promotion of a version the store does
+ * not have leaves the served one in place.
  */
 class FollowTest {
     @TempDir
@@ -40,7 +41,10 @@ class FollowTest {
             Map<String, Object> client = Map.of("bootstrap.servers", kafka.bootstrapServers());
             AdapterVersion v2 = trainerSide.versions.get(1);
             try (KafkaStateStore writer = KafkaStateStore.open(KafkaStateStore.Settings.of(client, "mora.state").withWriter("registry.facts"))) {
-                new RegistryReplica(writer).export(trainerSide.registry, trainerSide.registry.get(v2).orElseThrow());
+                RegistryReplica exports = new RegistryReplica(writer);
+                exports.export(trainerSide.registry, trainerSide.registry.get(trainerSide.versions.get(0)).orElseThrow());
+                exports.export(trainerSide.registry, trainerSide.registry.get(v2).orElseThrow());
+                exports.alias(v2); // what the deciding node's registry writes before it publishes the promotion
             }
             List<String> said = new CopyOnWriteArrayList<>();
             try (Server server = Server.start(new Server.Config(ServeFixture.TINY, tmp.resolve("replica"), 5, "127.0.0.1", 0,
@@ -54,9 +58,16 @@ class FollowTest {
                 promotions.send(new ProducerRecord<>("mora.promotions", "facts", "{not a promotion")).get();
                 promotions.send(new ProducerRecord<>("mora.promotions", "facts", "{\"domain\":\"facts\",\"version\":\"" + v2
                         + "\",\"time\":\"" + Instant.now() + "\"}")).get();
-                await(() -> server.pool().serving("facts").equals(Optional.of(v2)), "the promoted version served");
-                assertTrue(said.stream().anyMatch(l -> l.startsWith("following: now serving " + v2 + " as model 'facts'")), said.toString());
+                // the console line comes after the swap (the local alias, which the pool also reads, moves just before)
+                await(() -> said.stream().anyMatch(l -> l.startsWith("following: now serving " + v2 + " as model 'facts'")), "the swap");
+                assertEquals(Optional.of(v2), server.pool().serving("facts"));
                 assertEquals(Optional.of(v2), server.pool().registry().orElseThrow().alias("facts"), "the local alias follows");
+
+                // a record that contradicts the state store's alias (forged, or stale) is not followed
+                promotions.send(new ProducerRecord<>("mora.promotions", "facts", "{\"domain\":\"facts\",\"version\":\""
+                        + trainerSide.versions.get(0) + "\"}")).get();
+                await(() -> server.meters().find("mora.follow.disagreements").counter() != null, "the disagreement noticed");
+                assertEquals(Optional.of(v2), server.pool().serving("facts"), "the store's alias wins");
 
                 // a version nobody exported: retried, and meanwhile the served one stays
                 promotions.send(new ProducerRecord<>("mora.promotions", "facts", "{\"domain\":\"facts\",\"version\":\"facts@v9\"}")).get();
