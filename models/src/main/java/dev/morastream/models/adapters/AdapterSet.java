@@ -49,6 +49,12 @@ public final class AdapterSet implements AutoCloseable {
             return AdapterSet.this.delta(module, x);
         }
 
+        /** Base plus {@link AdapterSet#delta} (which takes {@code (..., d_in)}); full fine-tuning's update is in the weight itself. */
+        @Override
+        public boolean sharesBase(String module) {
+            return true;
+        }
+
         @Override
         public Object deltaKind(String module) {
             AdapterLayer l = layers.get(module);

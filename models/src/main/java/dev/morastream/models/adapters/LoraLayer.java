@@ -68,8 +68,8 @@ public final class LoraLayer implements AdapterLayer {
 
     @Override
     public NDArray delta(NDArray x) {
-        NDArray h = Linear.linear(x, a).singletonOrThrow(); // (N, r)
-        return Scalars.mul(Linear.linear(h, b).singletonOrThrow(), scale); // (N, d_out)
+        NDArray h = Scalars.mul(Linear.linear(x, a).singletonOrThrow(), scale); // (N, r): scaled on the narrow side
+        return Linear.linear(h, b).singletonOrThrow(); // (N, d_out)
     }
 
     /**

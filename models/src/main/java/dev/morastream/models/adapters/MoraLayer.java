@@ -23,6 +23,8 @@ public final class MoraLayer implements AdapterLayer {
     private final NDArray m; // (R, R), trainable
     private final NDArray cos; // (G, R) rotation tables, null unless rotation
     private final NDArray sin; // (G, R)
+    private final int usedBlocks; // G': the blocks whose outputs reach d_out (rotation, decoupling)
+    private final NDArray rotT; // (G', R, R) transposed per-block rotations Rot_b^T, null unless rotation
 
     public MoraLayer(String module, MoraGeometry geo, NDManager manager) {
         this.module = module;
@@ -30,6 +32,9 @@ public final class MoraLayer implements AdapterLayer {
         int r = geo.rank();
         this.m = manager.zeros(new Shape(r, r));
         this.m.setName(module + ".mora_M");
+        this.usedBlocks = Math.min(geo.groups(), (geo.dOut() + r - 1) / r);
+        this.rotT = geo.variant() == MoraVariant.ROTATION ? Tensors.owned(manager, rotationsTransposed(geo, usedBlocks),
+                new Shape(usedBlocks, r, r)) : null;
         if (geo.variant() == MoraVariant.ROTATION) {
             int g = geo.groups();
             int h = r / 2;
@@ -93,7 +98,79 @@ public final class MoraLayer implements AdapterLayer {
 
     @Override
     public NDArray delta(NDArray x) {
+        if (blockMatrices(x.getShape().get(0))) {
+            return blockDelta(x);
+        }
         return decompress(Linear.linear(compress(x), m).singletonOrThrow());
+    }
+
+    /**
+     * Whether rotation or decoupling computes the update of {@code n} rows through per-block
+     * matrices ({@link #blockDelta}): when there are at least {@code R} rows, so that building the
+     * {@code G'} matrices ({@code G' R^3}) costs less than the rows' own product ({@code N G' R^2}).
+     */
+    boolean blockMatrices(long n) {
+        MoraVariant v = geo.variant();
+        return (v == MoraVariant.ROTATION || v == MoraVariant.DECOUPLING) && n >= geo.rank();
+    }
+
+    /**
+     * Rotation and decoupling as one batched product: block {@code b} of the wrap-padded input
+     * goes through {@code A_b = M Rot_b} (decoupling: {@code M}), built from {@code M} once per
+     * call, and only the {@code G'} blocks whose outputs reach {@code d_out} are computed (the
+     * others are cut off by the decompression anyway). No rotated copy of the input: a prefix view
+     * of {@code x} when those blocks fit in {@code d_in}, else one wrap. Equals {@link #compress},
+     * {@code M}, {@link #decompress} within float rounding.
+     *
+     * @param x {@code (N, d_in)}
+     * @return {@code (N, d_out)} in the manager of {@code x}
+     */
+    NDArray blockDelta(NDArray x) {
+        NDManager step = x.getManager();
+        long n = x.getShape().get(0);
+        int r = geo.rank();
+        int g = usedBlocks;
+        int need = g * r;
+        NDArray xt = need == geo.dIn() ? x : need < geo.dIn() ? x.get(new NDIndex(":, :" + need)) : wrap(x, need); // (N, G'R)
+        NDArray c = xt.reshape(n, g, r); // (N, G', R)
+        NDArray y; // (N, G'R)
+        if (rotT == null) {
+            y = Linear.linear(c, m).singletonOrThrow().reshape(n, need); // (N, G'R)
+        } else {
+            NDArray mt = m.transpose(); // (R, R): M^T, a view
+            mt.attach(step); // its graph node belongs to the step
+            NDArray at = rotT.matMul(mt); // (G', R, R): Rot_b^T M^T = (M Rot_b)^T
+            at.attach(step);
+            y = c.transpose(1, 0, 2).matMul(at) // (G', N, R)
+                    .transpose(1, 0, 2).reshape(n, need); // (N, G'R)
+        }
+        return tile(y, geo.dOut()); // (N, d_out)
+    }
+
+    /**
+     * {@code Rot_b^T} for blocks {@code b < blocks}, row-major {@code (blocks, R, R)}: {@code
+     * Rot_b} maps a block {@code v} to {@code v cos(b theta) + rotate_half(v) sin(b theta)}.
+     */
+    static float[] rotationsTransposed(MoraGeometry geo, int blocks) {
+        int r = geo.rank();
+        int h = r / 2;
+        float[] out = new float[blocks * r * r];
+        for (int b = 0; b < blocks; b++) {
+            int base = b * r * r;
+            for (int l = 0; l < r; l++) {
+                double phi = b * geo.theta(l < h ? l : l - h);
+                float cos = (float) Math.cos(phi);
+                float sin = (float) Math.sin(phi);
+                // Rot[l][l] = cos; Rot[l][l+h] = -sin (l < h); Rot[l][l-h] = sin (l >= h). Stored transposed: T[col][row].
+                out[base + l * r + l] = cos;
+                if (l < h) {
+                    out[base + (l + h) * r + l] = -sin;
+                } else {
+                    out[base + (l - h) * r + l] = sin;
+                }
+            }
+        }
+        return out;
     }
 
     /**
@@ -186,7 +263,11 @@ public final class MoraLayer implements AdapterLayer {
 
     /** Wrap-pads {@code (N, d_in)} to {@code (N, G*R)}: {@code x~[p] = x[p mod d_in]}. */
     private NDArray wrap(NDArray x) {
-        int need = geo.groups() * geo.rank();
+        return wrap(x, geo.groups() * geo.rank());
+    }
+
+    /** Wrap-pads {@code (N, d_in)} to {@code (N, need)}, {@code need >= d_in}. */
+    private NDArray wrap(NDArray x, int need) {
         int have = geo.dIn();
         if (need == have) {
             return x;

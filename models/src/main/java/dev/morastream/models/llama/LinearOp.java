@@ -32,6 +32,17 @@ public interface LinearOp {
         return apply(module, x, weight, null).sub(PLAIN.apply(module, x, weight, null));
     }
 
+    /**
+     * Whether {@link #apply} on {@code module} is exactly the plain layer plus {@link #delta}
+     * (nothing when it is {@code null}), with a {@code delta} that does not recompute the base
+     * GEMM and takes any input {@code (..., d_in)}: then the model may compute the base GEMMs of
+     * modules that read the same input as one (q/k/v, gate/up) and add each module's update to its
+     * own slice. Default {@code false}: the model calls {@link #apply} per module.
+     */
+    default boolean sharesBase(String module) {
+        return false;
+    }
+
     /** The plain layer. Result belongs to the manager of {@code x} (its first operand). */
     LinearOp PLAIN = new Plain();
 
@@ -49,6 +60,11 @@ public interface LinearOp {
         @Override
         public NDArray delta(String module, NDArray x, NDArray weight) {
             return null;
+        }
+
+        @Override
+        public boolean sharesBase(String module) {
+            return true;
         }
     }
 }

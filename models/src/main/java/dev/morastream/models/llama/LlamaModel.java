@@ -11,6 +11,7 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.ndarray.types.SparseFormat;
 import ai.djl.nn.Activation;
 import ai.djl.nn.core.Embedding;
+import ai.djl.nn.core.Linear;
 import dev.morastream.models.checkpoint.CheckpointException;
 import dev.morastream.models.checkpoint.DType;
 import dev.morastream.models.checkpoint.HfCheckpoint;
@@ -41,13 +42,81 @@ public final class LlamaModel implements AutoCloseable {
     private final LlamaConfig config;
     private final NDManager manager;
     private final Map<String, NDArray> weights; // HF name -> tensor, in checkpoint order
+    private final Map<String, Fused> fused; // "model.layers.N.self_attn.qkv" / "model.layers.N.mlp.gate_up" -> fused weights
     private final float[] invFreq; // (headDim/2)
+
+    /**
+     * The frozen weights of several modules that read the same input, side by side: one GEMM
+     * instead of one per module. The modules' own weights (and biases) in {@link #weights} are
+     * row views of these arrays, so whatever writes a module's weight in place (full
+     * fine-tuning, merges, ReMoRA restarts) writes the fused one too; nothing is copied after load.
+     *
+     * @param modules full HF module paths, in order of their output slices
+     * @param weight {@code (sum d_out, d_in)}
+     * @param bias {@code (sum d_out)} or {@code null}
+     * @param splits where each module's slice ends along the output axis, but the last
+     */
+    private record Fused(List<String> modules, NDArray weight, NDArray bias, long[] splits) {}
 
     private LlamaModel(LlamaConfig config, NDManager manager, Map<String, NDArray> weights) {
         this.config = config;
         this.manager = manager;
         this.weights = weights;
+        this.fused = fuse(config, weights);
         this.invFreq = config.inverseFrequencies();
+    }
+
+    /** Concatenates q/k/v and gate/up of every layer once, and makes the modules' weights views of them. */
+    private static Map<String, Fused> fuse(LlamaConfig c, Map<String, NDArray> w) {
+        Map<String, Fused> out = new java.util.HashMap<>();
+        for (int i = 0; i < c.numHiddenLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            out.put(p + "self_attn.qkv", fuse(w, p + "self_attn.qkv_proj",
+                    List.of(p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj")));
+            out.put(p + "mlp.gate_up", fuse(w, p + "mlp.gate_up_proj", List.of(p + "mlp.gate_proj", p + "mlp.up_proj")));
+        }
+        return out;
+    }
+
+    private static Fused fuse(Map<String, NDArray> w, String name, List<String> modules) {
+        boolean bias = w.containsKey(modules.get(0) + ".bias");
+        long[] rows = new long[modules.size()];
+        NDList ws = new NDList();
+        NDList bs = new NDList();
+        for (int k = 0; k < modules.size(); k++) {
+            NDArray a = w.get(modules.get(k) + ".weight"); // (d_out_k, d_in)
+            rows[k] = a.getShape().get(0);
+            ws.add(a);
+            if (bias) {
+                bs.add(w.get(modules.get(k) + ".bias")); // (d_out_k)
+            }
+        }
+        NDArray fw = NDArrays.concat(ws, 0); // (sum d_out, d_in), engine memory in the weights' manager
+        fw.setName(name + ".weight");
+        NDArray fb = bias ? NDArrays.concat(bs, 0) : null; // (sum d_out)
+        if (fb != null) {
+            fb.setName(name + ".bias");
+        }
+        long[] splits = new long[modules.size() - 1];
+        long at = 0;
+        for (int k = 0; k < modules.size(); k++) {
+            String idx = at + ":" + (at + rows[k]);
+            replaceByView(w, modules.get(k) + ".weight", fw.get(new NDIndex(idx))); // (d_out_k, d_in), a view
+            if (fb != null) {
+                replaceByView(w, modules.get(k) + ".bias", fb.get(new NDIndex(idx))); // (d_out_k), a view
+            }
+            at += rows[k];
+            if (k < splits.length) {
+                splits[k] = at;
+            }
+        }
+        return new Fused(modules, fw, fb, splits);
+    }
+
+    private static void replaceByView(Map<String, NDArray> w, String name, NDArray view) {
+        NDArray old = w.put(name, view);
+        view.setName(name);
+        old.close();
     }
 
     public LlamaConfig config() {
@@ -246,12 +315,10 @@ public final class LlamaModel implements AutoCloseable {
         for (int i = 0; i < config.numHiddenLayers(); i++) {
             String p = "model.layers." + i + ".";
             NDArray x = rmsNorm(h, eps, weight(p + "input_layernorm.weight")); // (B, T, d)
-            NDArray q = linear(op, p + "self_attn.q_proj", x)
-                    .reshape(b, t, nh, hd).transpose(0, 2, 1, 3); // (B, H, T, D)
-            NDArray k = linear(op, p + "self_attn.k_proj", x)
-                    .reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
-            NDArray v = linear(op, p + "self_attn.v_proj", x)
-                    .reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
+            NDArray[] qkv = projections(op, p + "self_attn.qkv", x); // (B, T, H*D), (B, T, KV*D) x2
+            NDArray q = qkv[0].reshape(b, t, nh, hd).transpose(0, 2, 1, 3); // (B, H, T, D)
+            NDArray k = qkv[1].reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
+            NDArray v = qkv[2].reshape(b, t, nkv, hd).transpose(0, 2, 1, 3); // (B, KV, T, D)
             q = applyRope(q, rope[0], rope[1]);
             k = applyRope(k, rope[0], rope[1]);
             if (cache != null) {
@@ -267,8 +334,9 @@ public final class LlamaModel implements AutoCloseable {
             h = h.add(linear(op, p + "self_attn.o_proj", o)); // (B, T, d)
 
             x = rmsNorm(h, eps, weight(p + "post_attention_layernorm.weight")); // (B, T, d)
-            NDArray g = linear(op, p + "mlp.gate_proj", x); // (B, T, F)
-            NDArray u = linear(op, p + "mlp.up_proj", x); // (B, T, F)
+            NDArray[] gu = projections(op, p + "mlp.gate_up", x); // (B, T, F) x2
+            NDArray g = gu[0]; // (B, T, F)
+            NDArray u = gu[1]; // (B, T, F)
             NDArray act = g.mul(Activation.sigmoid(g)).mul(u); // SiLU(g) * u: (B, T, F)
             h = h.add(linear(op, p + "mlp.down_proj", act)); // (B, T, d)
         }
@@ -346,9 +414,10 @@ public final class LlamaModel implements AutoCloseable {
         for (int i = 0; i < config.numHiddenLayers(); i++) {
             String p = "model.layers." + i + ".";
             NDArray x = rmsNorm(h, eps, weight(p + "input_layernorm.weight")); // (B, d)
-            NDArray q = linear(op, p + "self_attn.q_proj", x).reshape(b, nh, 1, hd); // (B, H, 1, D)
-            NDArray k = linear(op, p + "self_attn.k_proj", x).reshape(b, nkv, 1, hd); // (B, KV, 1, D)
-            NDArray v = linear(op, p + "self_attn.v_proj", x).reshape(b, nkv, hd); // (B, KV, D)
+            NDArray[] qkv = projections(op, p + "self_attn.qkv", x); // (B, H*D), (B, KV*D) x2
+            NDArray q = qkv[0].reshape(b, nh, 1, hd); // (B, H, 1, D)
+            NDArray k = qkv[1].reshape(b, nkv, 1, hd); // (B, KV, 1, D)
+            NDArray v = qkv[2].reshape(b, nkv, hd); // (B, KV, D)
             q = applyRope(q, cosA, sinA);
             k = applyRope(k, cosA, sinA).reshape(b, nkv, hd); // (B, KV, D)
             cache.write(i, rows, at, k, v);
@@ -361,14 +430,59 @@ public final class LlamaModel implements AutoCloseable {
             h = h.add(linear(op, p + "self_attn.o_proj", o)); // (B, d)
 
             x = rmsNorm(h, eps, weight(p + "post_attention_layernorm.weight")); // (B, d)
-            NDArray g = linear(op, p + "mlp.gate_proj", x); // (B, F)
-            NDArray u = linear(op, p + "mlp.up_proj", x); // (B, F)
-            NDArray act = g.mul(Activation.sigmoid(g)).mul(u); // SiLU(g) * u: (B, F)
+            NDArray[] gu = projections(op, p + "mlp.gate_up", x); // (B, F) x2
+            NDArray act = gu[0].mul(Activation.sigmoid(gu[0])).mul(gu[1]); // SiLU(g) * u: (B, F)
             h = h.add(linear(op, p + "mlp.down_proj", act)); // (B, d)
         }
         cache.advance(b);
         NDArray head = config.tieWordEmbeddings() ? weight("model.embed_tokens.weight") : weight("lm_head.weight");
         return op.apply("lm_head", rmsNorm(h, eps, weight("model.norm.weight")), head, null); // (B, V)
+    }
+
+    /**
+     * The outputs of the modules of one fused group on their shared input {@code x (..., d_in)}:
+     * one GEMM over the fused frozen weights, split into each module's slice, each slice plus its
+     * own module's update ({@link LinearOp#delta}), when {@code op} says its layers are the base
+     * plus an update ({@link LinearOp#sharesBase}) and no module's weight is being trained (full
+     * fine-tuning and pretraining need the gradient of each module's own array); otherwise each
+     * module through {@code op} alone. Either way module {@code k}'s output equals {@code
+     * op.apply(module_k, x, W_k, b_k)} within float rounding.
+     *
+     * @return per module {@code (..., d_out_k)}, in the manager of {@code x}
+     */
+    NDArray[] projections(LinearOp op, String group, NDArray x) {
+        Fused f = fused.get(group);
+        List<String> mods = f.modules();
+        NDArray[] out = new NDArray[mods.size()];
+        boolean shared = true;
+        for (String mod : mods) {
+            if (!op.sharesBase(mod) || weight(mod + ".weight").hasGradient()) {
+                shared = false;
+                break;
+            }
+        }
+        if (!shared) {
+            for (int k = 0; k < out.length; k++) {
+                out[k] = linear(op, mods.get(k), x);
+            }
+            return out;
+        }
+        NDArray y = f.bias() == null
+                ? Linear.linear(x, f.weight()).singletonOrThrow()
+                : Linear.linear(x, f.weight(), f.bias()).singletonOrThrow(); // (..., sum d_out)
+        NDList parts = y.split(f.splits(), y.getShape().dimension() - 1); // views (..., d_out_k)
+        for (int k = 0; k < out.length; k++) {
+            NDArray d = op.delta(mods.get(k), x, weight(mods.get(k) + ".weight")); // (..., d_out_k) or null
+            // a slice without an update is copied out (+ 0: exact, and recorded, unlike duplicate(), which DJL runs
+            // without grad) so that every module's output has the same dense layout with or without an update:
+            // kernels take layout-dependent paths (vectorised or not), and a zero update must give exactly the base
+            out[k] = parts.get(k).add(d == null ? zero(x) : d);
+        }
+        return out;
+    }
+
+    private static NDArray zero(NDArray like) {
+        return like.getManager().zeros(new Shape(), like.getDataType(), like.getDevice()); // ()
     }
 
     private NDArray linear(LinearOp op, String module, NDArray x) {

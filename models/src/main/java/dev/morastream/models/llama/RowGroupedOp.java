@@ -93,6 +93,11 @@ public final class RowGroupedOp implements LinearOp {
     }
 
     @Override
+    public boolean sharesBase(String module) {
+        return true;
+    }
+
+    @Override
     public NDArray delta(String module, NDArray x, NDArray weight) {
         Shape s = x.getShape();
         NDArray x2 = s.dimension() == 2 ? x : x.reshape(-1, s.get(s.dimension() - 1)); // (N, d_in)

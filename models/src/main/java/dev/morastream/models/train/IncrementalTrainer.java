@@ -108,7 +108,22 @@ public final class IncrementalTrainer implements AutoCloseable {
      * follows the adapters across ReMoRA restarts (which replace the set).
      */
     public LinearOp op() {
-        return (module, x, w, b) -> adapters.op().apply(module, x, w, b);
+        return new LinearOp() {
+            @Override
+            public NDArray apply(String module, NDArray x, NDArray w, NDArray b) {
+                return adapters.op().apply(module, x, w, b);
+            }
+
+            @Override
+            public NDArray delta(String module, NDArray x, NDArray w) {
+                return adapters.op().delta(module, x, w);
+            }
+
+            @Override
+            public boolean sharesBase(String module) {
+                return adapters.op().sharesBase(module);
+            }
+        };
     }
 
     public LlamaModel model() {

@@ -86,6 +86,82 @@ class MoraEquivalenceTest {
         }
     }
 
+    static Stream<Arguments> blockCases() {
+        List<Arguments> out = new ArrayList<>();
+        for (int[] s : SHAPES) {
+            for (MoraVariant v : List.of(MoraVariant.ROTATION, MoraVariant.DECOUPLING)) {
+                out.add(Arguments.of(v.id(), s[0], s[1], s[2]));
+            }
+        }
+        out.add(Arguments.of("rotation", 1024, 256, 8)); // the 90 M model's k/v: G' = 3 of G = 11 blocks reach d_out
+        out.add(Arguments.of("rotation", 1024, 2816, 8)); // gate/up: wrapped, tiled
+        out.add(Arguments.of("rotation", 2816, 1024, 8)); // down: 6 of 17 blocks
+        return out.stream();
+    }
+
+    /**
+     * Rotation and decoupling on as many rows as R or more take the per-block matrices ({@code M
+     * Rot_b}, only the blocks that reach d_out): the output equals {@code x dW^T} of the spec's
+     * explicit {@code dW}, and the gradient of M equals the compress path's.
+     */
+    @ParameterizedTest(name = "{0} d_in={1} d_out={2} r={3}")
+    @MethodSource("blockCases")
+    void perBlockMatricesEqualTheSpecsDeltaAndItsGradient(String kind, int dIn, int dOut, int r) {
+        Random rnd = new Random(dIn * 17L + dOut * 3L + r);
+        try (NDManager m = NDManager.newBaseManager()) {
+            MoraLayer l = (MoraLayer) layer(kind, dIn, dOut, r, m, rnd);
+            int n = l.geometry().rank() + 3;
+            assertTrue(l.blockMatrices(n) && !l.blockMatrices(l.geometry().rank() - 1));
+            float[] x = randn(rnd, n * dIn, 1.0);
+            float[] g = randn(rnd, n * dOut, 1.0);
+            NDArray mat = l.matrix();
+            mat.setRequiresGradient(true);
+            float[] got;
+            float[] gradBlock;
+            float[] gradCompress;
+            try (NDManager step = m.newSubManager()) {
+                NDArray xa = step.create(x, new Shape(n, dIn));
+                NDArray ga = step.create(g, new Shape(n, dOut));
+                try (Autograd.Recording rec = Autograd.record()) {
+                    NDArray d = l.delta(xa); // (N, d_out) through the blocks
+                    got = d.toFloatArray();
+                    rec.backward(d.tanh().mul(ga).sum());
+                }
+                gradBlock = mat.getGradient().toFloatArray();
+                dev.morastream.models.train.Gradients.zero(List.of(mat));
+                try (Autograd.Recording rec = Autograd.record()) {
+                    NDArray d = l.decompress(ai.djl.nn.core.Linear.linear(l.compress(xa), mat).singletonOrThrow()); // the compress path
+                    rec.backward(d.tanh().mul(ga).sum());
+                }
+                gradCompress = mat.getGradient().toFloatArray();
+            } finally {
+                mat.setRequiresGradient(false);
+            }
+            float[] dw = l.explicitDelta(); // (d_out, d_in)
+            double maxErr = 0;
+            double maxAbs = 0;
+            for (int i = 0; i < n; i++) {
+                for (int o = 0; o < dOut; o++) {
+                    double want = 0;
+                    for (int k = 0; k < dIn; k++) {
+                        want += (double) x[i * dIn + k] * dw[o * dIn + k];
+                    }
+                    maxErr = Math.max(maxErr, Math.abs(want - got[i * dOut + o]));
+                    maxAbs = Math.max(maxAbs, Math.abs(want));
+                }
+            }
+            assertTrue(maxAbs > 0.1, "degenerate case: the update is ~0");
+            assertTrue(maxErr <= 2e-5 * Math.max(1, maxAbs), kind + ": max |blocks - x dW^T| = " + maxErr + " (max " + maxAbs + ")");
+            double gErr = 0;
+            double gAbs = 0;
+            for (int i = 0; i < gradBlock.length; i++) {
+                gErr = Math.max(gErr, Math.abs(gradBlock[i] - gradCompress[i]));
+                gAbs = Math.max(gAbs, Math.abs(gradCompress[i]));
+            }
+            assertTrue(gAbs > 1e-3 && gErr <= 1e-4 * Math.max(1, gAbs), kind + ": gradient of M differs by " + gErr + " (max " + gAbs + ")");
+        }
+    }
+
     @ParameterizedTest(name = "{0} d_in={1} d_out={2} r={3}")
     @MethodSource("cases")
     void gradientOfTrainableMatchesFiniteDifferences(String kind, int dIn, int dOut, int r) {
