@@ -14,6 +14,7 @@ import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.train.PseudoRehearsal;
 import dev.morastream.models.train.TrainerCheckpoint;
 import dev.morastream.ops.metrics.Metrics;
+import dev.morastream.ops.serve.HttpApi;
 import dev.morastream.actors.serving.ServingPool;
 import dev.morastream.streams.BatchSink;
 import dev.morastream.streams.StreamStats;
@@ -173,7 +174,24 @@ public final class MoraJob implements AutoCloseable {
         trainers = AskPattern.<JobGuardian.Command, Map<String, ActorRef<TrainerActor.Command>>>ask(system,
                 JobGuardian.GetTrainers::new, ASK, system.scheduler()).toCompletableFuture().get(ASK.toSeconds(), TimeUnit.SECONDS);
 
-        serving = ServingSide.start(cfg, models, servingRegistry, metrics, system, this::moveAlias);
+        HttpApi.AliasMover mover = new HttpApi.AliasMover() {
+            @Override
+            public CompletionStage<Void> move(AdapterVersion target, String cause) {
+                return moveAlias(target, cause);
+            }
+
+            @Override
+            public boolean fetch(AdapterVersion target) {
+                // an admin move names a version this node has not served yet: it is in the cluster's store
+                try {
+                    return replica != null && replica.fetch(servingRegistry, target, Duration.ofSeconds(2)).isPresent();
+                } catch (IOException e) {
+                    log.warn("admin move: cannot fetch {} from the state store: {}", target, e.toString());
+                    return false;
+                }
+            }
+        };
+        serving = ServingSide.start(cfg, models, servingRegistry, metrics, system, mover);
         servingUp.complete(serving);
         if (replica != null && cfg.cluster().serves()) {
             // serving follows the decisions of the domains other nodes train

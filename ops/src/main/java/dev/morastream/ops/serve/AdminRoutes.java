@@ -200,7 +200,7 @@ final class AdminRoutes extends AllDirectives implements AutoCloseable {
                 AdapterVersion.checkDomain(domain);
                 Optional<AdapterVersion> current = pool.serving(domain);
                 AdapterVersion target = target(reg, domain, name, rollback, current);
-                if (reg.get(target).isEmpty()) {
+                if (reg.get(target).isEmpty() && !mover.fetch(target)) {
                     throw new ApiError(404, "invalid_request_error", "version_not_found", "no adapter version " + target);
                 }
                 if (rollback && current.isPresent() && target.compareTo(current.get()) >= 0) {

@@ -135,6 +135,14 @@ public final class HttpApi extends AllDirectives implements AutoCloseable {
          * @return completes when new requests get {@code target}
          */
         CompletionStage<Void> move(AdapterVersion target, String cause);
+
+        /**
+         * Makes {@code target} a version of this server's registry when it is stored elsewhere (a
+         * cluster's state store), before it is validated; {@code false} when it is nowhere.
+         */
+        default boolean fetch(AdapterVersion target) {
+            return false;
+        }
     }
 
     private final ServingPool pool;

@@ -135,6 +135,26 @@ class ClusterProcessTest {
         await("A's supervisor decided B's admin move", Duration.ofSeconds(30),
                 () -> read(nodeA.out()).contains("facts -> " + version[0] + " (promote via the HTTP admin API"));
 
+        // an admin promote via B of a version B never served: B fetches it from the state store first
+        java.util.regex.Pattern published = java.util.regex.Pattern.compile("registry: published (facts@v\\d+)");
+        String[] other = {null};
+        await("A publishes another version", Duration.ofMinutes(2), () -> {
+            java.util.regex.Matcher m = published.matcher(read(nodeA.out()));
+            while (m.find()) {
+                if (!m.group(1).equals(version[0]) && !read(nodeA.out()).contains("PROMOTED " + m.group(1))) {
+                    other[0] = m.group(1);
+                }
+            }
+            return other[0] != null;
+        });
+        var move2 = RunProcessTest.http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(nodeB.base() + "/v1/adapters/facts/promote"))
+                .header("Content-Type", "application/json").header("Authorization", "Bearer cluster-admin")
+                .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"version\":\"" + other[0] + "\"}")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, move2.statusCode(), move2.body());
+        await("B serves " + other[0], Duration.ofSeconds(30), () -> servedBy(nodeB).equals(other[0]));
+        version[0] = other[0];
+
         // a serving node that starts now serves the current alias at once
         int pc = freePort();
         RunProcessTest.Run nodeC = RunProcessTest.start(tmp, processes, kafka, config, "c", tmp.resolve("c"),
