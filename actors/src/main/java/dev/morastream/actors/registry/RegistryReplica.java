@@ -1,21 +1,20 @@
 package dev.morastream.actors.registry;
 
+import dev.morastream.models.checkpoint.AtomicFiles;
+import dev.morastream.streams.state.StateFiles;
 import dev.morastream.streams.state.StateStore;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
-import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -64,18 +63,12 @@ public final class RegistryReplica {
      * domain that {@code registry} no longer keeps (never the aliased one).
      */
     public void export(AdapterRegistry registry, AdapterRegistry.Entry e) throws IOException {
-        Map<String, byte[]> puts = new LinkedHashMap<>();
-        try (Stream<Path> files = Files.walk(e.dir())) {
-            for (Path f : (Iterable<Path>) files.filter(Files::isRegularFile).sorted()::iterator) {
-                puts.put(prefix(e.version()) + e.dir().relativize(f).toString().replace('\\', '/'), Files.readAllBytes(f));
-            }
-        }
+        Map<String, byte[]> puts = StateFiles.read(e.dir(), prefix(e.version()));
+        StateStore store = writerFor(e.version().domain());
         Set<AdapterVersion> kept = new HashSet<>();
         registry.versions(e.version().domain()).forEach(x -> kept.add(x.version()));
         registry.alias(e.version().domain()).ifPresent(kept::add);
-        store(e.version().domain()).get(ALIASES + e.version().domain())
-                .ifPresent(b -> kept.add(AdapterVersion.parse(new String(b, StandardCharsets.UTF_8))));
-        StateStore store = writerFor(e.version().domain());
+        store.get(ALIASES + e.version().domain()).ifPresent(b -> kept.add(AdapterVersion.parse(new String(b, StandardCharsets.UTF_8))));
         Set<String> deletes = new HashSet<>();
         for (String k : store.keys(VERSIONS + e.version().domain() + "/")) {
             AdapterVersion v = versionOf(k);
@@ -152,22 +145,11 @@ public final class RegistryReplica {
         }
         Path tmp = Files.createTempDirectory(into.root(), ".fetch-" + v.domain() + "-v" + v.number() + "-");
         try {
-            for (Map.Entry<String, byte[]> f : files.entrySet()) {
-                Path p = tmp.resolve(f.getKey().substring(prefix(v).length())).normalize();
-                if (!p.startsWith(tmp)) {
-                    throw new IOException("state store key " + f.getKey() + " leaves the version's directory");
-                }
-                Files.createDirectories(p.getParent());
-                Files.write(p, f.getValue());
-            }
+            StateFiles.write(files, prefix(v), tmp);
             return Optional.of(into.adopt(v, tmp));
         } finally {
-            deleteTree(tmp);
+            AtomicFiles.deleteTree(tmp);
         }
-    }
-
-    private StateStore store(String domain) {
-        return writerFor(domain);
     }
 
     private static AdapterVersion versionOf(String key) {
@@ -179,16 +161,6 @@ public final class RegistryReplica {
             return new AdapterVersion(parts[0], Long.parseLong(parts[1].substring(1)));
         } catch (IllegalArgumentException bad) {
             return null;
-        }
-    }
-
-    private static void deleteTree(Path dir) {
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : (Iterable<Path>) s.sorted(java.util.Comparator.reverseOrder())::iterator) {
-                Files.deleteIfExists(p);
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot delete " + dir, e);
         }
     }
 }

@@ -2,6 +2,7 @@ package dev.morastream.actors.trainer;
 
 import dev.morastream.models.checkpoint.AtomicFiles;
 import dev.morastream.models.train.TrainerCheckpoint;
+import dev.morastream.streams.state.StateFiles;
 import dev.morastream.streams.state.StateStore;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -14,7 +15,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -51,12 +51,7 @@ public final class CheckpointReplica {
      */
     public void export(String domain, Path dir, Path ledger) throws IOException {
         String p = prefix(domain);
-        Map<String, byte[]> puts = new LinkedHashMap<>();
-        try (Stream<Path> files = Files.walk(dir)) {
-            for (Path f : (Iterable<Path>) files.filter(Files::isRegularFile).sorted()::iterator) {
-                puts.put(p + dir.getFileName() + "/" + dir.relativize(f).toString().replace('\\', '/'), Files.readAllBytes(f));
-            }
-        }
+        Map<String, byte[]> puts = new LinkedHashMap<>(StateFiles.read(dir, p + dir.getFileName() + "/"));
         if (ledger != null && Files.isRegularFile(ledger)) {
             puts.put(p + TrainerActor.LEDGER_FILE, Files.readAllBytes(ledger));
         }
@@ -102,14 +97,7 @@ public final class CheckpointReplica {
         }
         Files.createDirectories(root);
         Path tmp = root.resolve(name.get() + ".tmp-" + System.nanoTime());
-        for (Map.Entry<String, byte[]> f : files.entrySet()) {
-            Path out = tmp.resolve(f.getKey().substring(p.length())).normalize();
-            if (!out.startsWith(tmp)) {
-                throw new IOException("state store key " + f.getKey() + " leaves the checkpoint's directory");
-            }
-            Files.createDirectories(out.getParent());
-            Files.write(out, f.getValue());
-        }
+        StateFiles.write(files, p, tmp);
         String why = TrainerCheckpoint.validate(tmp);
         if (why != null) {
             AtomicFiles.deleteTree(tmp);
