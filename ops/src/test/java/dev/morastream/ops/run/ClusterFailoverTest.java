@@ -7,20 +7,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.morastream.actors.trainer.TrainerActor;
 import dev.morastream.streams.kafka.EmbeddedKafka;
-import java.net.URI;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
@@ -85,33 +79,7 @@ class ClusterFailoverTest {
         assertTrue(read(b.out()).contains("training: waiting for the cluster's training lease"), "B stands by");
 
         // a client of C all along
-        AtomicBoolean stop = new AtomicBoolean();
-        AtomicInteger ok = new AtomicInteger();
-        List<String> failures = Collections.synchronizedList(new ArrayList<>());
-        Set<String> promotedModels = Collections.synchronizedSet(new HashSet<>());
-        Thread client = new Thread(() -> {
-            int i = 0;
-            while (!stop.get()) {
-                List<String> models = new ArrayList<>(List.of("tiny"));
-                models.addAll(promotedModels);
-                String model = models.get(i++ % models.size());
-                try {
-                    HttpResponse<String> r = RunProcessTest.http.send(HttpRequest.newBuilder(URI.create(c.base() + "/v1/completions"))
-                            .header("Content-Type", "application/json").timeout(Duration.ofSeconds(60))
-                            .POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"" + model
-                                    + "\",\"prompt\":\"Q: What is the capital of Quamoria?\\nA:\",\"max_tokens\":4,\"temperature\":0}")).build(),
-                            HttpResponse.BodyHandlers.ofString());
-                    if (r.statusCode() == 200) {
-                        ok.incrementAndGet();
-                    } else {
-                        failures.add(model + ": " + r.statusCode() + " " + r.body());
-                    }
-                } catch (Exception e) {
-                    failures.add(model + ": " + e);
-                }
-            }
-        }, "client-of-c");
-        client.start();
+        ClientLoop client = new ClientLoop(c, "client-of-c");
 
         produce(0, 150);
         for (String d : DOMAINS) {
@@ -129,9 +97,9 @@ class ClusterFailoverTest {
                 while (m.find()) {
                     all.add(m.group(1));
                 }
-                return all.contains(servedBy(c, d));
+                return all.contains(ClientLoop.servedBy(c, d));
             });
-            promotedModels.add(d);
+            client.add(d);
         }
 
         // records still arrive while A dies
@@ -152,10 +120,9 @@ class ClusterFailoverTest {
             assertEquals(IntStream.range(0, 300).mapToObj(i -> d + "-" + i).collect(Collectors.toSet()), new HashSet<>(ids),
                     d + ": every record produced, once");
         }
-        stop.set(true);
-        client.join(60_000);
-        assertEquals(List.of(), failures, "requests to C that failed");
-        assertTrue(ok.get() > 0);
+        client.close();
+        assertEquals(List.of(), client.failures(), "requests to C that failed");
+        assertTrue(client.ok() > 0);
         for (RunProcessTest.Run r : List.of(b, c)) {
             r.process().destroy();
             assertTrue(r.process().waitFor(120, java.util.concurrent.TimeUnit.SECONDS));
@@ -174,17 +141,6 @@ class ClusterFailoverTest {
                 }
             }
             p.flush();
-        }
-    }
-
-    static String servedBy(RunProcessTest.Run r, String model) {
-        try {
-            HttpResponse<String> resp = RunProcessTest.http.send(HttpRequest.newBuilder(URI.create(r.base() + "/v1/completions"))
-                    .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(
-                            "{\"model\":\"" + model + "\",\"prompt\":\"Q:\",\"max_tokens\":1}")).build(), HttpResponse.BodyHandlers.ofString());
-            return resp.statusCode() == 200 ? RunProcessTest.JSON.readTree(resp.body()).path("adapter_version").asText("") : "";
-        } catch (Exception e) {
-            return "";
         }
     }
 }

@@ -82,30 +82,7 @@ class ClusterProcessTest {
         assertEquals(200, status(nodeB, "/v1/models"), "B serves");
 
         // a client of B all along; A learns facts and promotes; B follows
-        java.util.concurrent.atomic.AtomicBoolean following = new java.util.concurrent.atomic.AtomicBoolean();
-        java.util.concurrent.atomic.AtomicInteger ok = new java.util.concurrent.atomic.AtomicInteger();
-        List<String> failures = java.util.Collections.synchronizedList(new ArrayList<>());
-        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
-        Thread client = new Thread(() -> {
-            while (!stop.get()) {
-                String model = following.get() ? "facts" : "tiny";
-                try {
-                    var r = RunProcessTest.http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(nodeB.base() + "/v1/completions"))
-                            .header("Content-Type", "application/json").timeout(Duration.ofSeconds(60))
-                            .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"model\":\"" + model
-                                    + "\",\"prompt\":\"Q: What is the capital of Quamoria?\\nA:\",\"max_tokens\":4,\"temperature\":0}")).build(),
-                            java.net.http.HttpResponse.BodyHandlers.ofString());
-                    if (r.statusCode() == 200) {
-                        ok.incrementAndGet();
-                    } else {
-                        failures.add(model + ": " + r.statusCode() + " " + r.body());
-                    }
-                } catch (Exception e) {
-                    failures.add(model + ": " + e);
-                }
-            }
-        }, "client-of-b");
-        client.start();
+        ClientLoop client = new ClientLoop(nodeB, "client-of-b");
         produce(kafka, 0, 300);
         java.util.regex.Pattern promoted = java.util.regex.Pattern.compile("PROMOTED (facts@v\\d+)");
         String[] version = {null};
@@ -123,7 +100,7 @@ class ClusterProcessTest {
         assertTrue(lag.find());
         System.out.println("ClusterProcessTest: B " + lag.group());
         assertTrue(Double.parseDouble(lag.group(1)) <= 5.0, "B followed within 5 s of the decision: " + lag.group());
-        following.set(true);
+        client.add("facts");
         await("B answers as " + version[0], Duration.ofSeconds(10), () -> servedBy(nodeB).equals(version[0]));
 
         // an admin promote sent to B (which trains nothing) reaches A's supervisor across the cluster
@@ -160,10 +137,9 @@ class ClusterProcessTest {
         RunProcessTest.Run nodeC = RunProcessTest.start(tmp, processes, kafka, config, "c", tmp.resolve("c"),
                 "--cluster-port", String.valueOf(pc), "--seed-nodes", "127.0.0.1:" + pa, "--roles", "serving");
         await("C serves " + version[0], Duration.ofSeconds(15), () -> servedBy(nodeC).equals(version[0]));
-        stop.set(true);
-        client.join(60_000);
-        assertEquals(List.of(), failures, "requests to B that failed");
-        assertTrue(ok.get() > 0, "the client was served");
+        client.close();
+        assertEquals(List.of(), client.failures(), "requests to B that failed");
+        assertTrue(client.ok() > 0, "the client was served");
         nodeC.process().destroy();
         assertTrue(nodeC.process().waitFor(120, TimeUnit.SECONDS), "C did not stop");
 
@@ -201,15 +177,7 @@ class ClusterProcessTest {
 
     /** The version that answers model 'facts' on {@code r} ("" when none). */
     static String servedBy(RunProcessTest.Run r) {
-        try {
-            var resp = RunProcessTest.http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(r.base() + "/v1/completions"))
-                    .header("Content-Type", "application/json").POST(java.net.http.HttpRequest.BodyPublishers.ofString(
-                            "{\"model\":\"facts\",\"prompt\":\"Q:\",\"max_tokens\":1}")).build(),
-                    java.net.http.HttpResponse.BodyHandlers.ofString());
-            return resp.statusCode() == 200 ? RunProcessTest.JSON.readTree(resp.body()).path("adapter_version").asText("") : "";
-        } catch (Exception e) {
-            return "";
-        }
+        return ClientLoop.servedBy(r, "facts");
     }
 
     static void produce(EmbeddedKafka kafka, int from, int n) {
