@@ -116,10 +116,21 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
             implements Command, CborSerializable {}
 
     /**
-     * Graceful stop of training: every live trainer writes its final checkpoint; answered when all
-     * did (or failed to); then the training actors stop (a {@link StartTraining} may start them again).
+     * Graceful stop of training, of {@code domains} (empty: every domain trained here): each one's
+     * live trainer writes its final checkpoint; answered when all did (or failed to); then those
+     * trainers are gone, and when no trainer is left the registry, evaluator and supervisor stop too
+     * (a {@link StartTraining} may start them again).
      */
-    public record Stop(Duration timeout, ActorRef<Stopped> replyTo) implements Command {}
+    public record Stop(Duration timeout, Set<String> domains, ActorRef<Stopped> replyTo) implements Command {
+        public Stop {
+            domains = Set.copyOf(domains);
+        }
+
+        /** Stops every domain trained here. */
+        public Stop(Duration timeout, ActorRef<Stopped> replyTo) {
+            this(timeout, Set.of(), replyTo);
+        }
+    }
 
     /**
      * @param finalCheckpoints a domain's final checkpoint (empty when there was nothing new to write)
@@ -141,10 +152,14 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     private final Map<String, ActorRef<TrainerActor.Command>> trainers = new LinkedHashMap<>();
     private final Map<ActorRef<?>, String> domainOf = new LinkedHashMap<>();
     private ActorRef<PromotionSupervisor.Command> supervisor; // null: this node decides nothing (now)
+    private ActorRef<AdapterRegistryActor.Command> registry;
+    private boolean replicated; // the registry exports to (and catches up from) the cluster's state store
     private final List<ActorRef<?>> trainingActors = new java.util.ArrayList<>(); // registry, evaluator, supervisor
     private int generation; // of the training actors: names stay unique when training starts again
+    private final Map<String, Integer> spawned = new java.util.HashMap<>(); // trainers of a domain so far: unique names
     private final Set<String> lost = new HashSet<>();
     private ActorRef<Stopped> stopReply;
+    private Set<String> stopping = Set.of(); // the domains the current Stop is about
     private final Map<String, Optional<Path>> stoppedWith = new LinkedHashMap<>();
     private final Map<String, String> stopFailures = new LinkedHashMap<>();
 
@@ -168,9 +183,10 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     }
 
     /**
-     * Spawns the training actors of {@code settings} (registry, evaluator, supervisor, one trainer per
-     * domain) when none run; answered with the trainers. After a {@link Stop} they are gone and this
-     * starts them again.
+     * Spawns the trainers of {@code settings}' domains that do not train here yet (and first the
+     * registry, evaluator and supervisor, from {@code settings}, when none run); answered with every
+     * trainer. In a cluster the registry first catches up each new domain from the state store. After
+     * a {@link Stop} of every domain they are gone and this starts them again.
      */
     public record StartTraining(Settings settings, ActorRef<Map<String, ActorRef<TrainerActor.Command>>> replyTo) implements Command {}
 
@@ -184,23 +200,34 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     }
 
     private void startTraining(Settings s) {
-        if (s.domains().isEmpty() || !trainers.isEmpty()) {
+        if (s.domains().stream().allMatch(d -> trainers.containsKey(d.name()))) {
             return;
         }
         ActorContext<Command> ctx = getContext();
-        String g = generation++ == 0 ? "" : "-" + generation;
-        ActorRef<AdapterRegistryActor.Command> registry = ctx.spawn(AdapterRegistryActor.create(s.registry(), s.replica()), "registry" + g,
-                DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
-        ActorRef<EvaluatorActor.Command> evaluator = ctx.spawn(EvaluatorActor.create(s.evalModel(), s.tokenizer(), s.evaluator()),
-                "evaluator" + g, EvaluatorActor.DISPATCHER);
-        supervisor = ctx.spawn(PromotionSupervisor.create(registry, evaluator, s.policies(), s.auditLog(), s.evalTimeout()),
-                "supervisor" + g, PromotionSupervisor.DISPATCHER);
-        supervisor.tell(new PromotionSupervisor.Subscribe(ctx.messageAdapter(PromotionSupervisor.Event.class, Decision::new)));
-        trainingActors.addAll(List.of(registry, evaluator, supervisor));
+        if (supervisor == null) {
+            String g = generation++ == 0 ? "" : "-" + generation;
+            registry = ctx.spawn(AdapterRegistryActor.create(s.registry(), s.replica()), "registry" + g,
+                    DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
+            replicated = s.replica() != null;
+            ActorRef<EvaluatorActor.Command> evaluator = ctx.spawn(EvaluatorActor.create(s.evalModel(), s.tokenizer(), s.evaluator()),
+                    "evaluator" + g, EvaluatorActor.DISPATCHER);
+            supervisor = ctx.spawn(PromotionSupervisor.create(registry, evaluator, s.policies(), s.auditLog(), s.evalTimeout()),
+                    "supervisor" + g, PromotionSupervisor.DISPATCHER);
+            supervisor.tell(new PromotionSupervisor.Subscribe(ctx.messageAdapter(PromotionSupervisor.Event.class, Decision::new)));
+            trainingActors.addAll(List.of(registry, evaluator, supervisor));
+        }
         for (Domain d : s.domains()) {
+            if (trainers.containsKey(d.name())) {
+                continue;
+            }
+            if (replicated) {
+                // before the trainer's first publish (the registry's mailbox keeps the order)
+                registry.tell(new AdapterRegistryActor.CatchUp(d.name(), ctx.getSystem().ignoreRef()));
+            }
+            int n = spawned.merge(d.name(), 1, Integer::sum);
             ActorRef<TrainerActor.Command> t = ctx.spawn(TrainerActor.create(d.trainer(), d.model(), s.tokenizer(), registry, supervisor,
                     d.checkpoints()),
-                    "trainer-" + d.name() + g, TrainerActor.DISPATCHER);
+                    "trainer-" + d.name() + (n == 1 ? "" : "-" + n), TrainerActor.DISPATCHER);
             ctx.watch(t);
             trainers.put(d.name(), t);
             domainOf.put(t, d.name());
@@ -208,19 +235,26 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
         }
     }
 
-    /** After a stop: the training actors go, the domains are no longer decided here, and training may start again. */
+    /**
+     * After a stop: the stopped domains' trainers go and the domains are no longer decided here; when
+     * none is left, the training actors go too, and training may start again.
+     */
     private void releaseTraining() {
-        for (String d : trainers.keySet()) {
+        for (String d : stopping) {
             getContext().getSystem().receptionist().tell(Receptionist.deregister(decides(d), getContext().getSelf()));
+            ActorRef<TrainerActor.Command> t = trainers.remove(d);
+            getContext().unwatch(t);
+            domainOf.remove(t);
+            lost.remove(d);
         }
-        trainers.values().forEach(getContext()::unwatch);
-        trainingActors.forEach(getContext()::stop);
-        trainingActors.clear();
-        trainers.clear();
-        domainOf.clear();
-        lost.clear();
-        supervisor = null;
+        if (trainers.isEmpty()) {
+            trainingActors.forEach(getContext()::stop);
+            trainingActors.clear();
+            supervisor = null;
+            registry = null;
+        }
         stopReply = null;
+        stopping = Set.of();
         stoppedWith.clear();
         stopFailures.clear();
     }
@@ -288,8 +322,14 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
             return this;
         }
         stopReply = m.replyTo();
+        Set<String> which = new HashSet<>(m.domains().isEmpty() ? trainers.keySet() : m.domains());
+        which.retainAll(trainers.keySet());
+        stopping = Set.copyOf(which);
         for (Map.Entry<String, ActorRef<TrainerActor.Command>> e : trainers.entrySet()) {
             String domain = e.getKey();
+            if (!stopping.contains(domain)) {
+                continue;
+            }
             if (lost.contains(domain)) {
                 stopFailures.put(domain, "its trainer had stopped after repeated failures");
                 continue;
@@ -320,7 +360,7 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     }
 
     private Behavior<Command> maybeStopped() {
-        if (stopReply != null && stoppedWith.size() + stopFailures.size() == trainers.size()) {
+        if (stopReply != null && stoppedWith.size() + stopFailures.size() == stopping.size()) {
             stopReply.tell(new Stopped(Map.copyOf(stoppedWith), Map.copyOf(stopFailures)));
             releaseTraining();
         }
@@ -329,7 +369,7 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
 
     private Behavior<Command> onTerminated(Terminated t) {
         String domain = domainOf.get(t.getRef());
-        if (domain == null || stopReply != null) {
+        if (domain == null || stopping.contains(domain)) {
             return this; // stopping: the trainer's answer to Stop (or its timeout) says how it ended
         }
         lost.add(domain);

@@ -39,6 +39,12 @@ public final class AdapterRegistryActor extends AbstractBehavior<AdapterRegistry
     /** Every stored version of the domain, oldest first. */
     public record ListVersions(String domain, ActorRef<StatusReply<List<AdapterRegistry.Entry>>> replyTo) implements Command {}
 
+    /**
+     * Brings the registry up to the cluster's state store for {@code domain} before this node trains
+     * it ({@link RegistryReplica#catchUp}); answered with the versions fetched (none without a replica).
+     */
+    public record CatchUp(String domain, ActorRef<StatusReply<List<AdapterVersion>>> replyTo) implements Command {}
+
     private final AdapterRegistry registry;
     private final RegistryReplica replica; // null: this node's registry is all there is
 
@@ -68,6 +74,13 @@ public final class AdapterRegistryActor extends AbstractBehavior<AdapterRegistry
                 .onMessage(SetAlias.class, this::onSetAlias)
                 .onMessage(GetAlias.class, this::onGetAlias)
                 .onMessage(ListVersions.class, this::onList)
+                .onMessage(CatchUp.class, m -> reply(m.replyTo(), "catch-up of " + m.domain(), () -> {
+                    List<AdapterVersion> fetched = replica == null ? List.of() : replica.catchUp(registry, m.domain());
+                    if (!fetched.isEmpty()) {
+                        getContext().getLog().info("registry: caught up {} from the state store: {}", m.domain(), fetched);
+                    }
+                    return fetched;
+                }))
                 .build();
     }
 

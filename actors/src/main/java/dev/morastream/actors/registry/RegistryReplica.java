@@ -152,6 +152,43 @@ public final class RegistryReplica {
         }
     }
 
+    /**
+     * Brings {@code into} up to the store for {@code domain}, before this node trains it: every
+     * version of the domain in the store that {@code into} lacks is fetched (so the domain's counter
+     * moves past them and a version published here never reuses a name another node gave), and the
+     * local alias is moved to the store's. A version that cannot be fetched (damaged, incomplete) is
+     * logged and skipped.
+     *
+     * @return the versions fetched
+     */
+    public List<AdapterVersion> catchUp(AdapterRegistry into, String domain) throws IOException {
+        Set<AdapterVersion> inStore = new java.util.TreeSet<>();
+        for (String k : reader.keys(VERSIONS + AdapterVersion.checkDomain(domain) + "/")) {
+            AdapterVersion v = versionOf(k);
+            if (v != null && k.equals(prefix(v) + "version.json")) {
+                inStore.add(v);
+            }
+        }
+        List<AdapterVersion> fetched = new ArrayList<>();
+        for (AdapterVersion v : inStore) {
+            if (into.get(v).isPresent()) {
+                continue;
+            }
+            try {
+                if (fetch(into, v, Duration.ZERO).isPresent()) {
+                    fetched.add(v);
+                }
+            } catch (IOException e) {
+                log.error("state store: {} not caught up ({}); going on without it", v, e.getMessage());
+            }
+        }
+        Optional<AdapterVersion> alias = aliased(domain);
+        if (alias.isPresent() && !alias.equals(into.alias(domain)) && into.get(alias.get()).isPresent()) {
+            into.setAlias(alias.get());
+        }
+        return fetched;
+    }
+
     private static AdapterVersion versionOf(String key) {
         String[] parts = key.substring(VERSIONS.length()).split("/", 3);
         if (parts.length < 3 || !parts[1].startsWith("v")) {

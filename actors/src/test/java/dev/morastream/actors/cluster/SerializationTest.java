@@ -54,6 +54,7 @@ class SerializationTest {
     static Map<Class<?>, Function<TestProbe<StatusReply<AdapterVersion>>, Object>> samples() {
         return Map.of(
                 AdapterVersion.class, p -> new AdapterVersion("med.v2_x-y", 41),
+                DomainLeases.Keep.class, p -> new DomainLeases.Keep(),
                 JobGuardian.MoveAlias.class, p -> new JobGuardian.MoveAlias(AdapterVersion.parse("finance@v3"), true,
                         "rollback via the HTTP admin API", p.getRef()));
     }
@@ -84,6 +85,14 @@ class SerializationTest {
             assertTrue(s.getClass().getName().endsWith("JacksonCborSerializer"), msg.getClass() + " -> " + s.getClass());
             assertEquals(msg, roundTrip(msg));
         }
+    }
+
+    @Test
+    void theKeepAliveRoundTripsInItsShardingEnvelope() {
+        var envelope = new org.apache.pekko.cluster.sharding.typed.ShardingEnvelope<DomainLeases.Command>("finance", new DomainLeases.Keep());
+        var back = (org.apache.pekko.cluster.sharding.typed.ShardingEnvelope<?>) roundTrip(envelope);
+        assertEquals("finance", back.entityId());
+        assertEquals(new DomainLeases.Keep(), back.message());
     }
 
     @Test

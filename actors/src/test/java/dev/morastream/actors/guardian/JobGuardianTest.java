@@ -132,6 +132,42 @@ class JobGuardianTest extends TinyModelFixture {
     }
 
     @Test
+    void oneDomainStopsAndStartsAgainWhileTheOtherTrainsOn() throws Exception {
+        spawn(1000);
+        BatchSink sink = sink();
+        sink.accept(batch("alpha", 1f)).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        ActorRef<TrainerActor.Command> beta = trainers().get("beta");
+
+        // a domain's lease handed over: only its trainer stops, with its final checkpoint
+        TestProbe<JobGuardian.Stopped> probe = kit.createTestProbe();
+        guardian.tell(new JobGuardian.Stop(WAIT, java.util.Set.of("alpha"), probe.getRef()));
+        JobGuardian.Stopped stopped = probe.expectMessageClass(JobGuardian.Stopped.class, WAIT);
+        assertEquals(java.util.Set.of("alpha"), stopped.finalCheckpoints().keySet());
+        assertTrue(stopped.finalCheckpoints().get("alpha").isPresent(), "alpha's final checkpoint");
+        assertEquals(Map.of("beta", beta), trainers(), "beta trains on, with the same trainer");
+        sink.accept(batch("beta", 1f)).toCompletableFuture().get(60, TimeUnit.SECONDS);
+
+        // the lease comes back: alpha starts again from its checkpoint, beta is not started twice
+        List<JobGuardian.Domain> again = List.of(new JobGuardian.Domain(TrainerActor.Settings.of("alpha", AdapterSpec.mora(8,
+                MoraVariant.SHARING), TrainerConfig.constant(1e-3), tmp.resolve("ckpt-alpha")).withCheckpointEvery(1000, null), model));
+        JobGuardian.Settings s = new JobGuardian.Settings(again, model, tok, new EvaluatorActor.Settings(List.of(), "", 64, 4),
+                new AdapterRegistry(tmp.resolve("registry-unused"), 5), null, d -> new PromotionPolicy(1e9, 0, 0), tmp.resolve("audit.jsonl"),
+                Duration.ofSeconds(60));
+        Map<String, ActorRef<TrainerActor.Command>> now = AskPattern.<JobGuardian.Command, Map<String, ActorRef<TrainerActor.Command>>>ask(
+                guardian, r -> new JobGuardian.StartTraining(s, r), WAIT, kit.scheduler()).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        assertEquals(java.util.Set.of("alpha", "beta"), now.keySet());
+        assertEquals(beta, now.get("beta"));
+        assertTrue(now.get("alpha").path().name().endsWith("-2"), "a new trainer, under a new name: " + now.get("alpha").path());
+        BatchSink sink2 = TrainerActor.sink(now, Duration.ofSeconds(30), kit.scheduler(), kit.system().executionContext());
+        sink2.accept(batch("alpha", 1f)).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        guardian.tell(new JobGuardian.Stop(WAIT, probe.getRef()));
+        stopped = probe.expectMessageClass(JobGuardian.Stopped.class, WAIT);
+        assertEquals(java.util.Set.of("alpha", "beta"), stopped.finalCheckpoints().keySet());
+        assertEquals(Map.of(), stopped.failed());
+        assertFalse(lost.isDone(), "no trainer lost");
+    }
+
+    @Test
     void adminMovesGoThroughTheGuardianToTheSupervisorAndReachTheHooks() throws Exception {
         spawn(1);
         sink().accept(batch("beta", 1f)).toCompletableFuture().get(60, TimeUnit.SECONDS); // checkpoint: beta@v1
