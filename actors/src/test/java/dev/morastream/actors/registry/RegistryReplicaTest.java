@@ -50,6 +50,28 @@ class RegistryReplicaTest {
     }
 
     @Test
+    void aNodeTakingADomainOverCatchesUpEveryVersionAndTheAliasSoNoNameIsReused() throws Exception {
+        InMemoryStateStore store = new InMemoryStateStore();
+        RegistryReplica replica = new RegistryReplica(store);
+        AdapterRegistry before = new AdapterRegistry(tmp.resolve("a"), 5);
+        for (int i = 1; i <= 3; i++) {
+            replica.export(before, before.publish("med", adapter(tmp.resolve("x" + i), "n" + i), Map.of(), Map.of()));
+        }
+        before.setAlias(AdapterVersion.parse("med@v2"));
+        replica.alias(AdapterVersion.parse("med@v2"));
+
+        AdapterRegistry next = new AdapterRegistry(tmp.resolve("b"), 5);
+        assertEquals(java.util.List.of(AdapterVersion.parse("med@v1"), AdapterVersion.parse("med@v2"), AdapterVersion.parse("med@v3")),
+                replica.catchUp(next, "med"));
+        assertEquals(java.util.Optional.of(AdapterVersion.parse("med@v2")), next.alias("med"), "the store's alias");
+        assertEquals("n3", content(next.get(AdapterVersion.parse("med@v3")).orElseThrow().dir()));
+        assertEquals(4, next.publish("med", adapter(tmp.resolve("x4"), "n4"), Map.of(), Map.of()).version().number(),
+                "the next version is past every version of the lineage, not a second v1");
+        assertEquals(java.util.List.of(), replica.catchUp(next, "med"), "nothing left to catch up");
+        assertEquals(java.util.List.of(), replica.catchUp(next, "other"), "a domain the store does not have");
+    }
+
+    @Test
     void aliasesAreSharedAndPrunedVersionsLeaveTheStoreButNeverTheAliasedOne() throws Exception {
         InMemoryStateStore store = new InMemoryStateStore();
         RegistryReplica replica = new RegistryReplica(store);
