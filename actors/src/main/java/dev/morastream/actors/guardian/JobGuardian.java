@@ -153,7 +153,6 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
     private final Map<ActorRef<?>, String> domainOf = new LinkedHashMap<>();
     private ActorRef<PromotionSupervisor.Command> supervisor; // null: this node decides nothing (now)
     private ActorRef<AdapterRegistryActor.Command> registry;
-    private boolean replicated; // the registry exports to (and catches up from) the cluster's state store
     private final List<ActorRef<?>> trainingActors = new java.util.ArrayList<>(); // registry, evaluator, supervisor
     private int generation; // of the training actors: names stay unique when training starts again
     private final Map<String, Integer> spawned = new java.util.HashMap<>(); // trainers of a domain so far: unique names
@@ -208,7 +207,6 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
             String g = generation++ == 0 ? "" : "-" + generation;
             registry = ctx.spawn(AdapterRegistryActor.create(s.registry(), s.replica()), "registry" + g,
                     DispatcherSelector.fromConfig("morastream.actors.blocking-dispatcher"));
-            replicated = s.replica() != null;
             ActorRef<EvaluatorActor.Command> evaluator = ctx.spawn(EvaluatorActor.create(s.evalModel(), s.tokenizer(), s.evaluator()),
                     "evaluator" + g, EvaluatorActor.DISPATCHER);
             supervisor = ctx.spawn(PromotionSupervisor.create(registry, evaluator, s.policies(), s.auditLog(), s.evalTimeout()),
@@ -220,10 +218,8 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
             if (trainers.containsKey(d.name())) {
                 continue;
             }
-            if (replicated) {
-                // before the trainer's first publish (the registry's mailbox keeps the order)
-                registry.tell(new AdapterRegistryActor.CatchUp(d.name(), ctx.getSystem().ignoreRef()));
-            }
+            // before the trainer's first publish (the registry's mailbox keeps the order); nothing to do on one node
+            registry.tell(new AdapterRegistryActor.CatchUp(d.name(), ctx.getSystem().ignoreRef()));
             int n = spawned.merge(d.name(), 1, Integer::sum);
             ActorRef<TrainerActor.Command> t = ctx.spawn(TrainerActor.create(d.trainer(), d.model(), s.tokenizer(), registry, supervisor,
                     d.checkpoints()),
