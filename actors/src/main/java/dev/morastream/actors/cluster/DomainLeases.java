@@ -59,7 +59,7 @@ public final class DomainLeases {
     /** Keeps the lease of a domain alive (sent from any node, so it crosses nodes). */
     public record Keep() implements Command, CborSerializable {}
 
-    /** The shard's stop message, sent on the entity's own node: release, then stop. */
+    /** The stop message (of the shard, or of {@link TrainingLease}'s singleton), sent on the lease's own node: release, then stop. */
     public enum HandOff implements Command { INSTANCE }
 
     private record Done(String what, Throwable error) implements Command {}
@@ -101,6 +101,7 @@ public final class DomainLeases {
         }
     }
 
+    /** The lease of {@code domain}: acquired when it starts, released on {@link HandOff}, then stopped. */
     static Behavior<Command> create(String domain, Holder holder) {
         return Behaviors.setup(ctx -> {
             ctx.getLog().info("training lease of {} acquired on this node", domain);
