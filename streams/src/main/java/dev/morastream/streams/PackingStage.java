@@ -119,6 +119,10 @@ final class PackingStage {
                         continue;
                     }
                     Packer.Encoded enc = d.encoded();
+                    if (enc != null && !domains.contains(enc.domain())) {
+                        enc = null; // another stream trains this domain: passed over, like a record without tokens
+                        stats.trainedElsewhere.incrementAndGet();
+                    }
                     tracker.record(tp, d.offset(), enc != null ? enc.domain() : null);
                     try {
                         if (enc != null) {

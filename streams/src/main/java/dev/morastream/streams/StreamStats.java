@@ -24,6 +24,11 @@ public final class StreamStats {
      */
     public final AtomicLong discarded = new AtomicLong();
 
+    /** Records of a domain this stream does not train (another stream does), passed over. */
+    public final AtomicLong trainedElsewhere = new AtomicLong();
+    /** Records rejected but not dead-lettered by this stream (another stream of the same topics letters them). */
+    public final AtomicLong rejectedNotLettered = new AtomicLong();
+
     private volatile Observer observer = Observer.NONE;
 
     /** What happened, with labels. Called from stream threads: implementations must be thread-safe and quick. */
@@ -64,6 +69,7 @@ public final class StreamStats {
 
     /** Records read but not yet wholly handed to the trainer (or dead-lettered): what the stream holds. */
     public long inFlight() {
-        return decoded.get() - rejected.get() - recordsTrained.get() - discarded.get();
+        return decoded.get() - rejected.get() - recordsTrained.get() - discarded.get() - trainedElsewhere.get()
+                - rejectedNotLettered.get();
     }
 }

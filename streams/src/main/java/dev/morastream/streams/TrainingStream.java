@@ -135,17 +135,39 @@ public final class TrainingStream {
      * @param decodeParallelism chunks of records decoded at once (and chunks whose dead letters are awaited at once)
      * @param idleFlush when no record arrived for this long, pad and emit every domain's buffered tail
      *     (so a quiet topic still trains on its last records); {@code null} never
+     * @param trained the domains this stream trains, a non-empty subset of the decoder's: records of
+     *     the decoder's other domains are passed over like records without tokens (another stream,
+     *     of another consumer group, trains them: one per domain in a cluster), so the commits of
+     *     this group move past them
+     * @param writesDeadLetters whether this stream sends what it rejects to the dead-letter topic;
+     *     of several streams reading the same topics, exactly one should (the others only count)
      */
     public record Settings(String bootstrapServers, Map<String, String> clientProperties, String groupId,
                            Set<String> topics, RecordDecoder.Config decoder, int seqLen, int batchSize,
-                           int decodeParallelism, Duration idleFlush) {
+                           int decodeParallelism, Duration idleFlush, Set<String> trained, boolean writesDeadLetters) {
         public Settings {
             clientProperties = Map.copyOf(clientProperties);
             topics = Set.copyOf(topics);
             Objects.requireNonNull(decoder);
+            trained = Set.copyOf(trained);
             if (decodeParallelism < 1) {
                 throw new IllegalArgumentException("decodeParallelism must be positive");
             }
+            if (trained.isEmpty()) {
+                throw new IllegalArgumentException("a training stream trains at least one domain");
+            }
+            if (!decoder.domains().containsAll(trained)) {
+                Set<String> unknown = new java.util.TreeSet<>(trained);
+                unknown.removeAll(decoder.domains());
+                throw new IllegalArgumentException("trained domains " + unknown + " are not among the decoder's domains " + decoder.domains());
+            }
+        }
+
+        /** Every domain of the decoder trained, rejections dead-lettered. */
+        public Settings(String bootstrapServers, Map<String, String> clientProperties, String groupId, Set<String> topics,
+                        RecordDecoder.Config decoder, int seqLen, int batchSize, int decodeParallelism, Duration idleFlush) {
+            this(bootstrapServers, clientProperties, groupId, topics, decoder, seqLen, batchSize, decodeParallelism, idleFlush,
+                    decoder.domains(), true);
         }
     }
 
@@ -193,10 +215,10 @@ public final class TrainingStream {
         Ownership ownership = new Ownership();
         CommitTracker tracker = new CommitTracker();
         Packer packer = new Packer(tokenizer, s.seqLen(), s.batchSize());
-        PackingStage packing = new PackingStage(packer, s.decoder().domains(), ownership, tracker, stats, s.idleFlush());
+        PackingStage packing = new PackingStage(packer, s.trained(), ownership, tracker, stats, s.idleFlush());
         RepeatedFailures failures = deadLetters.failures();
         Rebalancer.SerialSink trainer = new Rebalancer.SerialSink(sink);
-        Rebalancer rebalancer = new Rebalancer(s.decoder().domains(), checkpoint, ownership, packing, tracker, trainer, stats,
+        Rebalancer rebalancer = new Rebalancer(s.trained(), checkpoint, ownership, packing, tracker, trainer, stats,
                 handOverTimeout);
 
         ConsumerSettings<byte[], byte[]> consumerSettings =
@@ -224,7 +246,8 @@ public final class TrainingStream {
                             return chunk;
                         })
                 .mapAsync(s.decodeParallelism(), chunk -> CompletableFuture.supplyAsync(() -> decode.decode(chunk), decodeExec))
-                .mapAsync(s.decodeParallelism(), chunk -> deadLetter(chunk, deadLetters, stats, exec))
+                .mapAsync(s.decodeParallelism(), chunk -> s.writesDeadLetters() ? deadLetter(chunk, deadLetters, stats, exec)
+                        : CompletableFuture.completedFuture(notLettered(chunk, stats)))
                 .map(PackingStage.Element::of)
                 .keepAlive(tick, () -> PackingStage.Element.TICK_ELEMENT)
                 .concat(Source.single(PackingStage.Element.END_ELEMENT))
@@ -239,7 +262,7 @@ public final class TrainingStream {
                 .mapConcat(batches -> batches)
                 .map(b -> replay == null ? b : replay.mix(b))
                 // one batch in flight per domain, the trainers of different domains at once; results in stream order
-                .mapAsyncPartitioned(Math.max(1, s.decoder().domains().size()), PackedBatch::domain,
+                .mapAsyncPartitioned(s.trained().size(), PackedBatch::domain,
                         (PackedBatch b, String domain) -> accepted(b, trainer.accept(b), exec))
                 .map(a -> {
                     PackedBatch b = a.batch();
@@ -282,6 +305,16 @@ public final class TrainingStream {
             }
             return chunk;
         }, exec);
+    }
+
+    /** Counts the chunk's rejected records, which another stream of the same topics dead-letters. */
+    private static List<DecodeStep.Decoded> notLettered(List<DecodeStep.Decoded> chunk, StreamStats stats) {
+        for (DecodeStep.Decoded d : chunk) {
+            if (d.rejected() != null) {
+                stats.rejectedNotLettered.incrementAndGet();
+            }
+        }
+        return chunk;
     }
 
     private record Accepted(PackedBatch batch, Map<TopicPartition, Long> durable) {}
