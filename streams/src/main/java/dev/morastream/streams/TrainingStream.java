@@ -82,6 +82,14 @@ import org.slf4j.LoggerFactory;
  *       second letter.</li>
  * </ul>
  *
+ * <h2>Several streams over the same topics</h2>
+ * A stream may train a subset of the decoder's domains ({@link Settings#trained}), in a consumer
+ * group of its own: a cluster runs one such stream per domain, on the node that holds the domain's
+ * lease. Records of the other known domains are passed over like records without tokens (so the
+ * group's commits and the domain's resume points move past them), rejected records are sent to the
+ * dead-letter topic by exactly one of the streams ({@link Settings#writesDeadLetters}), and the
+ * guarantee above holds per group: each domain's records are trained once by its group's trainers.
+ *
  * <h2>The mechanism</h2>
  * <b>Start and assignment</b>: for each partition assigned, each domain resumes at the later of its
  * checkpoint's point ({@code checkpoint}) and the group's committed position (the committed offset,

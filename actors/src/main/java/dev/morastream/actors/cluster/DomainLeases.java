@@ -27,15 +27,12 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
  * node that dies is downed by the split-brain resolver; its shards start elsewhere at the next
  * keep-alive and resume from the last exported checkpoints.
  *
- * <p>Sharding starts an entity on its first message: every node (trainer or not) sends each
+ * <p>Sharding starts an entity on its first message: every node that {@linkplain #init inits} the leases (each trainer node of {@code bin/mora run}) sends each
  * domain's entity a {@link Keep} every {@link #KEEP_ALIVE}, so every domain is trained as long as
  * one trainer node is up; automatic passivation is off (the lease never stops because it is idle).
  * Sharding runs at most one entity per id while the resolver keeps one side of a partition, and
  * starts a moved shard only after its previous entity has stopped: each domain's lineage has one
  * writer at any time.
- *
- * <p>Not used by {@code bin/mora run} yet: it still trains every domain on the holder of the one
- * {@link TrainingLease}. Wiring it needs one stream (and consumer group) per domain; see issue 10.
  */
 public final class DomainLeases {
     private DomainLeases() {}
@@ -59,7 +56,7 @@ public final class DomainLeases {
     /** Keeps the lease of a domain alive (sent from any node, so it crosses nodes). */
     public record Keep() implements Command, CborSerializable {}
 
-    /** The stop message (of the shard, or of {@link TrainingLease}'s singleton), sent on the lease's own node: release, then stop. */
+    /** The stop message of the shard, sent on the lease's own node: release, then stop. */
     public enum HandOff implements Command { INSTANCE }
 
     private record Done(String what, Throwable error) implements Command {}

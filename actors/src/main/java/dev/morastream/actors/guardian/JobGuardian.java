@@ -176,7 +176,7 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
         });
     }
 
-    /** A guardian that trains nothing until {@link StartTraining} (a cluster node waiting for the training lease). */
+    /** A guardian that trains nothing until {@link StartTraining} (a cluster node waiting for the leases of its domains). */
     public static Behavior<Command> create(Hooks hooks) {
         return Behaviors.setup(ctx -> new JobGuardian(ctx, hooks));
     }

@@ -107,20 +107,45 @@ final class JobMetrics implements StreamStats.Observer {
     }
 
     /** Measures log end offset minus committed offset of every partition of {@code topics} for {@code group}. */
-    void measureLag(Admin admin, String group, List<String> topics) {
+    /** The consumer groups whose lag was measured here before: set to 0 once no longer run here (another node reports them). */
+    private final java.util.Set<String> lagGroups = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    /**
+     * Measures the lag of the consumer groups this node runs now ({@code group} tag); the gauges of
+     * a group it ran before (its domain moved to another node, which reports it) go to 0, so a sum
+     * over the cluster's nodes is the group's lag.
+     */
+    void measureLag(Admin admin, java.util.Collection<String> groups, List<String> topics) {
+        for (String gone : lagGroups) {
+            if (!groups.contains(gone)) {
+                String prefix = key("mora.stream.consumer.lag.records", Tags.of("group", gone)) + "|";
+                gauges.forEach((key, g) -> {
+                    if (key.startsWith(prefix)) {
+                        g.v = 0;
+                    }
+                });
+                lagGroups.remove(gone);
+            }
+        }
+        if (groups.isEmpty()) {
+            return;
+        }
         try {
-            Map<TopicPartition, OffsetAndMetadata> committed =
-                    admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(10, TimeUnit.SECONDS);
             Map<TopicPartition, OffsetSpec> request = new java.util.HashMap<>();
             admin.describeTopics(topics).allTopicNames().get(10, TimeUnit.SECONDS).forEach((t, d) ->
                     d.partitions().forEach(p -> request.put(new TopicPartition(t, p.partition()), OffsetSpec.latest())));
             Map<TopicPartition, ListOffsetsResult.ListOffsetsResultInfo> ends = admin.listOffsets(request).all().get(10, TimeUnit.SECONDS);
-            ends.forEach((tp, info) -> {
-                OffsetAndMetadata c = committed.get(tp);
-                long lag = info.offset() - (c == null ? 0 : c.offset());
-                gauge("mora.stream.consumer.lag.records", "Log end offset minus the committed offset",
-                        Tags.of("topic", tp.topic(), "partition", Integer.toString(tp.partition()))).v = Math.max(0, lag);
-            });
+            for (String group : groups) {
+                Map<TopicPartition, OffsetAndMetadata> committed =
+                        admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(10, TimeUnit.SECONDS);
+                ends.forEach((tp, info) -> {
+                    OffsetAndMetadata c = committed.get(tp);
+                    long lag = info.offset() - (c == null ? 0 : c.offset());
+                    gauge("mora.stream.consumer.lag.records", "Log end offset minus the committed offset",
+                            Tags.of("group", group, "topic", tp.topic(), "partition", Integer.toString(tp.partition()))).v = Math.max(0, lag);
+                });
+                lagGroups.add(group);
+            }
         } catch (Exception e) {
             log.debug("consumer lag not measured: {}", e.toString());
         }

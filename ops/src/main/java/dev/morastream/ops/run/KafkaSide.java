@@ -147,11 +147,10 @@ final class KafkaSide implements AutoCloseable {
      * checkpoint). Possible only while the group has no member (Kafka refuses it otherwise): then the
      * records in between are not retrained, and the log says so.
      */
-    void rewindGroup(Map<String, Map<TopicPartition, ResumePoint>> rewind) {
+    void rewindGroup(String group, Map<String, Map<TopicPartition, ResumePoint>> rewind) {
         if (rewind.isEmpty()) {
             return;
         }
-        String group = k.groupId();
         try {
             Map<TopicPartition, OffsetAndMetadata> committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()
                     .get(30, TimeUnit.SECONDS);
@@ -179,7 +178,7 @@ final class KafkaSide implements AutoCloseable {
      * Commits the offsets every domain's final checkpoint holds (the group has no member now; the
      * stream committed up to its last batch). Nothing when a domain has no final checkpoint.
      */
-    void commitFinal(Map<String, Map<TopicPartition, ResumePoint>> points, int domains) {
+    void commitFinal(String group, Map<String, Map<TopicPartition, ResumePoint>> points, int domains) {
         if (admin == null || points.isEmpty() || points.size() < domains) {
             return;
         }
@@ -199,8 +198,8 @@ final class KafkaSide implements AutoCloseable {
             return;
         }
         try {
-            admin.alterConsumerGroupOffsets(k.groupId(), offsets).all().get(30, TimeUnit.SECONDS);
-            say.accept("committed offsets " + offsets.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue().offset()).toList());
+            admin.alterConsumerGroupOffsets(group, offsets).all().get(30, TimeUnit.SECONDS);
+            say.accept("committed offsets of group " + group + " " + offsets.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue().offset()).toList());
         } catch (Exception e) {
             // the checkpoints hold them: the next start seeks there anyway
             log.warn("final offset commit failed ({}); the next start resumes from the checkpoints", MoraJob.rootCause(e));

@@ -2,7 +2,7 @@ package dev.morastream.ops.run;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.morastream.actors.events.MoraEvent;
-import dev.morastream.actors.cluster.TrainingLease;
+import dev.morastream.actors.cluster.DomainLeases;
 import dev.morastream.actors.guardian.JobGuardian;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
@@ -59,8 +59,10 @@ import org.slf4j.LoggerFactory;
  * {@link ModelSide} (the frozen base per device) and {@link ServingSide} (pool and HTTP API) — and
  * runs the actor system whose root, the {@link JobGuardian}, owns the trainers, the registry, the
  * evaluator and the supervisor. It runs the training stream from Kafka into the guardian's
- * trainers (restarted from their checkpoints when it fails) and turns what the actors report into
- * metrics, console lines, serving swaps and promotion records. Every piece of state lives under
+ * trainers (restarted from their checkpoints when it fails): one stream for every domain on a single
+ * node; in a cluster, one stream (and consumer group) per domain whose lease this node holds
+ * ({@link DomainLeases}), started when the lease is acquired and stopped with a final checkpoint
+ * when it is handed over. It turns what the actors report into metrics, console lines, serving swaps and promotion records. Every piece of state lives under
  * the data directory, so a restart resumes: trainers from their checkpoints, the stream from the
  * checkpoints' offsets, serving from the registry's aliases.
  *
@@ -78,6 +80,8 @@ public final class MoraJob implements AutoCloseable {
     private final Progress progress = new Progress();
     private final StreamStats stats = new StreamStats();
     private final ExecutorService blocking = Executors.newFixedThreadPool(2, daemon("mora-job"));
+    /** Acquires and releases the domains' leases one at a time, in the order sharding asks. */
+    private final ExecutorService leases = Executors.newSingleThreadExecutor(daemon("mora-leases"));
     private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(daemon("mora-job-timer"));
     private final CompletableFuture<ServingSide> servingUp = new CompletableFuture<>();
     private final CompletableFuture<String> failed = new CompletableFuture<>();
@@ -93,13 +97,13 @@ public final class MoraJob implements AutoCloseable {
     private ServingSide serving;
     private DemoFeed demo;
     private PromotionFollower follower;
-    private List<String> domains = List.of(); // trained by this node (when it holds the training lease, in a cluster)
+    private List<String> domains = List.of(); // trainable on this node, sorted (in a cluster: those whose lease it may hold)
     private RegistryReplica replica; // the cluster's view of the registry; null: one node
+    private AdapterRegistry trainingRegistry; // opened once: a second instance would delete the first one's files in progress
     private final Map<String, StateStore> writers = new java.util.concurrent.ConcurrentHashMap<>();
-    private final Object trainingLock = new Object(); // taken before streamLock, never inside it
-    private final Object streamLock = new Object();
-    private volatile boolean training; // the stream and trainers run here (false: a restart of the stream does not happen)
-    private volatile Consumer.DrainingControl<Done> control;
+    private final Object trainingLock = new Object(); // taken before a run's lock, never inside it
+    /** The training streams running here, by name: one for every domain on one node; one per domain held, in a cluster. */
+    private final Map<String, StreamRun> runs = new java.util.concurrent.ConcurrentHashMap<>();
     private volatile boolean stopping;
     private boolean closed;
 
@@ -125,7 +129,7 @@ public final class MoraJob implements AutoCloseable {
 
     private void boot() throws Exception {
         // a node without the trainer role trains nothing and decides nothing: it serves
-        List<String> domains = cfg.cluster().trains() ? List.copyOf(cfg.stream().decoder().domains()) : List.of();
+        List<String> domains = cfg.cluster().trains() ? cfg.stream().decoder().domains().stream().sorted().toList() : List.of();
         for (String d : domains) {
             if (cfg.trainer(d).spec().method() == AdapterSpec.Method.FULL) {
                 throw new IllegalArgumentException((cfg.domainTrainers().containsKey(d) ? "morastream.stream.domain-settings." + d
@@ -161,8 +165,8 @@ public final class MoraJob implements AutoCloseable {
         // in a cluster, the state store: its reader here, the domains' writers where training runs
         replica = cfg.cluster().enabled() ? new RegistryReplica(kafka.openState(null), this::registryWriter) : null;
         boolean leased = cfg.cluster().enabled() && !domains.isEmpty();
-        JobGuardian.Settings gs = leased ? null : trainingSettings();
-        system = ActorSystem.create(leased ? JobGuardian.create(new Hooks()) : JobGuardian.create(gs, new Hooks()), "morastream",
+        JobGuardian.Settings gs = leased || domains.isEmpty() ? null : trainingSettings(domains, cfg.kafka().groupId());
+        system = ActorSystem.create(gs == null ? JobGuardian.create(new Hooks()) : JobGuardian.create(gs, new Hooks()), "morastream",
                 cfg.actorSystemConfig("morastream"));
         system.getWhenTerminated().thenRun(() -> {
             if (!stopping) {
@@ -201,16 +205,18 @@ public final class MoraJob implements AutoCloseable {
 
         JobConfig.Kafka k = cfg.kafka();
         if (!domains.isEmpty()) {
-            timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(kafka.admin(), k.groupId(), k.topics()), 0,
+            timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(kafka.admin(),
+                            runs.values().stream().map(StreamRun::group).collect(java.util.stream.Collectors.toSet()), k.topics()), 0,
                     k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
         }
         if (leased) {
-            // the oldest trainer node of the cluster trains; the others stand by (and serve, when they do)
-            progress.say("training: waiting for the cluster's training lease (the oldest trainer node trains every domain)");
-            TrainingLease.init(system, new Lease());
+            // Cluster Sharding spreads the domains' leases over the trainer nodes: each domain trains on one node at a time
+            progress.say("training: waiting for the leases of " + domains + " (the cluster's trainer nodes share the domains)");
+            DomainLeases.init(system, domains, new Leases());
         } else if (!domains.isEmpty()) {
-            training = true;
-            startStream();
+            StreamRun all = new StreamRun("", Set.copyOf(domains), cfg.kafka().groupId(), true);
+            runs.put(all.name(), all);
+            startStream(all);
         }
         List<String> shown = List.copyOf(cfg.stream().decoder().domains());
         timers.scheduleWithFixedDelay(() -> progress.status(stats, !trainers.isEmpty(), shown, serving.pool()), 10, 10, TimeUnit.SECONDS);
@@ -224,9 +230,15 @@ public final class MoraJob implements AutoCloseable {
         }
     }
 
+    /** The domain the demo's facts are of. */
+    private String demoDomain() {
+        String d = cfg.stream().decoder().defaultDomain();
+        return d != null ? d : domains.get(0);
+    }
+
     /**
-     * The demo stream of facts, fed by the node that trains. In a cluster it feeds a fresh topic only:
-     * a node taking the training lease over must not feed the facts a second time.
+     * The demo stream of facts, fed by the node that trains its domain. In a cluster it feeds a fresh
+     * topic only: a node taking the domain's lease over must not feed the facts a second time.
      */
     private void startDemo() {
         JobConfig.Kafka k = cfg.kafka();
@@ -238,11 +250,10 @@ public final class MoraJob implements AutoCloseable {
                 progress.say("demo: " + k.topics().get(0) + " has records already: not feeding it again");
                 return;
             }
-            demo = new DemoFeed(cfg.demo(), kafka.bootstrap(), k.client(), k.topics().get(0), cfg.stream().decoder().defaultDomain() != null
-                    ? cfg.stream().decoder().defaultDomain() : domains.get(0), cfg.dataDir());
+            demo = new DemoFeed(cfg.demo(), kafka.bootstrap(), k.client(), k.topics().get(0), demoDomain(), cfg.dataDir());
             DemoFeed.Fact f = demo.facts().get(0);
             progress.say("try: curl -s " + serving.url() + "/v1/completions -H 'Content-Type: application/json' -d '{\"model\": \""
-                    + domains.get(0) + "\", \"prompt\": " + JSON.writeValueAsString(f.prompt()) + ", \"max_tokens\": 8, \"stop\": [\"\\n\"]}'"
+                    + demoDomain() + "\", \"prompt\": " + JSON.writeValueAsString(f.prompt()) + ", \"max_tokens\": 8, \"stop\": [\"\\n\"]}'"
                     + "   (the demo teaches:" + f.completion() + ")");
             demo.start();
         } catch (Exception e) {
@@ -259,15 +270,15 @@ public final class MoraJob implements AutoCloseable {
     }
 
     /**
-     * What training needs, made ready: in a cluster, the domains' state-store writers opened (which
-     * fences a previous holder's) and each domain's exported checkpoint restored when this disk has
-     * none as new; then damaged checkpoints are set aside (before the trainers and the stream read
-     * them) and the group rewound where a domain fell back.
+     * What training {@code trained} needs, made ready: in a cluster, the domains' state-store writers
+     * opened (which fences a previous holder's) and each domain's exported checkpoint restored when
+     * this disk has none as new; then damaged checkpoints are set aside (before the trainers and the
+     * stream read them) and {@code group} rewound where a domain fell back.
      */
-    private JobGuardian.Settings trainingSettings() throws IOException {
+    private JobGuardian.Settings trainingSettings(List<String> trained, String group) throws IOException {
         Map<String, CheckpointReplica> exported = new HashMap<>();
         if (replica != null) {
-            for (String d : domains) {
+            for (String d : trained) {
                 registryWriter(d);
                 CheckpointReplica c = new CheckpointReplica(checkpointWriter(d));
                 exported.put(d, c);
@@ -275,19 +286,26 @@ public final class MoraJob implements AutoCloseable {
                         + dir.getFileName() + " from the state store (none as new on this node's disk)"));
             }
         }
-        kafka.rewindGroup(recoverCheckpoints(domains));
-        List<JobGuardian.Domain> trained = new ArrayList<>();
-        for (int i = 0; i < domains.size(); i++) {
-            String d = domains.get(i);
+        kafka.rewindGroup(group, recoverCheckpoints(trained));
+        List<JobGuardian.Domain> settings = new ArrayList<>();
+        for (String d : trained) {
+            int i = domains.indexOf(d); // the trainer's device is the domain's, wherever and whenever it trains
             JobConfig.Trainer t = cfg.trainer(d);
-            trained.add(new JobGuardian.Domain(new TrainerActor.Settings(d, t.spec(), t.config(), cfg.checkpoints(d),
+            settings.add(new JobGuardian.Domain(new TrainerActor.Settings(d, t.spec(), t.config(), cfg.checkpoints(d),
                     t.checkpointEverySteps(), t.checkpointEvery(), t.keepCheckpoints(), t.divergenceFactor(), t.divergenceWarmup(),
                     t.backoffAfter(), t.backoff(), t.sampleFacts(), t.sampleTexts(), t.ledger()), models.forTrainer(i), exported.get(d)));
             progress.say("trainer " + d + ": " + t.spec().label() + " on " + models.trainerDevice(i));
         }
-        return new JobGuardian.Settings(trained, models.model(), models.tokenizer(), JobData.evaluatorSettings(cfg, models.model()),
-                new AdapterRegistry(cfg.registryDir(), cfg.registryKeep()), replica, cfg::promotion, cfg.auditLog(),
-                cfg.evaluator().timeout());
+        if (trainingRegistry == null) {
+            trainingRegistry = new AdapterRegistry(cfg.registryDir(), cfg.registryKeep());
+        }
+        return new JobGuardian.Settings(settings, models.model(), models.tokenizer(), JobData.evaluatorSettings(cfg, models.model()),
+                trainingRegistry, replica, cfg::promotion, cfg.auditLog(), cfg.evaluator().timeout());
+    }
+
+    /** The consumer group of a domain's stream in a cluster: its own, so its commits are its own wherever it trains. */
+    private String group(String domain) {
+        return cfg.kafka().groupId() + "." + domain;
     }
 
     /** The writer of a domain's registry keys in the state store (identity {@code registry.<domain>}). */
@@ -300,39 +318,48 @@ public final class MoraJob implements AutoCloseable {
         return writers.computeIfAbsent("trainer." + domain, kafka::openState);
     }
 
-    /** The training lease of a cluster node: training starts when it is acquired and stops when it is handed over. */
-    private final class Lease implements TrainingLease.Holder {
+    /**
+     * The leases of the domains this node holds: a domain's trainer and stream start when its lease
+     * is acquired here and stop (final checkpoint, offsets committed) when it is handed over.
+     */
+    private final class Leases implements DomainLeases.Holder {
         @Override
-        public CompletionStage<Void> acquired() {
+        public CompletionStage<Void> acquired(String domain) {
             return CompletableFuture.runAsync(() -> {
                 synchronized (trainingLock) {
-                    if (stopping) {
+                    if (stopping || runs.containsKey(domain)) {
                         return;
                     }
-                    progress.say("training: this node holds the training lease; training " + domains);
+                    progress.say("training: this node holds the lease of " + domain + "; training it");
                     try {
-                        JobGuardian.Settings gs = trainingSettings();
+                        JobGuardian.Settings gs = trainingSettings(List.of(domain), group(domain));
                         trainers = AskPattern.<JobGuardian.Command, Map<String, ActorRef<TrainerActor.Command>>>ask(system,
                                 r -> new JobGuardian.StartTraining(gs, r), ASK, system.scheduler()).toCompletableFuture()
                                 .get(ASK.toSeconds(), TimeUnit.SECONDS);
                     } catch (Exception e) {
-                        progress.say("training could not start (" + rootCause(e) + "); stopping the job");
-                        failed.complete("training could not start: " + rootCause(e));
+                        progress.say("training " + domain + " could not start (" + rootCause(e) + "); stopping the job");
+                        failed.complete("training " + domain + " could not start: " + rootCause(e));
                         return;
                     }
-                    training = true;
-                    startStream();
-                    startDemo();
+                    // of the streams reading the topics, the one of the first domain dead-letters what is rejected
+                    StreamRun run = new StreamRun(domain, Set.of(domain), group(domain), domain.equals(domains.get(0)));
+                    runs.put(domain, run);
+                    startStream(run);
+                    if (domain.equals(demoDomain())) {
+                        startDemo();
+                    }
                 }
-            }, blocking);
+            }, leases);
         }
 
         @Override
-        public CompletionStage<Void> release() {
+        public CompletionStage<Void> release(String domain) {
             return CompletableFuture.runAsync(() -> {
-                progress.say("training: handing the training lease over (draining, final checkpoints)");
-                stopTraining();
-            }, blocking);
+                if (runs.containsKey(domain) || trainers.containsKey(domain)) {
+                    progress.say("training: handing the lease of " + domain + " over (draining its stream, final checkpoint)");
+                    stopTraining(Set.of(domain));
+                }
+            }, leases);
         }
     }
 
@@ -375,8 +402,8 @@ public final class MoraJob implements AutoCloseable {
         progress.on(e);
         if (e instanceof MoraEvent.MemberChanged m && m.status().equals("up") && !m.self() && m.roles().contains("trainer")
                 && !domains.isEmpty()) {
-            progress.say("cluster: " + m.address() + " has the trainer role too: one trainer node (the oldest) holds the training lease,"
-                    + " the others stand by to take over when it leaves or dies");
+            progress.say("cluster: " + m.address() + " has the trainer role too: the domains' leases are spread over the trainer"
+                    + " nodes; a node that leaves or dies hands its domains to the others");
         }
     }
 
@@ -409,49 +436,86 @@ public final class MoraJob implements AutoCloseable {
         }
     }
 
-    // ---- the stream, restarted from the checkpoints whenever it fails ----
+    // ---- the streams, each restarted from the checkpoints whenever it fails ----
 
-    private void startStream() {
-        synchronized (streamLock) {
-            startStreamLocked();
+    /**
+     * A training stream: its domains, its consumer group, whether it dead-letters (exactly one stream
+     * of a cluster's does), and its control while it runs. {@code on} is false once it is stopped for
+     * good (a stop, or its lease handed over): then a failure of it does not restart it.
+     */
+    private static final class StreamRun {
+        private final String name;
+        private final Set<String> trained;
+        private final String group;
+        private final boolean letters;
+        private volatile boolean on = true;
+        private volatile Consumer.DrainingControl<Done> control;
+
+        StreamRun(String name, Set<String> trained, String group, boolean letters) {
+            this.name = name;
+            this.trained = Set.copyOf(trained);
+            this.group = group;
+            this.letters = letters;
+        }
+
+        String name() {
+            return name;
+        }
+
+        String group() {
+            return group;
         }
     }
 
-    private void startStreamLocked() {
-        if (stopping || !training) {
-            return;
-        }
-        JobConfig.Stream s = cfg.stream();
-        Map<String, Map<TopicPartition, ResumePoint>> resume = new HashMap<>();
-        for (String d : trainers.keySet()) {
-            try {
-                resume.put(d, TrainerActor.resumePoints(cfg.checkpoints(d)));
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot read the checkpoints of " + d, e);
-            }
-        }
-        BatchSink sink = TrainerActor.sink(trainers, s.trainerTimeout(), system.scheduler(), system.executionContext());
-        if (rehearsal == null && s.replay().fraction() > 0) {
+    private synchronized PseudoRehearsal.Rows rehearsal() {
+        if (rehearsal == null) {
             rehearsal = JobData.rehearsalRows(cfg, models.model(), models.tokenizer(), progress::say);
         }
-        ReplayMixer replay = s.replay().fraction() > 0 ? new ReplayMixer(s.replay(), models.tokenizer(), s.seqLen(), rehearsal) : null;
-        TrainingStream.Settings ts = new TrainingStream.Settings(kafka.bootstrap(), cfg.kafka().client(), cfg.kafka().groupId(),
-                Set.copyOf(cfg.kafka().topics()), s.decoder(), s.seqLen(), s.batchSize(), s.decodeParallelism(), s.idleFlush());
-        Consumer.DrainingControl<Done> c = TrainingStream.run(system, materializer, ts, models.tokenizer(), kafka.deadLetters(), sink,
-                resume, stats, replay);
-        control = c;
-        progress.say("stream: reading " + cfg.kafka().topics() + " as group " + cfg.kafka().groupId()
-                + (resume.values().stream().allMatch(Map::isEmpty) ? "" : ", resuming from the checkpoints' offsets " + resume));
-        c.streamCompletion().whenComplete((done, err) -> {
-            if (stopping || !training) {
+        return rehearsal;
+    }
+
+    private void startStream(StreamRun run) {
+        synchronized (run) {
+            if (stopping || !run.on) {
                 return;
             }
-            log.warn("stream stopped{}; restarting in {} from the trainers' checkpoints",
-                    err == null ? "" : ": " + rootCause(err), s.restartBackoff());
-            progress.say("stream stopped (" + (err == null ? "completed" : rootCause(err)) + "); restarting from the checkpoints");
-            jobMetrics.streamRestarted();
-            timers.schedule(this::startStream, s.restartBackoff().toMillis(), TimeUnit.MILLISECONDS);
-        });
+            JobConfig.Stream s = cfg.stream();
+            Map<String, Map<TopicPartition, ResumePoint>> resume = new HashMap<>();
+            Map<String, ActorRef<TrainerActor.Command>> own = new HashMap<>();
+            Map<String, ActorRef<TrainerActor.Command>> all = trainers;
+            for (String d : run.trained) {
+                try {
+                    resume.put(d, TrainerActor.resumePoints(cfg.checkpoints(d)));
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot read the checkpoints of " + d, e);
+                }
+                if (all.containsKey(d)) {
+                    own.put(d, all.get(d));
+                }
+            }
+            BatchSink sink = TrainerActor.sink(own, s.trainerTimeout(), system.scheduler(), system.executionContext());
+            ReplayMixer replay = s.replay().fraction() > 0 ? new ReplayMixer(s.replay(), models.tokenizer(), s.seqLen(), rehearsal()) : null;
+            TrainingStream.Settings ts = new TrainingStream.Settings(kafka.bootstrap(), cfg.kafka().client(), run.group,
+                    Set.copyOf(cfg.kafka().topics()), s.decoder(), s.seqLen(), s.batchSize(), s.decodeParallelism(), s.idleFlush(),
+                    run.trained, run.letters);
+            Consumer.DrainingControl<Done> c = TrainingStream.run(system, materializer, ts, models.tokenizer(), kafka.deadLetters(), sink,
+                    resume, stats, replay);
+            run.control = c;
+            progress.say("stream: reading " + cfg.kafka().topics() + " as group " + run.group
+                    + (run.trained.size() < domains.size() ? " for " + new java.util.TreeSet<>(run.trained) : "")
+                    + (resume.values().stream().allMatch(Map::isEmpty) ? "" : ", resuming from the checkpoints' offsets " + resume));
+            c.streamCompletion().whenComplete((done, err) -> {
+                if (stopping || !run.on) {
+                    return;
+                }
+                log.warn("stream of group {} stopped{}; restarting in {} from the trainers' checkpoints", run.group,
+                        err == null ? "" : ": " + rootCause(err), s.restartBackoff());
+                progress.say("stream " + run.group + " stopped (" + (err == null ? "completed" : rootCause(err))
+                        + "); restarting from the checkpoints");
+                jobMetrics.streamRestarted();
+                timers.schedule(() -> startStream(run), s.restartBackoff().toMillis(), TimeUnit.MILLISECONDS);
+            });
+        }
     }
 
     /** The HTTP admin endpoints go through the guardian to the supervisor (audit log, listeners, promotions topic). */
@@ -518,13 +582,14 @@ public final class MoraJob implements AutoCloseable {
         }
         quietly(demo);
         quietly(follower);
-        stopTraining();
+        stopTraining(null);
         quietly(serving);
         if (system != null) {
             system.terminate();
             system.getWhenTerminated().toCompletableFuture().get(60, TimeUnit.SECONDS);
         }
         blocking.shutdownNow();
+        leases.shutdownNow();
         quietly(kafka == null ? null : () -> kafka.close());
         quietly(metrics);
         quietly(models);
@@ -533,46 +598,72 @@ public final class MoraJob implements AutoCloseable {
     }
 
     /**
-     * Stops training here (a graceful stop, or the training lease handed over): the stream drains
-     * (the batch at a trainer finishes and its commit lands), every trainer writes its final
-     * checkpoint, and the offsets they hold are committed. Does nothing when nothing trains.
+     * Stops training {@code which} domains here ({@code null}: all; a graceful stop, or a lease handed
+     * over): their streams drain (the batch at a trainer finishes and its commit lands), their
+     * trainers write final checkpoints, and the offsets those hold are committed to each stream's
+     * group. Does nothing for domains that do not train here.
      */
-    private void stopTraining() {
+    private void stopTraining(Set<String> which) {
         synchronized (trainingLock) {
-            training = false;
-            Consumer.DrainingControl<Done> c = control;
-            control = null;
-            if (c != null) {
-                try {
-                    c.drainAndShutdown(system.executionContext()).toCompletableFuture()
-                            .get(cfg.stream().trainerTimeout().toSeconds() + 30, TimeUnit.SECONDS);
-                } catch (Exception e) {
-                    log.warn("stream drain: {}", e.toString());
+            List<StreamRun> stopped = new ArrayList<>();
+            for (StreamRun r : List.copyOf(runs.values())) {
+                if (which == null || which.containsAll(r.trained)) {
+                    r.on = false;
+                    runs.remove(r.name);
+                    stopped.add(r);
                 }
             }
-            if (system != null && !trainers.isEmpty()) {
-                finalCheckpoints();
+            for (StreamRun r : stopped) {
+                Consumer.DrainingControl<Done> c;
+                synchronized (r) {
+                    c = r.control; // a restart in progress has finished: no new control after on = false
+                    r.control = null;
+                }
+                if (c != null) {
+                    try {
+                        c.drainAndShutdown(system.executionContext()).toCompletableFuture()
+                                .get(cfg.stream().trainerTimeout().toSeconds() + 30, TimeUnit.SECONDS);
+                    } catch (Exception e) {
+                        log.warn("stream drain of group {}: {}", r.group, e.toString());
+                    }
+                }
             }
-            trainers = Map.of();
+            Set<String> domainsStopped = new java.util.HashSet<>(trainers.keySet());
+            if (which != null) {
+                domainsStopped.retainAll(which);
+            }
+            if (system != null && !domainsStopped.isEmpty()) {
+                finalCheckpoints(domainsStopped, stopped);
+            }
+            Map<String, ActorRef<TrainerActor.Command>> left = new HashMap<>(trainers);
+            left.keySet().removeAll(domainsStopped);
+            trainers = Map.copyOf(left);
         }
     }
 
-    /** Every live trainer writes a final checkpoint; the offsets they hold are committed when every domain has one. */
-    private void finalCheckpoints() {
+    /**
+     * The trainers of {@code which} write final checkpoints; the offsets they hold are committed to
+     * each stopped stream's group when every domain of that stream has one.
+     */
+    private void finalCheckpoints(Set<String> which, List<StreamRun> stopped) {
         Map<String, Map<TopicPartition, ResumePoint>> points = new HashMap<>();
         try {
-            JobGuardian.Stopped stopped = AskPattern.<JobGuardian.Command, JobGuardian.Stopped>ask(system,
-                    r -> new JobGuardian.Stop(FINAL_CHECKPOINT, r), FINAL_CHECKPOINT.plusSeconds(10), system.scheduler())
+            JobGuardian.Stopped done = AskPattern.<JobGuardian.Command, JobGuardian.Stopped>ask(system,
+                    r -> new JobGuardian.Stop(FINAL_CHECKPOINT, Set.copyOf(which), r), FINAL_CHECKPOINT.plusSeconds(10), system.scheduler())
                     .toCompletableFuture().get(FINAL_CHECKPOINT.toSeconds() + 15, TimeUnit.SECONDS);
-            stopped.failed().forEach((d, why) -> log.warn("trainer {}: no final checkpoint: {}", d, why));
-            for (Map.Entry<String, Optional<Path>> e : stopped.finalCheckpoints().entrySet()) {
+            done.failed().forEach((d, why) -> log.warn("trainer {}: no final checkpoint: {}", d, why));
+            for (Map.Entry<String, Optional<Path>> e : done.finalCheckpoints().entrySet()) {
                 e.getValue().ifPresent(p -> progress.say("trainer " + e.getKey() + ": final checkpoint " + p.getFileName()));
                 points.put(e.getKey(), TrainerActor.resumePoints(cfg.checkpoints(e.getKey())));
             }
         } catch (Exception e) {
             log.warn("final checkpoints: {}", e.toString());
         }
-        kafka.commitFinal(points, trainers.size());
+        for (StreamRun r : stopped) {
+            Map<String, Map<TopicPartition, ResumePoint>> own = new HashMap<>(points);
+            own.keySet().retainAll(r.trained);
+            kafka.commitFinal(r.group, own, r.trained.size());
+        }
     }
 
     static String rootCause(Throwable t) {

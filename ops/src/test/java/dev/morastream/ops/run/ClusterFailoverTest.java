@@ -3,6 +3,7 @@ package dev.morastream.ops.run;
 import static dev.morastream.ops.run.MoraJobTest.await;
 import static dev.morastream.ops.run.RunProcessTest.read;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.morastream.actors.trainer.TrainerActor;
@@ -29,12 +30,13 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Three {@code mora run} processes on loopback against one external broker, no shared directory:
- * A and B with the trainer and serving roles, C serving only; two domains. A holds the training
- * lease and trains both; both are promoted and C answers both with the promoted versions. Then
- * {@code kill -9} of A while records of both domains are still produced: the split-brain resolver
- * downs A, the lease moves to B, B restores both domains' checkpoints from the state store and trains
- * on; in the end every record of both domains is in B's ledgers exactly once, and a client loop
- * against C had no failed request all along.
+ * A and B with the trainer and serving roles, C serving only; two domains. A starts alone and holds
+ * the leases of both domains; when B joins, Cluster Sharding moves one domain to B (A hands it over
+ * with a final checkpoint), so each trainer node trains one domain. Both are promoted, each by the
+ * node that trains it, and C answers both with the promoted versions. Then {@code kill -9} of A while
+ * records of both domains are still produced: the split-brain resolver downs A, A's domain moves to
+ * B, B restores its checkpoint from the state store and trains on; in the end every record of both
+ * domains is in B's ledgers exactly once, and a client loop against C had no failed request all along.
  */
 class ClusterFailoverTest {
     static final List<String> DOMAINS = List.of("alpha", "beta");
@@ -53,7 +55,7 @@ class ClusterFailoverTest {
     }
 
     @Test
-    void killingTheTrainingNodeMovesTrainingToTheOtherWithNothingLostOrTrainedTwice() throws Exception {
+    void domainsSpreadOverTheTrainerNodesAndAKilledNodesDomainMovesWithNothingLostOrTrainedTwice() throws Exception {
         kafka = EmbeddedKafka.start(tmp.resolve("kafka"));
         kafka.createTopic("facts-in", 2);
         Path config = tmp.resolve("cluster.conf");
@@ -71,12 +73,28 @@ class ClusterFailoverTest {
         String seeds = "127.0.0.1:" + pa + ",127.0.0.1:" + pb;
         RunProcessTest.Run a = RunProcessTest.start(tmp, processes, kafka, config, "a", tmp.resolve("a"),
                 "--cluster-port", String.valueOf(pa), "--seed-nodes", seeds);
-        await("A holds the training lease", Duration.ofSeconds(60), () -> read(a.out()).contains("training: this node holds the training lease"));
+        for (String d : DOMAINS) {
+            await("A alone holds the lease of " + d, Duration.ofSeconds(60),
+                    () -> read(a.out()).contains("training: this node holds the lease of " + d));
+        }
         RunProcessTest.Run b = RunProcessTest.start(tmp, processes, kafka, config, "b", tmp.resolve("b"),
                 "--cluster-port", String.valueOf(pb), "--seed-nodes", seeds);
         RunProcessTest.Run c = RunProcessTest.start(tmp, processes, kafka, config, "c", tmp.resolve("c"),
                 "--cluster-port", String.valueOf(ClusterProcessTest.freePort()), "--seed-nodes", seeds, "--roles", "serving");
-        assertTrue(read(b.out()).contains("training: waiting for the cluster's training lease"), "B stands by");
+        // the joining trainer node takes one domain over: A hands it over first
+        String[] moved = {null};
+        await("B takes a domain over", Duration.ofSeconds(90), () -> {
+            for (String d : DOMAINS) {
+                if (read(b.out()).contains("training: this node holds the lease of " + d)) {
+                    moved[0] = d;
+                }
+            }
+            return moved[0] != null;
+        });
+        String kept = DOMAINS.get(0).equals(moved[0]) ? DOMAINS.get(1) : DOMAINS.get(0);
+        assertTrue(read(a.out()).contains("training: handing the lease of " + moved[0] + " over"), read(a.out()));
+        assertFalse(read(b.out()).contains("training: this node holds the lease of " + kept), "one trainer per domain: " + read(b.out()));
+        Map<String, RunProcessTest.Run> owner = Map.of(moved[0], b, kept, a);
 
         // a client of C all along
         ClientLoop client = new ClientLoop(c, "client-of-c");
@@ -84,16 +102,18 @@ class ClusterFailoverTest {
         produce(0, 150);
         for (String d : DOMAINS) {
             Pattern promoted = Pattern.compile("PROMOTED (" + d + "@v\\d+)");
+            RunProcessTest.Run o = owner.get(d);
             String[] v = {null};
-            await("A promotes " + d, Duration.ofMinutes(4), () -> {
-                Matcher m = promoted.matcher(read(a.out()));
+            await((o == a ? "A" : "B") + " promotes " + d, Duration.ofMinutes(4), () -> {
+                Matcher m = promoted.matcher(read(o.out()));
                 v[0] = m.find() ? m.group(1) : null;
                 return v[0] != null;
             });
+            assertFalse(promoted.matcher(read(o == a ? b.out() : a.out())).find(), "only " + d + "'s trainer node decides it");
             // the promoted version, or one promoted after it
             await("C serves " + v[0] + " or later", Duration.ofSeconds(30), () -> {
                 Set<String> all = new HashSet<>();
-                Matcher m = promoted.matcher(read(a.out()));
+                Matcher m = promoted.matcher(read(o.out()));
                 while (m.find()) {
                     all.add(m.group(1));
                 }
@@ -107,11 +127,9 @@ class ClusterFailoverTest {
         producer.start();
         a.process().destroyForcibly(); // kill -9
         producer.join();
-        await("B holds the training lease", Duration.ofMinutes(2), () -> read(b.out()).contains("training: this node holds the training lease"));
-        for (String d : DOMAINS) {
-            await("B restored " + d + "'s checkpoint", Duration.ofSeconds(60),
-                    () -> read(b.out()).contains("trainer " + d + ": restored checkpoint step-"));
-        }
+        await("B holds the lease of " + kept, Duration.ofMinutes(2), () -> read(b.out()).contains("training: this node holds the lease of " + kept));
+        await("B restored " + kept + "'s checkpoint", Duration.ofSeconds(60),
+                () -> read(b.out()).contains("trainer " + kept + ": restored checkpoint step-"));
         for (String d : DOMAINS) {
             Path ledger = tmp.resolve("b").resolve("checkpoints").resolve(d);
             await("B trains every record of " + d, Duration.ofMinutes(4), () -> RunProcessTest.ledgerSize(ledger) >= 300);

@@ -75,7 +75,7 @@ class ClusterProcessTest {
         await("B sees A up", Duration.ofSeconds(60), () -> read(nodeB.out()).contains("cluster: " + a + " [serving, trainer] is up"));
         await("B counts two members up", Duration.ofSeconds(30), () -> metrics(nodeB).contains("mora_cluster_members{node=\"127.0.0.1:" + pb + "\",status=\"up\"} 2.0"));
 
-        await("A holds the training lease", Duration.ofSeconds(60), () -> read(nodeA.out()).contains("training: this node holds the training lease"));
+        await("A holds the lease of facts", Duration.ofSeconds(60), () -> read(nodeA.out()).contains("training: this node holds the lease of facts"));
         assertTrue(read(nodeA.out()).contains("trainer facts:"), "A trains");
         assertFalse(read(nodeB.out()).contains("trainer facts:"), "B has no trainer role: " + read(nodeB.out()));
         assertFalse(read(nodeB.out()).contains("stream: reading"), "B reads no stream");
@@ -157,7 +157,7 @@ class ClusterProcessTest {
         produce(kafka, 300, 100);
         RunProcessTest.Run nodeA2 = RunProcessTest.start(tmp, processes, kafka, config, "a2", tmp.resolve("a2"),
                 "--cluster-port", String.valueOf(freePort()), "--seed-nodes", "127.0.0.1:" + pb, "--roles", "trainer,serving");
-        await("A2 holds the training lease and restored A's checkpoint", Duration.ofSeconds(60),
+        await("A2 holds the lease of facts and restored A's checkpoint", Duration.ofSeconds(60),
                 () -> read(nodeA2.out()).contains("trainer facts: restored checkpoint step-"));
         Path ledger2 = tmp.resolve("a2").resolve("checkpoints").resolve("facts");
         await("the moved trainer trains the rest", Duration.ofMinutes(3), () -> RunProcessTest.ledgerSize(ledger2) >= 400);
