@@ -101,6 +101,12 @@ public final class MoraJob implements AutoCloseable {
     private RegistryReplica replica; // the cluster's view of the registry; null: one node
     private AdapterRegistry trainingRegistry; // opened once: a second instance would delete the first one's files in progress
     private final Map<String, StateStore> writers = new java.util.concurrent.ConcurrentHashMap<>();
+    /**
+     * The domains whose state-store writers this node may open: those whose lease it holds (every
+     * domain it trains, off a cluster). Opening a writer fences the other node's, so a node must
+     * never open one of a domain it gave up (a late decision of its supervisor, say).
+     */
+    private final Set<String> held = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final Object trainingLock = new Object(); // taken before a run's lock, never inside it
     /** The training streams running here, by name: one for every domain on one node; one per domain held, in a cluster. */
     private final Map<String, StreamRun> runs = new java.util.concurrent.ConcurrentHashMap<>();
@@ -165,6 +171,9 @@ public final class MoraJob implements AutoCloseable {
         // in a cluster, the state store: its reader here, the domains' writers where training runs
         replica = cfg.cluster().enabled() ? new RegistryReplica(kafka.openState(null), this::registryWriter) : null;
         boolean leased = cfg.cluster().enabled() && !domains.isEmpty();
+        if (!leased) {
+            held.addAll(domains);
+        }
         JobGuardian.Settings gs = leased || domains.isEmpty() ? null : trainingSettings(domains, cfg.kafka().groupId());
         system = ActorSystem.create(gs == null ? JobGuardian.create(new Hooks()) : JobGuardian.create(gs, new Hooks()), "morastream",
                 cfg.actorSystemConfig("morastream"));
@@ -310,12 +319,27 @@ public final class MoraJob implements AutoCloseable {
 
     /** The writer of a domain's registry keys in the state store (identity {@code registry.<domain>}). */
     private StateStore registryWriter(String domain) {
-        return writers.computeIfAbsent("registry." + domain, kafka::openState);
+        return writer("registry." + domain, domain);
     }
 
     /** The writer of a domain's exported checkpoints (identity {@code trainer.<domain>}). */
     private StateStore checkpointWriter(String domain) {
-        return writers.computeIfAbsent("trainer." + domain, kafka::openState);
+        return writer("trainer." + domain, domain);
+    }
+
+    private StateStore writer(String id, String domain) {
+        if (!held.contains(domain)) {
+            throw new IllegalStateException("domain '" + domain + "' is not trained on this node (its lease is elsewhere): its "
+                    + "state-store writer " + id + " is not opened here, which would fence the holder's");
+        }
+        return writers.computeIfAbsent(id, kafka::openState);
+    }
+
+    /** Closes a domain's writers after its lease was handed over (the next holder's writers fence them anyway). */
+    private void closeWriters(String domain) {
+        held.remove(domain);
+        quietly(writers.remove("registry." + domain));
+        quietly(writers.remove("trainer." + domain));
     }
 
     /**
@@ -331,6 +355,7 @@ public final class MoraJob implements AutoCloseable {
                         return;
                     }
                     progress.say("training: this node holds the lease of " + domain + "; training it");
+                    held.add(domain);
                     try {
                         JobGuardian.Settings gs = trainingSettings(List.of(domain), group(domain));
                         trainers = AskPattern.<JobGuardian.Command, Map<String, ActorRef<TrainerActor.Command>>>ask(system,
@@ -359,6 +384,7 @@ public final class MoraJob implements AutoCloseable {
                     progress.say("training: handing the lease of " + domain + " over (draining its stream, final checkpoint)");
                     stopTraining(Set.of(domain));
                 }
+                closeWriters(domain);
             }, leases);
         }
     }
