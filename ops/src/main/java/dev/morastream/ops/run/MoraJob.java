@@ -381,7 +381,7 @@ public final class MoraJob implements AutoCloseable {
         public CompletionStage<Void> release(String domain) {
             return CompletableFuture.runAsync(() -> {
                 if (runs.containsKey(domain) || trainers.containsKey(domain)) {
-                    progress.say("training: handing the lease of " + domain + " over (draining its stream, final checkpoint)");
+                    progress.say("training: handing the lease of " + domain + " over (stopping its stream, final checkpoint)");
                     stopTraining(Set.of(domain));
                 }
                 closeWriters(domain);
@@ -647,10 +647,13 @@ public final class MoraJob implements AutoCloseable {
                 }
                 if (c != null) {
                     try {
-                        c.drainAndShutdown(system.executionContext()).toCompletableFuture()
+                        // a cluster node hands its partitions over at once (the trainer checkpoints what it took, the
+                        // revocation commits it, what is buffered is dropped and read again by the next holder), so a
+                        // hand-over does not wait for a slow trainer to work off the stream's buffers; one node drains
+                        (replica != null ? c.shutdown() : c.drainAndShutdown(system.executionContext())).toCompletableFuture()
                                 .get(cfg.stream().trainerTimeout().toSeconds() + 30, TimeUnit.SECONDS);
                     } catch (Exception e) {
-                        log.warn("stream drain of group {}: {}", r.group, e.toString());
+                        log.warn("stream stop of group {}: {}", r.group, e.toString());
                     }
                 }
             }
