@@ -112,10 +112,12 @@ public final class AdapterRegistryActor extends AbstractBehavior<AdapterRegistry
 
     private Behavior<Command> onSetAlias(SetAlias m) {
         return reply(m.replyTo(), "alias " + m.version(), () -> {
-            registry.setAlias(m.version());
             if (replica != null) {
+                // the cluster's store first: a move it refuses (this node's writer fenced, or the domain's lease
+                // elsewhere) leaves the local alias, and so what this node serves, where the cluster has it
                 replica.alias(m.version());
             }
+            registry.setAlias(m.version());
             return registry.get(m.version()).orElseThrow();
         });
     }
