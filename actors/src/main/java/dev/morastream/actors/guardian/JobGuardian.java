@@ -243,6 +243,9 @@ public final class JobGuardian extends AbstractBehavior<JobGuardian.Command> {
             domainOf.remove(t);
             lost.remove(d);
         }
+        if (!trainers.isEmpty() && supervisor != null) {
+            supervisor.tell(new PromotionSupervisor.Forget(stopping)); // decided where they train now
+        }
         if (trainers.isEmpty()) {
             trainingActors.forEach(getContext()::stop);
             trainingActors.clear();

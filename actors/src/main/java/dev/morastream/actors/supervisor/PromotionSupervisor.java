@@ -77,6 +77,13 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     /** Points the domain's alias back at an older stored version: audited as {@link PromotionDecision#ROLLED_BACK}. */
     public record Rollback(AdapterVersion to, String reason, ActorRef<StatusReply<AdapterVersion>> replyTo) implements Command {}
 
+    /**
+     * The domains are no longer decided here (their leases went to another node): their queued
+     * candidates and the one being judged are dropped, recorded as superseded; a late answer about
+     * the dropped one is ignored. Candidates that arrive afterwards are judged as usual.
+     */
+    public record Forget(java.util.Set<String> domains) implements Command {}
+
     /** Adds a listener of every decision. */
     public record Subscribe(ActorRef<Event> listener) implements Command {}
 
@@ -231,6 +238,7 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(CandidateReady.class, this::onCandidate)
+                .onMessage(Forget.class, this::onForget)
                 .onMessage(AskServing.class, m -> m.flow() == st.flow ? askServing(m.flow(), m.attempt()) : this)
                 .onMessage(ServingKnown.class, this::onServingKnown)
                 .onMessage(Evaluated.class, this::onEvaluated)
@@ -276,6 +284,25 @@ public final class PromotionSupervisor extends AbstractBehavior<PromotionSupervi
         st.current = c;
         st.flow++;
         return askServing(st.flow, 1);
+    }
+
+    private Behavior<Command> onForget(Forget m) {
+        List<String> why = List.of("its domain is decided on another node now (lease handed over)");
+        st.queue.removeIf(q -> {
+            boolean gone = m.domains().contains(q.version().domain());
+            if (gone) {
+                audit(PromotionDecision.SUPERSEDED, q.version(), Optional.empty(), null, why, List.of(RejectReason.SUPERSEDED));
+            }
+            return gone;
+        });
+        CandidateReady c = st.current;
+        if (c == null || !m.domains().contains(c.version().domain())) {
+            return this;
+        }
+        st.flow++; // the evaluator's, the registry's or a retry's answer about it is ignored
+        audit(PromotionDecision.SUPERSEDED, c.version(), Optional.empty(), null, why, List.of(RejectReason.SUPERSEDED));
+        getContext().getLog().info("supervisor: dropped {}: {}", c.version(), why.get(0));
+        return next();
     }
 
     private Behavior<Command> askServing(long flow, int attempt) {

@@ -82,6 +82,14 @@ class PromotionSupervisorTest {
         return new PromotionSupervisor.CandidateReady(e.version(), e.dir(), Sample.EMPTY, 10, 1.0);
     }
 
+    PromotionSupervisor.CandidateReady candidate(String domain, Scores s) throws Exception {
+        Path dir = Files.createDirectories(tmp.resolve("adapter-" + System.nanoTime()));
+        Files.writeString(dir.resolve("adapter_config.json"), "{}");
+        AdapterRegistry.Entry e = registry.publish(domain, dir, Map.of(), Map.of());
+        scores.put(e.dir().getFileName().toString(), s);
+        return new PromotionSupervisor.CandidateReady(e.version(), e.dir(), Sample.EMPTY, 10, 1.0);
+    }
+
     List<JsonNode> auditLines() throws Exception {
         List<JsonNode> out = new ArrayList<>();
         for (String l : Files.readAllLines(audit)) {
@@ -213,6 +221,41 @@ class PromotionSupervisorTest {
         assertEquals(Optional.of(v1.version()), registry.alias("news"));
         assertEquals(List.of("superseded", "promoted", "rejected"), auditLines().stream().map(n -> n.path("decision").asText()).toList());
         assertEquals("news@v2", auditLines().get(0).path("version").asText());
+    }
+
+    @Test
+    void aDomainHandedOverIsForgottenQueuedAndBeingJudgedWhileTheOthersAreJudgedOn() throws Exception {
+        TestProbe<EvaluatorActor.Command> held = kit.createTestProbe();
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(
+                kit.spawn(AdapterRegistryActor.create(registry)), held.getRef(), POLICY, audit, Duration.ofSeconds(10)));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        PromotionSupervisor.CandidateReady news1 = candidate("news", better(BASE, 0.3));
+        PromotionSupervisor.CandidateReady sport1 = candidate("sport", better(BASE, 0.3));
+        PromotionSupervisor.CandidateReady news2 = candidate("news", better(BASE, 0.4));
+        sup.tell(news1);
+        EvaluatorActor.Evaluate judged = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(news1.dir(), judged.candidateDir());
+        sup.tell(sport1);
+        sup.tell(news2);
+        sup.tell(new PromotionSupervisor.Forget(java.util.Set.of("news")));
+        // the next one judged is sport's; the late answer about news1 changes nothing
+        EvaluatorActor.Evaluate next = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        assertEquals(sport1.dir(), next.candidateDir());
+        judged.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get(news1.dir().getFileName().toString()), BASE)));
+        next.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get(sport1.dir().getFileName().toString()), BASE)));
+        assertEquals(sport1.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
+        events.expectNoMessage(Duration.ofMillis(200));
+        assertEquals(Optional.empty(), registry.alias("news"), "a forgotten domain's alias does not move here");
+        assertEquals(Optional.of(sport1.version()), registry.alias("sport"));
+        assertEquals(List.of("superseded news@v2", "superseded news@v1", "promoted sport@v1"), auditLines().stream()
+                .map(n -> n.path("decision").asText() + " " + n.path("version").asText()).toList());
+
+        // the domain comes back: its candidates are judged again
+        PromotionSupervisor.CandidateReady news3 = candidate("news", better(BASE, 0.5));
+        sup.tell(news3);
+        EvaluatorActor.Evaluate back = held.expectMessageClass(EvaluatorActor.Evaluate.class);
+        back.replyTo().tell(StatusReply.success(new EvaluatorActor.Evaluation(scores.get(news3.dir().getFileName().toString()), BASE)));
+        assertEquals(news3.version(), events.expectMessageClass(PromotionSupervisor.Promoted.class).version());
     }
 
     @Test
