@@ -138,6 +138,11 @@ class ClusterFailoverTest {
             assertEquals(IntStream.range(0, 300).mapToObj(i -> d + "-" + i).collect(Collectors.toSet()), new HashSet<>(ids),
                     d + ": every record produced, once");
         }
+        // each of B's two streams passed over the other domain's records
+        Matcher passed = Pattern.compile("mora_stream_passed_over_records_total\\{[^}]*reason=\"trained_elsewhere\"[^}]*} ([0-9.E]+)")
+                .matcher(ClusterProcessTest.metrics(b));
+        assertTrue(passed.find(), ClusterProcessTest.metrics(b));
+        assertTrue(Double.parseDouble(passed.group(1)) >= 300, "records passed over on B: " + passed.group());
         client.close();
         assertEquals(List.of(), client.failures(), "requests to C that failed");
         assertTrue(client.ok() > 0);
