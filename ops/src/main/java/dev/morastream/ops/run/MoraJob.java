@@ -62,13 +62,14 @@ import org.slf4j.LoggerFactory;
  * trainers (restarted from their checkpoints when it fails): one stream for every domain on a single
  * node; in a cluster, one stream (and consumer group) per domain whose lease this node holds
  * ({@link DomainLeases}), started when the lease is acquired and stopped with a final checkpoint
- * when it is handed over. It turns what the actors report into metrics, console lines, serving swaps and promotion records. Every piece of state lives under
- * the data directory, so a restart resumes: trainers from their checkpoints, the stream from the
- * checkpoints' offsets, serving from the registry's aliases.
+ * when it is handed over. It turns what the actors report into metrics, console lines, serving
+ * swaps and promotion records. Every piece of state lives under the data directory, so a restart
+ * resumes: trainers from their checkpoints, the stream from the checkpoints' offsets, serving from
+ * the registry's aliases.
  *
- * <p>{@link #close()} is the graceful stop: the stream drains (the batch at a trainer finishes and
- * its commit lands), every trainer writes a final checkpoint, the offsets it holds are committed,
- * then serving, the actors and the broker stop.
+ * <p>{@link #close()} is the graceful stop: the stream drains on one node (in a cluster each stream
+ * stops at once, its partitions handed over), every trainer writes a final checkpoint, the offsets
+ * it holds are committed, then serving, the actors and the broker stop.
  */
 public final class MoraJob implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(MoraJob.class);
