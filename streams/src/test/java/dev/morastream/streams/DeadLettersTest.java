@@ -23,10 +23,8 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeMap;
 import java.util.concurrent.ExecutionException;
 import java.util.stream.Collectors;
-import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -347,22 +345,5 @@ class DeadLettersTest extends PlainBrokerTestBase {
 
     private static String sha256(byte[] b) throws Exception {
         return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(b));
-    }
-
-    private static Map<TopicPartition, Long> committed(String group) throws Exception {
-        Map<TopicPartition, Long> out = new TreeMap<>((x, y) -> x.toString().compareTo(y.toString()));
-        kafka.admin().listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get()
-                .forEach((tp, o) -> out.put(tp, o.offset()));
-        return out;
-    }
-
-    private static Map<TopicPartition, Long> endOffsets(String topic, int partitions) throws Exception {
-        Map<TopicPartition, OffsetSpec> req = new java.util.HashMap<>();
-        for (int p = 0; p < partitions; p++) {
-            req.put(new TopicPartition(topic, p), OffsetSpec.latest());
-        }
-        Map<TopicPartition, Long> out = new TreeMap<>((x, y) -> x.toString().compareTo(y.toString()));
-        kafka.admin().listOffsets(req).all().get().forEach((tp, r) -> out.put(tp, r.offset()));
-        return out;
     }
 }

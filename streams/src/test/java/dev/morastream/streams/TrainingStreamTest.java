@@ -25,11 +25,9 @@ import java.util.concurrent.Executors;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
-import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
-import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
@@ -73,24 +71,6 @@ class TrainingStreamTest extends PlainBrokerTestBase {
             throw new AssertionError("no id in " + text);
         }
         return m.group(1);
-    }
-
-    private Map<TopicPartition, Long> committed(String group) throws Exception {
-        Map<TopicPartition, OffsetAndMetadata> m = kafka.admin().listConsumerGroupOffsets(group)
-                .partitionsToOffsetAndMetadata().get();
-        Map<TopicPartition, Long> out = new TreeMap<>((a, b) -> a.toString().compareTo(b.toString()));
-        m.forEach((tp, o) -> out.put(tp, o.offset()));
-        return out;
-    }
-
-    private Map<TopicPartition, Long> endOffsets(String topic, int partitions) throws Exception {
-        Map<TopicPartition, OffsetSpec> req = new HashMap<>();
-        for (int p = 0; p < partitions; p++) {
-            req.put(new TopicPartition(topic, p), OffsetSpec.latest());
-        }
-        Map<TopicPartition, Long> out = new TreeMap<>((a, b) -> a.toString().compareTo(b.toString()));
-        kafka.admin().listOffsets(req).all().get().forEach((tp, r) -> out.put(tp, r.offset()));
-        return out;
     }
 
     @Test
