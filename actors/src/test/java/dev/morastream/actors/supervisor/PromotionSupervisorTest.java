@@ -75,19 +75,24 @@ class PromotionSupervisorTest {
 
     /** Publishes a dummy adapter directory as the next version with the scores the stub will report. */
     PromotionSupervisor.CandidateReady candidate(Scores s) throws Exception {
-        Path dir = Files.createDirectories(tmp.resolve("adapter-" + System.nanoTime()));
-        Files.writeString(dir.resolve("adapter_config.json"), "{}");
-        AdapterRegistry.Entry e = registry.publish("news", dir, Map.of(), Map.of());
-        scores.put(e.dir().getFileName().toString(), s);
-        return new PromotionSupervisor.CandidateReady(e.version(), e.dir(), Sample.EMPTY, 10, 1.0);
+        return candidate("news", s);
     }
 
+    /** As above, of {@code domain}. */
     PromotionSupervisor.CandidateReady candidate(String domain, Scores s) throws Exception {
         Path dir = Files.createDirectories(tmp.resolve("adapter-" + System.nanoTime()));
         Files.writeString(dir.resolve("adapter_config.json"), "{}");
         AdapterRegistry.Entry e = registry.publish(domain, dir, Map.of(), Map.of());
         scores.put(e.dir().getFileName().toString(), s);
         return new PromotionSupervisor.CandidateReady(e.version(), e.dir(), Sample.EMPTY, 10, 1.0);
+    }
+
+    /** A supervisor whose evaluator is {@code held}, answered by the test (the supervisor is busy until then); its decisions go to {@link #events}. */
+    ActorRef<PromotionSupervisor.Command> supervisorJudgedBy(TestProbe<EvaluatorActor.Command> held) {
+        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(
+                kit.spawn(AdapterRegistryActor.create(registry)), held.getRef(), POLICY, audit, Duration.ofSeconds(10)));
+        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        return sup;
     }
 
     List<JsonNode> auditLines() throws Exception {
@@ -196,9 +201,7 @@ class PromotionSupervisorTest {
     void candidatesQueueWhileOneIsJudgedAndANewerOneSupersedesAQueuedOne() throws Exception {
         // an evaluator the test answers by hand: the supervisor is busy until then
         TestProbe<EvaluatorActor.Command> held = kit.createTestProbe();
-        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(
-                kit.spawn(AdapterRegistryActor.create(registry)), held.getRef(), POLICY, audit, Duration.ofSeconds(10)));
-        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        ActorRef<PromotionSupervisor.Command> sup = supervisorJudgedBy(held);
         PromotionSupervisor.CandidateReady v1 = candidate(better(BASE, 0.1));
         PromotionSupervisor.CandidateReady v2 = candidate(better(BASE, 0.2));
         PromotionSupervisor.CandidateReady v3 = candidate(better(BASE, 0.3));
@@ -226,9 +229,7 @@ class PromotionSupervisorTest {
     @Test
     void aDomainHandedOverIsForgottenQueuedAndBeingJudgedWhileTheOthersAreJudgedOn() throws Exception {
         TestProbe<EvaluatorActor.Command> held = kit.createTestProbe();
-        ActorRef<PromotionSupervisor.Command> sup = kit.spawn(PromotionSupervisor.create(
-                kit.spawn(AdapterRegistryActor.create(registry)), held.getRef(), POLICY, audit, Duration.ofSeconds(10)));
-        sup.tell(new PromotionSupervisor.Subscribe(events.getRef()));
+        ActorRef<PromotionSupervisor.Command> sup = supervisorJudgedBy(held);
         PromotionSupervisor.CandidateReady news1 = candidate("news", better(BASE, 0.3));
         PromotionSupervisor.CandidateReady sport1 = candidate("sport", better(BASE, 0.3));
         PromotionSupervisor.CandidateReady news2 = candidate("news", better(BASE, 0.4));
