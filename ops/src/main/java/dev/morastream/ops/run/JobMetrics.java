@@ -60,14 +60,11 @@ final class JobMetrics implements StreamStats.Observer {
                 .description("Records read from Kafka and not yet wholly handed to a trainer or dead-lettered").register(registry);
         FunctionCounter.builder("mora.stream.commits", stats, s -> s.commits.get())
                 .description("Offset commits sent to Kafka after trainer checkpoints").register(registry);
-        FunctionCounter.builder("mora.stream.passed.over.records", stats, s -> s.trainedElsewhere.get())
-                .tag("reason", "trained_elsewhere")
-                .description("Records passed over by this node's streams: of a domain another stream trains (a cluster runs one per domain),"
-                        + " or rejected and dead-lettered by another stream").register(registry);
-        FunctionCounter.builder("mora.stream.passed.over.records", stats, s -> s.rejectedNotLettered.get())
-                .tag("reason", "lettered_elsewhere")
-                .description("Records passed over by this node's streams: of a domain another stream trains (a cluster runs one per domain),"
-                        + " or rejected and dead-lettered by another stream").register(registry);
+        Map.of("trained_elsewhere", stats.trainedElsewhere, "lettered_elsewhere", stats.rejectedNotLettered).forEach((reason, count) ->
+                FunctionCounter.builder("mora.stream.passed.over.records", count, java.util.concurrent.atomic.AtomicLong::get)
+                        .tag("reason", reason)
+                        .description("Records passed over by this node's streams: of a domain another stream trains (a cluster runs one per"
+                                + " domain), or rejected and dead-lettered by another stream").register(registry));
         restarts = Counter.builder("mora.stream.restarts")
                 .description("Restarts of the training stream from the trainers' checkpoints (after a trainer failure)").register(registry);
         double start = System.currentTimeMillis() / 1000.0;

@@ -109,7 +109,7 @@ public final class MoraJob implements AutoCloseable {
      */
     private final Set<String> held = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final Object trainingLock = new Object(); // taken before a run's lock, never inside it
-    /** The training streams running here, by name: one for every domain on one node; one per domain held, in a cluster. */
+    /** The training streams running here, by consumer group: one for every domain on one node; one per domain held, in a cluster. */
     private final Map<String, StreamRun> runs = new java.util.concurrent.ConcurrentHashMap<>();
     private volatile boolean stopping;
     private boolean closed;
@@ -216,7 +216,7 @@ public final class MoraJob implements AutoCloseable {
         JobConfig.Kafka k = cfg.kafka();
         if (!domains.isEmpty()) {
             timers.scheduleWithFixedDelay(() -> jobMetrics.measureLag(kafka.admin(),
-                            runs.values().stream().map(StreamRun::group).collect(java.util.stream.Collectors.toSet()), k.topics()), 0,
+                            Set.copyOf(runs.keySet()), k.topics()), 0,
                     k.lagInterval().toMillis(), TimeUnit.MILLISECONDS);
         }
         if (leased) {
@@ -224,8 +224,8 @@ public final class MoraJob implements AutoCloseable {
             progress.say("training: waiting for the leases of " + domains + " (the cluster's trainer nodes share the domains)");
             DomainLeases.init(system, domains, new Leases());
         } else if (!domains.isEmpty()) {
-            StreamRun all = new StreamRun("", Set.copyOf(domains), cfg.kafka().groupId(), true);
-            runs.put(all.name(), all);
+            StreamRun all = new StreamRun(Set.copyOf(domains), cfg.kafka().groupId(), true);
+            runs.put(all.group(), all);
             startStream(all);
         }
         List<String> shown = List.copyOf(cfg.stream().decoder().domains());
@@ -352,7 +352,7 @@ public final class MoraJob implements AutoCloseable {
         public CompletionStage<Void> acquired(String domain) {
             return CompletableFuture.runAsync(() -> {
                 synchronized (trainingLock) {
-                    if (stopping || runs.containsKey(domain)) {
+                    if (stopping || runs.containsKey(group(domain))) {
                         return;
                     }
                     progress.say("training: this node holds the lease of " + domain + "; training it");
@@ -368,8 +368,8 @@ public final class MoraJob implements AutoCloseable {
                         return;
                     }
                     // of the streams reading the topics, the one of the first domain dead-letters what is rejected
-                    StreamRun run = new StreamRun(domain, Set.of(domain), group(domain), domain.equals(domains.get(0)));
-                    runs.put(domain, run);
+                    StreamRun run = new StreamRun(Set.of(domain), group(domain), domain.equals(domains.get(0)));
+                    runs.put(run.group(), run);
                     startStream(run);
                     if (domain.equals(demoDomain())) {
                         startDemo();
@@ -381,7 +381,7 @@ public final class MoraJob implements AutoCloseable {
         @Override
         public CompletionStage<Void> release(String domain) {
             return CompletableFuture.runAsync(() -> {
-                if (runs.containsKey(domain) || trainers.containsKey(domain)) {
+                if (runs.containsKey(group(domain)) || trainers.containsKey(domain)) {
                     progress.say("training: handing the lease of " + domain + " over (stopping its stream, final checkpoint)");
                     stopTraining(Set.of(domain));
                 }
@@ -471,22 +471,16 @@ public final class MoraJob implements AutoCloseable {
      * good (a stop, or its lease handed over): then a failure of it does not restart it.
      */
     private static final class StreamRun {
-        private final String name;
         private final Set<String> trained;
         private final String group;
         private final boolean letters;
         private volatile boolean on = true;
         private volatile Consumer.DrainingControl<Done> control;
 
-        StreamRun(String name, Set<String> trained, String group, boolean letters) {
-            this.name = name;
+        StreamRun(Set<String> trained, String group, boolean letters) {
             this.trained = Set.copyOf(trained);
             this.group = group;
             this.letters = letters;
-        }
-
-        String name() {
-            return name;
         }
 
         String group() {
@@ -626,9 +620,10 @@ public final class MoraJob implements AutoCloseable {
 
     /**
      * Stops training {@code which} domains here ({@code null}: all; a graceful stop, or a lease handed
-     * over): their streams drain (the batch at a trainer finishes and its commit lands), their
-     * trainers write final checkpoints, and the offsets those hold are committed to each stream's
-     * group. Does nothing for domains that do not train here.
+     * over): their streams drain on one node (the batch at a trainer finishes and its commit lands)
+     * or, in a cluster, stop at once (partitions handed over), their trainers write final
+     * checkpoints, and the offsets those hold are committed to each stream's group. Does nothing for
+     * domains that do not train here.
      */
     private void stopTraining(Set<String> which) {
         synchronized (trainingLock) {
@@ -636,7 +631,7 @@ public final class MoraJob implements AutoCloseable {
             for (StreamRun r : List.copyOf(runs.values())) {
                 if (which == null || which.containsAll(r.trained)) {
                     r.on = false;
-                    runs.remove(r.name);
+                    runs.remove(r.group);
                     stopped.add(r);
                 }
             }
