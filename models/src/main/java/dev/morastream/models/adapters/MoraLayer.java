@@ -24,7 +24,8 @@ public final class MoraLayer implements AdapterLayer {
     private final NDArray cos; // (G, R) rotation tables, null unless rotation
     private final NDArray sin; // (G, R)
     private final int usedBlocks; // G': the blocks whose outputs reach d_out (rotation, decoupling)
-    private final NDArray rotT; // (G', R, R) transposed per-block rotations Rot_b^T, null unless rotation
+    private final NDArray cosCol; // (G', R, 1): cos(b theta_{j mod R/2}) by row j of A_b^T, null unless rotation
+    private final NDArray sinCol; // (G', R, 1)
 
     public MoraLayer(String module, MoraGeometry geo, NDManager manager) {
         this.module = module;
@@ -33,8 +34,6 @@ public final class MoraLayer implements AdapterLayer {
         this.m = manager.zeros(new Shape(r, r));
         this.m.setName(module + ".mora_M");
         this.usedBlocks = Math.min(geo.groups(), (geo.dOut() + r - 1) / r);
-        this.rotT = geo.variant() == MoraVariant.ROTATION ? Tensors.owned(manager, rotationsTransposed(geo, usedBlocks),
-                new Shape(usedBlocks, r, r)) : null;
         if (geo.variant() == MoraVariant.ROTATION) {
             int g = geo.groups();
             int h = r / 2;
@@ -51,9 +50,14 @@ public final class MoraLayer implements AdapterLayer {
             }
             this.cos = Tensors.owned(manager, c, new Shape(g, r));
             this.sin = Tensors.owned(manager, s, new Shape(g, r));
+            int used = usedBlocks * r;
+            this.cosCol = Tensors.owned(manager, java.util.Arrays.copyOf(c, used), new Shape(usedBlocks, r, 1));
+            this.sinCol = Tensors.owned(manager, java.util.Arrays.copyOf(s, used), new Shape(usedBlocks, r, 1));
         } else {
             this.cos = null;
             this.sin = null;
+            this.cosCol = null;
+            this.sinCol = null;
         }
     }
 
@@ -131,16 +135,13 @@ public final class MoraLayer implements AdapterLayer {
         int r = geo.rank();
         int g = usedBlocks;
         int need = g * r;
-        NDArray xt = need == geo.dIn() ? x : need < geo.dIn() ? x.get(new NDIndex(":, :" + need)) : wrap(x, need); // (N, G'R)
+        NDArray xt = need == geo.dIn() ? x : need < geo.dIn() ? prefix(x, need) : wrap(x, need); // (N, G'R)
         NDArray c = xt.reshape(n, g, r); // (N, G', R)
         NDArray y; // (N, G'R)
-        if (rotT == null) {
+        if (cosCol == null) {
             y = Linear.linear(c, m).singletonOrThrow().reshape(n, need); // (N, G'R)
         } else {
-            NDArray mt = m.transpose(); // (R, R): M^T, a view
-            mt.attach(step); // its graph node belongs to the step
-            NDArray at = rotT.matMul(mt); // (G', R, R): Rot_b^T M^T = (M Rot_b)^T
-            at.attach(step);
+            NDArray at = rotatedTransposed(step); // (G', R, R): (M Rot_b)^T
             y = c.transpose(1, 0, 2).matMul(at) // (G', N, R)
                     .transpose(1, 0, 2).reshape(n, need); // (N, G'R)
         }
@@ -148,30 +149,20 @@ public final class MoraLayer implements AdapterLayer {
     }
 
     /**
-     * {@code Rot_b^T} for blocks {@code b < blocks}, row-major {@code (blocks, R, R)}: {@code
-     * Rot_b} maps a block {@code v} to {@code v cos(b theta) + rotate_half(v) sin(b theta)}.
+     * {@code (M Rot_b)^T} for the {@code G'} used blocks, {@code (G', R, R)} in {@code step}, built
+     * elementwise: {@code Rot_b} has two nonzeros per column ({@code Rot_b v = v cos(b theta) +
+     * rotate_half(v) sin(b theta)}), so row {@code j} of {@code (M Rot_b)^T} is {@code M^T[j] cos_j
+     * + M^T[j + R/2] sin_j} for {@code j < R/2} and {@code M^T[j] cos_j - M^T[j - R/2] sin_j}
+     * otherwise: {@code 4 G' R^2} flops instead of the {@code 2 G' R^3} of multiplying by the
+     * rotation matrices.
      */
-    static float[] rotationsTransposed(MoraGeometry geo, int blocks) {
-        int r = geo.rank();
-        int h = r / 2;
-        float[] out = new float[blocks * r * r];
-        for (int b = 0; b < blocks; b++) {
-            int base = b * r * r;
-            for (int l = 0; l < r; l++) {
-                double phi = b * geo.theta(l < h ? l : l - h);
-                // not named cos/sin: those are the tensor fields (ScalarRuleTest reads names)
-                float c = (float) Math.cos(phi);
-                float sn = (float) Math.sin(phi);
-                // Rot[l][l] = cos; Rot[l][l+h] = -sin (l < h); Rot[l][l-h] = sin (l >= h). Stored transposed: T[col][row].
-                out[base + l * r + l] = c;
-                if (l < h) {
-                    out[base + (l + h) * r + l] = -sn;
-                } else {
-                    out[base + (l - h) * r + l] = sn;
-                }
-            }
-        }
-        return out;
+    private NDArray rotatedTransposed(NDManager step) {
+        int h = geo.rank() / 2;
+        NDArray mt = m.transpose(); // (R, R): M^T, a view
+        mt.attach(step); // its graph node belongs to the step
+        NDList halves = mt.split(new long[] {h}, 0); // (R/2, R) twice, views
+        NDArray half = NDArrays.concat(new NDList(halves.get(1), halves.get(0).neg()), 0); // (R, R)
+        return mt.mul(cosCol).add(half.mul(sinCol)); // (G', R, R)
     }
 
     /**
@@ -276,7 +267,7 @@ public final class MoraLayer implements AdapterLayer {
         NDList parts = new NDList(x);
         while (have < need) {
             int take = Math.min(geo.dIn(), need - have);
-            parts.add(x.get(new NDIndex(":, :" + take)));
+            parts.add(prefix(x, take));
             have += take;
         }
         return NDArrays.concat(parts, 1);
@@ -314,10 +305,22 @@ public final class MoraLayer implements AdapterLayer {
             return y;
         }
         if (len > dOut) {
-            return y.get(new NDIndex(":, :" + dOut));
+            return prefix(y, dOut);
         }
         long reps = (dOut + len - 1) / len;
-        return y.tile(new long[] {1, reps}).get(new NDIndex(":, :" + dOut));
+        return prefix(y.tile(new long[] {1, reps}), dOut);
+    }
+
+    /**
+     * The first {@code cols} columns of {@code (N, C)}, a view. Through {@code split}, whose
+     * gradient is one concatenation: DJL's {@code get(":, :k")} slices every axis, so the
+     * gradient of the whole-range row slice and of the column slice each allocate and fill a
+     * zero array of the whole input (for gate/up, down and their tiles, a tenth of the rotation
+     * step went there).
+     */
+    private static NDArray prefix(NDArray a, long cols) {
+        long have = a.getShape().get(1);
+        return cols == have ? a : a.split(new long[] {cols}, 1).get(0);
     }
 
     /** Repeat-interleave decompression with the contiguous grouping of {@code d_out}. */
