@@ -3,6 +3,7 @@ package dev.morastream.ops.cli;
 import ai.djl.ndarray.NDManager;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.adapters.MoraVariant;
+import dev.morastream.models.bench.DecodeBench;
 import dev.morastream.models.bench.MemorizeBench;
 import dev.morastream.models.bench.StepBench;
 import dev.morastream.models.llama.LlamaConfig;
@@ -24,7 +25,7 @@ import picocli.CommandLine.Option;
 /** Benchmarks that print JSON lines. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (JSON lines with --json).",
         subcommands = {BenchCommand.Memorize.class, BenchCommand.Step.class, BenchCommand.Trainers.class, BenchCommand.Pretrain.class, BenchCommand.Continual.class,
-            BenchCommand.Ingest.class, BenchCommand.Serve.class,
+            BenchCommand.Ingest.class, BenchCommand.Serve.class, BenchCommand.Decode.class,
             PlotCommand.class})
 public final class BenchCommand implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
@@ -507,6 +508,75 @@ public final class BenchCommand implements Runnable {
             return 0;
         }
     }
+
+    /** One continuous-batching decode step with the rows spread over K adapter versions, against one version and the base. */
+    @Command(name = "decode", mixinStandardHelpOptions = true,
+            description = {"Time of one batched decode step of N rows spread over K random adapter versions (row i on version i mod K),",
+                "against the same rows on one version and on the base model; rounds alternate the three, the median is reported.",
+                "Prints rows, adapters (0: the base), method, variant, rounds, steps, ms_per_step, to_one_version, to_base."})
+    public static final class Decode implements Callable<Integer> {
+        @CommandLine.Spec CommandLine.Model.CommandSpec commandSpec;
+
+        @Mixin ModelOptions modelOptions;
+
+        @Option(names = "--rows", defaultValue = "16", description = "Rows decoded together (default ${DEFAULT-VALUE}).")
+        int rows;
+
+        @Option(names = "--adapters", defaultValue = "4", description = "Versions the rows spread over, at least 2 (default ${DEFAULT-VALUE}).")
+        int adapters;
+
+        @Option(names = "--method", defaultValue = "sharing",
+                description = "lora or a MoRA variant (default ${DEFAULT-VALUE}, what bench serve publishes).")
+        String method;
+
+        @Option(names = "--rank", defaultValue = "8", description = "r (default ${DEFAULT-VALUE}).")
+        int rank;
+
+        @Option(names = "--steps", defaultValue = "30", description = "Timed steps per batch and round (default ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--rounds", defaultValue = "6", description = "Rounds (default ${DEFAULT-VALUE}).")
+        int rounds;
+
+        @Option(names = "--json", description = "JSON lines on stdout.")
+        boolean json;
+
+        @Override
+        public Integer call() {
+            CommandLine cl = commandSpec.commandLine();
+            AdapterSpec spec;
+            if (method.equals("lora")) {
+                spec = AdapterSpec.lora(rank, 2.0 * rank);
+            } else {
+                try {
+                    spec = AdapterSpec.mora(rank, MoraVariant.parse(method));
+                } catch (IllegalArgumentException e) {
+                    throw new CommandLine.ParameterException(cl, "--method must be lora or one of "
+                            + java.util.Arrays.stream(MoraVariant.values()).map(MoraVariant::id).toList() + ", got '" + method + "'");
+                }
+            }
+            if (rows < 1 || adapters < 2 || steps < 1 || rounds < 1) {
+                throw new CommandLine.ParameterException(cl, "--rows, --steps and --rounds must be positive and --adapters at least 2");
+            }
+            try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
+                    TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config())) {
+                for (DecodeBench.Result r : DecodeBench.run(model, tok, spec, rows, adapters, steps, rounds)) {
+                    if (json) {
+                        System.out.println(Json.line(new DecodeRow(r.rows(), r.adapters(), r.method(), r.variant(), r.rounds(), r.steps(),
+                                r.msPerStep(), r.toOneVersion(), r.toBase())));
+                    } else {
+                        System.out.printf(Locale.ROOT, "%d rows, %d versions (%s %s): %.2f ms/step, %.3f x one version, %.3f x base%n",
+                                r.rows(), r.adapters(), r.method(), r.variant(), r.msPerStep(), r.toOneVersion(), r.toBase());
+                    }
+                }
+            }
+            System.out.flush();
+            return 0;
+        }
+    }
+
+    record DecodeRow(int rows, int adapters, String method, String variant, int rounds, int steps, double ms_per_step,
+            double to_one_version, double to_base) {}
 
     /** JSON field names as the issue gives them. */
     record Row(String method, String variant, long trainable_params, double ms_per_step, double tokens_per_s,
