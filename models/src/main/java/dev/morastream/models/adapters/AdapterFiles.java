@@ -130,10 +130,11 @@ public final class AdapterFiles {
 
     /**
      * Loads the adapter stored in {@code dir} as a set that never writes the model's weights, to
-     * share the model with other versions; full fine-tuning adapters cannot be loaded this way.
+     * share the model with other versions, and {@linkplain AdapterSet#freeze freezes} it (it is
+     * only read: serving, evaluation); full fine-tuning adapters cannot be loaded this way.
      */
     public static AdapterSet loadDetached(Path dir, LlamaModel model) {
-        return load(dir, model, false);
+        return load(dir, model, false).freeze();
     }
 
     /** Loads the adapter in {@code dir} as an owning ({@link AdapterSet#createOwning}) or shared set. */

@@ -181,6 +181,42 @@ public final class AdapterSet implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Sets every trainable number to a normal draw (mean 0, {@code std}), in {@link #trainable}
+     * order from {@code new Random(seed)}: a version that changes the output, for benchmarks and
+     * tests (a fresh set is exactly the base).
+     *
+     * @return this set
+     */
+    public AdapterSet randomize(long seed, double std) {
+        java.util.Random r = new java.util.Random(seed);
+        for (NDArray p : trainable().values()) {
+            float[] v = new float[Math.toIntExact(p.size())];
+            for (int i = 0; i < v.length; i++) {
+                v[i] = (float) (r.nextGaussian() * std);
+            }
+            p.set(java.nio.FloatBuffer.wrap(v));
+        }
+        return this;
+    }
+
+    /**
+     * Marks the set as only read from now on and precomputes what depends on its values alone
+     * (MoRA rotation's per-block matrices, {@link MoraLayer#freeze}), so that decoding a few rows
+     * takes one batched product per module. Its trainable values must not change afterwards: call
+     * it on a loaded or finished set, before sharing it.
+     *
+     * @return this set
+     */
+    public AdapterSet freeze() {
+        layers.values().forEach(l -> {
+            if (l instanceof MoraLayer m) {
+                m.freeze();
+            }
+        });
+        return this;
+    }
+
     public long trainableParameters() {
         return layers.values().stream().mapToLong(AdapterLayer::trainableParameters).sum();
     }

@@ -26,6 +26,7 @@ public final class MoraLayer implements AdapterLayer {
     private final int usedBlocks; // G': the blocks whose outputs reach d_out (rotation, decoupling)
     private final NDArray cosCol; // (G', R, 1): cos(b theta_{j mod R/2}) by row j of A_b^T, null unless rotation
     private final NDArray sinCol; // (G', R, 1)
+    private NDArray fixedAt; // (G', R, R): (M Rot_b)^T of M as it was at freeze(); null until then (rotation only)
 
     public MoraLayer(String module, MoraGeometry geo, NDManager manager) {
         this.module = module;
@@ -115,7 +116,29 @@ public final class MoraLayer implements AdapterLayer {
      */
     boolean blockMatrices(long n) {
         MoraVariant v = geo.variant();
-        return (v == MoraVariant.ROTATION || v == MoraVariant.DECOUPLING) && n >= geo.rank();
+        return (v == MoraVariant.ROTATION || v == MoraVariant.DECOUPLING) && (n >= geo.rank() || fixedAt != null);
+    }
+
+    /**
+     * For inference: builds rotation's per-block matrices of the current {@code M} once, so that
+     * every later update, on any number of rows (decoding: a few), is one batched product instead
+     * of the elementwise compression (wrap, rotate-half, two products) of {@link #compress}. {@code
+     * M} must not change afterwards: for sets that are only ever read ({@link
+     * AdapterFiles#loadDetached}), called before the set is shared. No effect on other variants.
+     */
+    void freeze() {
+        if (cosCol == null || fixedAt != null) {
+            return;
+        }
+        if (m.hasGradient()) {
+            throw new IllegalStateException(module + ": a trained M cannot be frozen");
+        }
+        NDManager owner = m.getManager();
+        try (NDManager tmp = owner.newSubManager()) {
+            NDArray at = rotatedTransposed(tmp); // (G', R, R)
+            at.attach(owner);
+            fixedAt = at;
+        }
     }
 
     /**
@@ -135,17 +158,26 @@ public final class MoraLayer implements AdapterLayer {
         int r = geo.rank();
         int g = usedBlocks;
         int need = g * r;
-        NDArray xt = need == geo.dIn() ? x : need < geo.dIn() ? prefix(x, need) : wrap(x, need); // (N, G'R)
-        NDArray c = xt.reshape(n, g, r); // (N, G', R)
+        NDArray c = usedBlockInputs(x); // (N, G', R)
         NDArray y; // (N, G'R)
         if (cosCol == null) {
             y = Linear.linear(c, m).singletonOrThrow().reshape(n, need); // (N, G'R)
         } else {
-            NDArray at = rotatedTransposed(step); // (G', R, R): (M Rot_b)^T
+            NDArray at = fixedAt != null ? fixedAt : rotatedTransposed(step); // (G', R, R): (M Rot_b)^T
             y = c.transpose(1, 0, 2).matMul(at) // (G', N, R)
                     .transpose(1, 0, 2).reshape(n, need); // (N, G'R)
         }
         return tile(y, geo.dOut()); // (N, d_out)
+    }
+
+    /**
+     * The {@code G'} blocks of the wrap-padded input whose outputs reach {@code d_out}: a prefix
+     * view of {@code x (N, d_in)} when they fit in {@code d_in}, else one wrap; {@code (N, G', R)}.
+     */
+    private NDArray usedBlockInputs(NDArray x) {
+        int need = usedBlocks * geo.rank();
+        NDArray xt = need == geo.dIn() ? x : need < geo.dIn() ? prefix(x, need) : wrap(x, need); // (N, G'R)
+        return xt.reshape(x.getShape().get(0), usedBlocks, geo.rank());
     }
 
     /**
@@ -185,16 +217,19 @@ public final class MoraLayer implements AdapterLayer {
         int k = layers.size();
         int r = first.geo.rank();
         int n = rowLayer.length;
-        NDList ms = new NDList(k);
-        layers.forEach(l -> ms.add(l.m));
-        NDArray mcat = k == 1 ? first.m.duplicate() : NDArrays.concat(ms, 0); // (K*R, R), a copy
-        mcat.attach(owner);
         float[] mask = new float[n * k];
         for (int i = 0; i < n; i++) {
             if (rowLayer[i] >= 0) {
                 mask[i * k + rowLayer[i]] = 1f;
             }
         }
+        if (layers.stream().allMatch(l -> l.fixedAt != null)) {
+            return frozenBatched(layers, mask, owner);
+        }
+        NDList ms = new NDList(k);
+        layers.forEach(l -> ms.add(l.m));
+        NDArray mcat = k == 1 ? first.m.duplicate() : NDArrays.concat(ms, 0); // (K*R, R), a copy
+        mcat.attach(owner);
         boolean blocks = first.geo.variant() == MoraVariant.ROTATION || first.geo.variant() == MoraVariant.DECOUPLING;
         NDArray mk = owner.create(mask, blocks ? new Shape(n, 1, k, 1) : new Shape(n, k, 1)).toDevice(owner.getDevice(), false);
         return x -> {
@@ -207,6 +242,32 @@ public final class MoraLayer implements AdapterLayer {
                     ? z.reshape(n, c.getShape().get(1), k, r).mul(mk).sum(new int[] {2}) // (N, G, R)
                     : z.reshape(n, k, r).mul(mk).sum(new int[] {1}); // (N, R)
             return first.decompress(y); // (N, d_out)
+        };
+    }
+
+    /**
+     * {@link #batched} for frozen rotation layers ({@link #freeze}): the used blocks of every row go
+     * through the {@code K} versions' per-block matrices side by side, {@code (G', R, K*R)}, in one
+     * batched product, whose blocks are masked per row ({@code mask (N*K)}, one-hot or zero).
+     */
+    private static BatchableOp.RowsDelta frozenBatched(List<MoraLayer> layers, float[] mask, NDManager owner) {
+        MoraLayer first = layers.get(0);
+        int k = layers.size();
+        int r = first.geo.rank();
+        int g = first.usedBlocks;
+        int n = mask.length / k;
+        NDList ats = new NDList(k);
+        layers.forEach(l -> ats.add(l.fixedAt));
+        NDArray acat = k == 1 ? first.fixedAt.duplicate() : NDArrays.concat(ats, 2); // (G', R, K*R), a copy
+        acat.attach(owner);
+        NDArray mk = owner.create(mask, new Shape(1, n, k, 1)).toDevice(owner.getDevice(), false);
+        return x -> {
+            if (x.getShape().get(0) != n) {
+                throw new IllegalArgumentException("prepared for " + n + " rows, got " + x.getShape());
+            }
+            NDArray z = first.usedBlockInputs(x).transpose(1, 0, 2).matMul(acat); // (G', N, K*R)
+            NDArray y = z.reshape(g, n, k, r).mul(mk).sum(new int[] {2}); // (G', N, R)
+            return tile(y.transpose(1, 0, 2).reshape(n, (long) g * r), first.geo.dOut()); // (N, d_out)
         };
     }
 

@@ -1,6 +1,5 @@
 package dev.morastream.models.bench;
 
-import ai.djl.ndarray.NDArray;
 import dev.morastream.models.adapters.AdapterSet;
 import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.generate.DecodeBatch;
@@ -8,11 +7,9 @@ import dev.morastream.models.generate.GenerationConfig;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
-import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
 
 /**
  * Cost of one continuous-batching decode step ({@link DecodeBatch#step}) of {@code rows} rows
@@ -50,16 +47,7 @@ public final class DecodeBench {
         List<AdapterSet> sets = new ArrayList<>();
         try {
             for (int v = 0; v < k; v++) {
-                AdapterSet set = AdapterSet.create(model, spec.withSeed(v));
-                Random r = new Random(1000 + v);
-                for (NDArray p : set.trainable().values()) {
-                    float[] x = new float[(int) p.size()];
-                    for (int i = 0; i < x.length; i++) {
-                        x[i] = (float) (r.nextGaussian() * 0.01);
-                    }
-                    p.set(FloatBuffer.wrap(x));
-                }
-                sets.add(set);
+                sets.add(AdapterSet.create(model, spec.withSeed(v)).randomize(1000 + v, 0.01).freeze()); // as served: loadDetached freezes
             }
             int[] prompt = tokenizer.encodeFramed("Once upon a time", false);
             int[] spreads = {0, 1, k};

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -16,7 +15,6 @@ import dev.morastream.models.checkpoint.Tensor;
 import dev.morastream.models.llama.LlamaConfig;
 import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
-import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -58,14 +56,7 @@ class AdapterModelTest {
     }
 
     static void randomize(AdapterSet set, long seed) {
-        Random r = new Random(seed);
-        for (NDArray p : set.trainable().values()) {
-            float[] v = new float[(int) p.size()];
-            for (int i = 0; i < v.length; i++) {
-                v[i] = (float) (r.nextGaussian() * 0.05);
-            }
-            p.set(FloatBuffer.wrap(v));
-        }
+        set.randomize(seed, 0.05);
     }
 
     static List<AdapterSpec> everyMethod() {

@@ -21,7 +21,6 @@ import dev.morastream.models.llama.LinearOp;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.llama.RowGroupedOp;
 import dev.morastream.models.tokenizer.TextTokenizer;
-import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -60,16 +59,7 @@ class BatchedDecodeTest {
 
     /** An adapter whose every trainable number is random (a fresh one is the base exactly). */
     private static AdapterSet randomAdapter(LlamaModel model, AdapterSpec spec, long seed, double std) {
-        AdapterSet set = AdapterSet.create(model, spec);
-        Random r = new Random(seed);
-        for (NDArray p : set.trainable().values()) {
-            float[] v = new float[(int) p.size()];
-            for (int k = 0; k < v.length; k++) {
-                v[k] = (float) (r.nextGaussian() * std);
-            }
-            p.set(FloatBuffer.wrap(v));
-        }
-        return set;
+        return AdapterSet.create(model, spec).randomize(seed, std);
     }
 
     private static int[] prompt(int n, long seed) {
@@ -167,6 +157,44 @@ class BatchedDecodeTest {
             assertTrue(RowGroupedOp.of(m, List.of(one, one)) == one, "one version: its own op");
         } finally {
             sets.forEach(AdapterSet::close);
+        }
+    }
+
+    /**
+     * A frozen rotation set ({@link AdapterSet#freeze}: per-block matrices built once, what serving
+     * loads) gives what the same unfrozen set gives, alone on fewer rows than R (where the unfrozen
+     * one takes the elementwise compression) and batched with another frozen version and the base.
+     */
+    @Test
+    void frozenRotationEqualsTheUnfrozenAloneAndBatched() {
+        AdapterSpec spec = AdapterSpec.mora(4, MoraVariant.ROTATION);
+        try (NDManager m = root.newSubManager();
+                AdapterSet a = randomAdapter(peaked, spec, 40, 0.3);
+                AdapterSet b = randomAdapter(peaked, spec, 41, 0.3);
+                AdapterSet fa = randomAdapter(peaked, spec, 40, 0.3).freeze();
+                AdapterSet fb = randomAdapter(peaked, spec, 41, 0.3).freeze()) {
+            List<LinearOp> plain = List.of(a.op(), LinearOp.PLAIN, b.op(), a.op(), b.op());
+            List<LinearOp> frozen = List.of(fa.op(), LinearOp.PLAIN, fb.op(), fa.op(), fb.op());
+            LinearOp grouped = RowGroupedOp.of(m, frozen);
+            for (String module : List.of("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                    "model.layers.1.mlp.up_proj", "model.layers.1.mlp.down_proj")) {
+                NDArray w = peaked.weight(module + ".weight");
+                int dIn = (int) w.getShape().get(1);
+                int dOut = (int) w.getShape().get(0);
+                float[] xs = new float[plain.size() * dIn];
+                Random r = new Random(module.hashCode());
+                for (int i = 0; i < xs.length; i++) {
+                    xs[i] = (float) r.nextGaussian();
+                }
+                NDArray x = m.create(xs, new Shape(plain.size(), dIn)); // (N, d_in), N < R
+                assertClose(a.op().apply(module, x, w, null).toFloatArray(), fa.op().apply(module, x, w, null).toFloatArray(), 1e-5,
+                        module + " alone");
+                float[] got = grouped.apply(module, x, w, null).toFloatArray();
+                for (int row = 0; row < plain.size(); row++) {
+                    float[] want = plain.get(row).apply(module, x.get(row + ":" + (row + 1)), w, null).toFloatArray();
+                    assertClose(want, java.util.Arrays.copyOfRange(got, row * dOut, (row + 1) * dOut), 1e-5, module + " row " + row);
+                }
+            }
         }
     }
 

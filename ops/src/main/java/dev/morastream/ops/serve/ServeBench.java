@@ -1,7 +1,6 @@
 package dev.morastream.ops.serve;
 
 import dev.morastream.actors.serving.ServingPool;
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -18,7 +17,6 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -28,7 +26,6 @@ import java.util.Comparator;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -126,15 +123,7 @@ public final class ServeBench {
             for (int i = 0; i < o.adapters() + 2; i++) {
                 AdapterSpec spec = AdapterSpec.mora(8, MoraVariant.SHARING);
                 Path a = dir.resolve("adapter" + i);
-                try (AdapterSet set = AdapterSet.create(model, spec.withSeed(i))) {
-                    Random r = new Random(1000 + i);
-                    for (NDArray p : set.trainable().values()) {
-                        float[] v = new float[(int) p.size()];
-                        for (int k = 0; k < v.length; k++) {
-                            v[k] = (float) (r.nextGaussian() * 0.01);
-                        }
-                        p.set(FloatBuffer.wrap(v));
-                    }
+                try (AdapterSet set = AdapterSet.create(model, spec.withSeed(i)).randomize(1000 + i, 0.01)) {
                     AdapterFiles.save(set, a, base);
                 }
                 out.add(reg.publish(DOMAIN, a, Map.of(), Map.of("bench", "serve")).version());

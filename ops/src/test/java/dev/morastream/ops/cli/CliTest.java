@@ -15,12 +15,10 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
-import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
@@ -120,15 +118,7 @@ class CliTest {
         Path adapter = dir.resolve("adapter");
         float[] want;
         try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(TINY, root);
-                AdapterSet set = AdapterSet.create(model, AdapterSpec.mora(8, MoraVariant.ROTATION))) {
-            Random rnd = new Random(1);
-            set.trainable().values().forEach(a -> {
-                float[] v = new float[(int) a.size()];
-                for (int i = 0; i < v.length; i++) {
-                    v[i] = (float) (rnd.nextGaussian() * 0.01);
-                }
-                a.set(FloatBuffer.wrap(v));
-            });
+                AdapterSet set = AdapterSet.create(model, AdapterSpec.mora(8, MoraVariant.ROTATION)).randomize(1, 0.01)) {
             AdapterFiles.save(set, adapter, TINY.toString());
             want = logits(model, set.op());
         }

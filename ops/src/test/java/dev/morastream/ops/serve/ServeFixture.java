@@ -1,6 +1,5 @@
 package dev.morastream.ops.serve;
 
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import dev.morastream.actors.registry.AdapterRegistry;
 import dev.morastream.actors.registry.AdapterVersion;
@@ -10,13 +9,11 @@ import dev.morastream.models.adapters.AdapterSpec;
 import dev.morastream.models.llama.LlamaModel;
 import dev.morastream.models.tokenizer.TextTokenizer;
 import java.io.IOException;
-import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 
 /** The shipped tiny model and a registry with versions of one domain whose adapters are random (so outputs differ). */
 final class ServeFixture implements AutoCloseable {
@@ -34,15 +31,7 @@ final class ServeFixture implements AutoCloseable {
         registry = new AdapterRegistry(dir.resolve("registry"), 10);
         for (int i = 0; i < nVersions; i++) {
             Path a = dir.resolve("adapter" + i);
-            try (AdapterSet set = AdapterSet.create(model, AdapterSpec.lora(4, 8).withSeed(i))) {
-                Random r = new Random(100 + i);
-                for (NDArray p : set.trainable().values()) {
-                    float[] v = new float[(int) p.size()];
-                    for (int k = 0; k < v.length; k++) {
-                        v[k] = (float) (r.nextGaussian() * 0.2);
-                    }
-                    p.set(FloatBuffer.wrap(v));
-                }
+            try (AdapterSet set = AdapterSet.create(model, AdapterSpec.lora(4, 8).withSeed(i)).randomize(100 + i, 0.2)) {
                 AdapterFiles.save(set, a, "tiny");
             }
             versions.add(registry.publish(DOMAIN, a, Map.of("memorisation", 0.1 * i), Map.of()).version());
