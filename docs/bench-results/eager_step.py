@@ -9,8 +9,10 @@ modules. One step = forward, cross-entropy, backward, global-norm clip 1.0, torc
 (lr 1e-4, no weight decay), zero_grad: what IncrementalTrainer.step does. Median of the timed
 steps after the warm-up ones, printed as JSON lines with the fields bench step has in common.
 
-Usage (Debian's python3-torch, 1.13 with OpenBLAS here):
-  python3 docs/bench-results/eager_step.py --random 1024,8,2816,16,4 --batch-size 4 --seq-len 128 \
+Usage (Debian's python3-torch 1.13; it calls BLAS through the libblas.so.3 alternative, which is the
+reference BLAS, ~5 GFLOP/s, unless OpenBLAS is installed; /usr/bin/python3, not a pyenv shim):
+  apt-get install -y python3-torch libopenblas0-pthread
+  /usr/bin/python3 docs/bench-results/eager_step.py --random 1024,8,2816,16,4 --batch-size 4 --seq-len 128 \
       --methods lora,rotation,full --warmup 1 --steps 5
 """
 import argparse
