@@ -35,15 +35,12 @@ public final class DecodeBench {
     /**
      * @param spec the adapters' method and shape; their trainable numbers are set at random
      *     (normal, std 0.01, seeded), so that each version changes the output
-     * @param steps timed steps per batch and round, after two untimed ones
+     * @param steps timed steps per batch and round, after the prefill and two untimed ones
      * @return three results: the base (adapters 0), one version, {@code k} versions
      */
     public static List<Result> run(LlamaModel model, TextTokenizer tokenizer, AdapterSpec spec, int rows, int k, int steps,
             int rounds) {
-        if (rows < 1 || k < 2 || steps < 1 || rounds < 1) {
-            throw new IllegalArgumentException("rows, steps and rounds must be positive and adapters at least 2: rows=" + rows
-                    + " adapters=" + k + " steps=" + steps + " rounds=" + rounds);
-        }
+        requireValid(rows, k, steps, rounds);
         List<AdapterSet> sets = new ArrayList<>();
         try {
             for (int v = 0; v < k; v++) {
@@ -75,6 +72,14 @@ public final class DecodeBench {
         }
     }
 
+    /** Throws {@link IllegalArgumentException}, naming the values, unless {@link #run} can take them. */
+    public static void requireValid(int rows, int k, int steps, int rounds) {
+        if (rows < 1 || k < 2 || steps < 1 || rounds < 1) {
+            throw new IllegalArgumentException("rows, steps and rounds must be positive and adapters at least 2: rows=" + rows
+                    + " adapters=" + k + " steps=" + steps + " rounds=" + rounds);
+        }
+    }
+
     /** Mean ms of {@code steps} decode steps of {@code rows} rows, row {@code i} on version {@code i mod spread}. */
     private static double timeSteps(LlamaModel model, TextTokenizer tokenizer, int[] prompt, List<AdapterSet> sets, int spread,
             int rows, int steps) {
@@ -85,9 +90,9 @@ public final class DecodeBench {
                 LinearOp op = spread == 0 ? LinearOp.PLAIN : sets.get(i % spread).op();
                 qs.add(new DecodeBatch.Request(prompt, cfg, op, null, s -> {}));
             }
-            batch.join(qs);
-            batch.step(); // the prefill
-            batch.step(); // a first decode step: prepares the per-row adapter selection
+            batch.join(qs); // the prefill
+            batch.step(); // the first decode step: prepares the per-row adapter selection
+            batch.step();
             long t0 = System.nanoTime();
             for (int s = 0; s < steps; s++) {
                 batch.step();

@@ -555,8 +555,10 @@ public final class BenchCommand implements Runnable {
                             + java.util.Arrays.stream(MoraVariant.values()).map(MoraVariant::id).toList() + ", got '" + method + "'");
                 }
             }
-            if (rows < 1 || adapters < 2 || steps < 1 || rounds < 1) {
-                throw new CommandLine.ParameterException(cl, "--rows, --steps and --rounds must be positive and --adapters at least 2");
+            try {
+                DecodeBench.requireValid(rows, adapters, steps, rounds); // before the model loads
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(cl, e.getMessage());
             }
             try (NDManager root = NDManager.newBaseManager(); LlamaModel model = LlamaModel.load(modelOptions.dir(), root);
                     TextTokenizer tok = TextTokenizer.forModel(modelOptions.dir(), model.config())) {
